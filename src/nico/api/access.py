@@ -1,0 +1,58 @@
+"""The provider-site guard every site-scoped call runs, in upstream's order."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico.errors import BadRequest, Forbidden, PreconditionFailed
+from nico.store import inventory
+from nico.store.models import Provider, Site
+
+NO_PROVIDER = "Failed to retrieve Infrastructure Provider for org"
+SITE_INVALID = "Failed to validate Site specified in request: invalid ID"
+SITE_MISSING = "Site specified in request does not exist"
+SITE_FOREIGN = "Site specified in request doesn't belong to current org's Provider"
+FLOW_DISABLED = "Site does not have NICo Flow enabled"
+
+
+def parse_uuid(value: str | None, message: str, field: str) -> uuid.UUID:
+    """400 with `message` when `value` is not a UUID (a malformed id is 400 everywhere)."""
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        raise BadRequest(message, {field: "must be a valid UUID"}) from None
+
+
+async def require_provider(session: AsyncSession, org: str) -> Provider:
+    provider = await inventory.get_provider(session, org)
+    if provider is None:
+        raise BadRequest(NO_PROVIDER)
+    return provider
+
+
+async def require_site(
+    session: AsyncSession,
+    org: str,
+    site_id: str | uuid.UUID | None,
+    *,
+    in_body: bool = False,
+    flow: bool = True,
+) -> Site:
+    """Provider exists -> siteId given and a UUID -> site exists -> same provider -> Flow."""
+    provider = await require_provider(session, org)
+    if site_id is None or site_id == "":
+        message = "siteId is required" if in_body else "siteId query parameter is required"
+        raise BadRequest(message, {"siteId": "is required"})
+    parsed = (
+        site_id if isinstance(site_id, uuid.UUID) else parse_uuid(site_id, SITE_INVALID, "siteId")
+    )
+    site = await inventory.get_site(session, parsed)
+    if site is None:
+        raise BadRequest(SITE_MISSING, {"siteId": "does not exist"})
+    if site.provider_id != provider.id:
+        raise Forbidden(SITE_FOREIGN)
+    if flow and not site.flow_enabled:
+        raise PreconditionFailed(FLOW_DISABLED)
+    return site

@@ -1,0 +1,103 @@
+"""The one place every error becomes `{"source":"nico","message":...,"data":...}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nico.errors import NicoError
+
+log = logging.getLogger("nico.api")
+
+NOT_FOUND_PATH = "The requested path was not found"
+METHOD_NOT_ALLOWED = "The requested method is not allowed for this path"
+UNEXPECTED = "An unexpected error occurred while processing the request"
+
+
+def error_body(message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"source": "nico", "message": message, "data": data}
+
+
+def error_response(status: int, message: str, data: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_body(message, data))
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """`("steps", 2, "mainOperation")` -> `steps[2].mainOperation`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "is invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """Name the field of each problem; query and body problems read differently."""
+    errors = list(exc.errors())
+    data: dict[str, str] = {}
+    query_missing: list[str] = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        where = loc[0] if loc else "body"
+        path = field_path(loc[1:]) or str(where)
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            return error_response(400, "Failed to parse request data: body is not valid JSON")
+        if where in ("query", "path", "header") and kind == "missing":
+            query_missing.append(path)
+            data.setdefault(path, "is required")
+            continue
+        if kind == "missing":
+            data.setdefault(path, "is required")
+        elif kind == "extra_forbidden":
+            data.setdefault(path, "is not a known field")
+        else:
+            data.setdefault(path, _clean_message(error))
+    if query_missing and len(data) == len(query_missing):
+        first = query_missing[0]
+        return error_response(400, f"{first} query parameter is required", data)
+    if errors and all(next(iter(e.get("loc", ("body",)))) == "body" for e in errors):
+        summary = "Failed to validate request data"
+    else:
+        summary = "Invalid request parameters"
+    detail = "; ".join(f"{k}: {v}" for k, v in data.items())
+    return error_response(400, f"{summary}: {detail}" if detail else summary, data)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NicoError)
+    async def _nico(_: Request, exc: NicoError) -> JSONResponse:
+        return error_response(exc.status_code, exc.message, exc.data)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, NOT_FOUND_PATH)
+        if exc.status_code == 405:
+            return error_response(405, METHOD_NOT_ALLOWED)
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, UNEXPECTED)

@@ -1,0 +1,28 @@
+"""`nico db upgrade`: apply migrations to NICO_DATABASE_URL (also done on every start)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from nico.config import Settings
+from nico.store.db import Database
+
+app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    settings = Settings()
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url())
+        try:
+            await db.migrate()
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    typer.echo("database is at the newest schema")

@@ -1,0 +1,102 @@
+"""Every `NICO_*` setting, in one place. The README documents each one."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings read from `NICO_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="NICO_", extra="ignore")
+
+    # --- process / API -------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8388, description="Port the API listens on.")
+    data_dir: Path = Field(
+        Path(".nico"), description="Where the embedded database, Temporal file and keys live."
+    )
+    log_level: str = Field("INFO", description="Python log level (DEBUG, INFO, WARNING...).")
+    api_name: str = Field("nico", description="API name segment in /v2/org/{org}/{api_name}.")
+
+    # --- database ------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite under data_dir. "
+        "PostgreSQL: postgresql+asyncpg://user@host/db",
+    )
+
+    # --- auth ----------------------------------------------------------------------
+    auth_jwks_url: str | None = Field(None, description="OIDC issuer JWKS URL (Keycloak etc.).")
+    auth_issuer: str | None = Field(None, description="Expected `iss` of OIDC tokens.")
+    auth_audience: str | None = Field(None, description="Expected `aud` of OIDC tokens.")
+    auth_roles_claim: str = Field(
+        "realm_access.roles", description="Dot path of the claim holding `org:ROLE` entries."
+    )
+    auth_dev_key: str | None = Field(
+        None,
+        description="HS256 secret for locally minted dev tokens; `nico serve` generates one "
+        "under data_dir when unset.",
+    )
+
+    # --- Temporal ------------------------------------------------------------------
+    temporal_address: str | None = Field(
+        None,
+        description="host:port of an existing Temporal frontend. Unset: `nico serve` starts "
+        "the embedded dev server.",
+    )
+    temporal_namespace: str = Field("default", description="Temporal namespace.")
+    temporal_task_queue: str = Field("nico-tasks", description="Temporal task queue name.")
+    temporal_dev_port: int = Field(7233, description="Port of the embedded Temporal dev server.")
+
+    # --- hardware ------------------------------------------------------------------
+    backend: Literal["simulator", "redfish"] = Field(
+        "simulator", description="Default tray backend when the inventory names none."
+    )
+    sim_latency: float = Field(
+        0.2, description="Seconds a simulated power transition or BMC call takes."
+    )
+    sim_firmware_duration: float = Field(
+        3.0, description="Seconds a simulated firmware update takes to complete."
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Fernet key encrypting BMC credentials at rest; `nico serve` generates "
+        "one under data_dir when unset.",
+    )
+    redfish_verify_tls: bool = Field(True, description="Verify BMC TLS certificates.")
+    redfish_ca_bundle: str | None = Field(None, description="CA bundle file for BMC TLS.")
+    redfish_timeout: float = Field(30.0, description="Per-request timeout to a BMC, seconds.")
+    bmc_concurrency: int = Field(4, description="Max concurrent requests per BMC.")
+
+    # --- task manager --------------------------------------------------------------
+    queue_max_per_rack: int = Field(5, description="Max Waiting tasks per rack.")
+    queue_default_timeout: float = Field(
+        3600.0, description="Seconds a queued task waits before it expires."
+    )
+    sweep_interval: float = Field(
+        30.0, description="Seconds between queue sweeps and reconciler passes."
+    )
+
+    # --- demo seed -----------------------------------------------------------------
+    seed_demo: bool = Field(True, description="`nico serve` seeds the demo org, site and rack.")
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file under `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'nico.db').as_posix()}"
+
+    def api_prefix(self) -> str:
+        return f"/v2/org/{{org}}/{self.api_name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (tests build their own `Settings` instead)."""
+    return Settings()

@@ -1,0 +1,187 @@
+"""Shared domain vocabulary: component types, operation types and codes, statuses.
+
+Wire spellings follow the seeds (`NVLSwitch`, `PowerControl`, `Succeeded`); input is
+accepted case-insensitively with the aliases upstream clients and rule files use.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ComponentType(StrEnum):
+    """A tray's component class. The first three are operable; the rest are inventory-only."""
+
+    COMPUTE = "Compute"
+    NVLSWITCH = "NVLSwitch"
+    POWERSHELF = "PowerShelf"
+    TORSWITCH = "TorSwitch"
+    UMS = "UMS"
+    CDU = "CDU"
+
+    @classmethod
+    def parse(cls, value: object) -> ComponentType:
+        """Accept any casing and the upstream aliases (`NVSwitch`, `ToRSwitch`, `power_shelf`)."""
+        if isinstance(value, ComponentType):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"must be one of {component_type_names()}")
+        key = value.strip().lower().replace("_", "").replace("-", "")
+        found = _COMPONENT_ALIASES.get(key)
+        if found is None:
+            raise ValueError(
+                f"unknown component type {value!r}: must be one of {component_type_names()}"
+            )
+        return found
+
+    @property
+    def operable(self) -> bool:
+        """Whether operations (power, firmware, bring-up) can target this type."""
+        return self in OPERABLE_COMPONENT_TYPES
+
+
+_COMPONENT_ALIASES: dict[str, ComponentType] = {
+    "compute": ComponentType.COMPUTE,
+    "nvlswitch": ComponentType.NVLSWITCH,
+    "nvswitch": ComponentType.NVLSWITCH,
+    "switch": ComponentType.NVLSWITCH,
+    "powershelf": ComponentType.POWERSHELF,
+    "torswitch": ComponentType.TORSWITCH,
+    "tor": ComponentType.TORSWITCH,
+    "ums": ComponentType.UMS,
+    "cdu": ComponentType.CDU,
+}
+
+OPERABLE_COMPONENT_TYPES: tuple[ComponentType, ...] = (
+    ComponentType.COMPUTE,
+    ComponentType.NVLSWITCH,
+    ComponentType.POWERSHELF,
+)
+
+
+def component_type_names() -> str:
+    """The wire names as `[Compute NVLSwitch ...]`, the way error messages list them."""
+    return "[" + " ".join(t.value for t in ComponentType) + "]"
+
+
+class OperationType(StrEnum):
+    """The kind of operation a rule or task belongs to."""
+
+    POWER_CONTROL = "PowerControl"
+    FIRMWARE_CONTROL = "FirmwareControl"
+    BRING_UP = "BringUp"
+
+    @classmethod
+    def parse(cls, value: object) -> OperationType:
+        """Accept `PowerControl` and upstream's `power_control` spellings."""
+        if isinstance(value, OperationType):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("_", "").replace("-", "")
+            for member in cls:
+                if member.value.lower() == key:
+                    return member
+        raise ValueError(f"must be one of [{' '.join(t.value for t in cls)}]")
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Operation codes valid for this type."""
+        return OPERATION_CODES[self]
+
+
+POWER_CODES: tuple[str, ...] = (
+    "power_on",
+    "force_power_on",
+    "power_off",
+    "force_power_off",
+    "restart",
+    "force_restart",
+    "warm_reset",
+    "cold_reset",
+)
+FIRMWARE_CODES: tuple[str, ...] = ("upgrade", "downgrade", "rollback")
+BRING_UP_CODES: tuple[str, ...] = ("bring_up", "ingest")
+
+OPERATION_CODES: dict[OperationType, tuple[str, ...]] = {
+    OperationType.POWER_CONTROL: POWER_CODES,
+    OperationType.FIRMWARE_CONTROL: FIRMWARE_CODES,
+    OperationType.BRING_UP: BRING_UP_CODES,
+}
+
+# The REST power `state` values and the operation code each one runs.
+POWER_STATE_TO_CODE: dict[str, str] = {
+    "on": "power_on",
+    "off": "power_off",
+    "cycle": "restart",
+    "forceoff": "force_power_off",
+    "forcecycle": "force_restart",
+}
+
+
+def power_code(value: str) -> str:
+    """Map a power code or an API power state (`on`, `forcecycle`) to a power code."""
+    key = value.strip().lower()
+    if key in POWER_CODES:
+        return key
+    if key in POWER_STATE_TO_CODE:
+        return POWER_STATE_TO_CODE[key]
+    raise ValueError(
+        f"must be one of [{' '.join(POWER_CODES)}] or [{' '.join(POWER_STATE_TO_CODE)}]"
+    )
+
+
+class PowerState(StrEnum):
+    """Observed power state of a tray (Redfish vocabulary, as operators know it)."""
+
+    ON = "On"
+    OFF = "Off"
+    POWERING_ON = "PoweringOn"
+    POWERING_OFF = "PoweringOff"
+    UNKNOWN = "Unknown"
+
+
+class TaskStatus(StrEnum):
+    """Task lifecycle status, as seed 000 spells it."""
+
+    UNKNOWN = "Unknown"
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATED = "Terminated"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_TASK_STATUSES
+
+    @property
+    def active(self) -> bool:
+        """Non-terminal, as `activeOnly=true` means it."""
+        return self in (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.RUNNING)
+
+
+FINISHED_TASK_STATUSES: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.TERMINATED}
+)
+
+# Which status may follow which. Anything else is refused by compare-and-set.
+ALLOWED_TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.WAITING: frozenset({TaskStatus.PENDING, TaskStatus.TERMINATED}),
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.TERMINATED}),
+    TaskStatus.RUNNING: frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.TERMINATED}),
+    TaskStatus.SUCCEEDED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.TERMINATED: frozenset(),
+    TaskStatus.UNKNOWN: frozenset(),
+}
+
+
+class ReportStatus(StrEnum):
+    """Stage/step status inside a TaskReportV1."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"

@@ -1,0 +1,333 @@
+"""SQLAlchemy tables. One schema for SQLite and PostgreSQL; Alembic migrations mirror it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Timestamps:
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+# --- inventory -----------------------------------------------------------------------
+
+
+class Provider(Timestamps, Base):
+    """An org's Infrastructure Provider (one per org)."""
+
+    __tablename__ = "providers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    org: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+
+
+class Site(Timestamps, Base):
+    __tablename__ = "sites"
+    __table_args__ = (UniqueConstraint("provider_id", "name", name="uq_sites_provider_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    provider_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("providers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    flow_enabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # Redfish settings a site may override: CA bundle (PEM text), TLS verification
+    # opt-out, and a firmware catalog mapping version -> image URI per component type.
+    bmc_ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bmc_verify_tls: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    firmware_catalog: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class Rack(Timestamps, Base):
+    __tablename__ = "racks"
+    __table_args__ = (UniqueConstraint("site_id", "name", name="uq_racks_site_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    manufacturer: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    model: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    serial_number: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Tray(Timestamps, Base):
+    """A rack component. Serial numbers are unique per manufacturer."""
+
+    __tablename__ = "trays"
+    __table_args__ = (
+        UniqueConstraint("manufacturer", "serial_number", name="uq_trays_manufacturer_serial"),
+        Index("ix_trays_site_type", "site_id", "type"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    rack_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("racks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), nullable=False
+    )
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    component_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    name: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    manufacturer: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    model: Mapped[str] = mapped_column(String(256), default="", nullable=False)
+    serial_number: Mapped[str] = mapped_column(String(256), nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    firmware_version: Mapped[str] = mapped_column(String(128), default="", nullable=False)
+    power_state: Mapped[str] = mapped_column(String(16), default="Unknown", nullable=False)
+    slot_id: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    tray_idx: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    host_id: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Bmc(Base):
+    """A tray's BMC. The password is stored Fernet-encrypted and never returned."""
+
+    __tablename__ = "bmcs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tray_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("trays.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    type: Mapped[str] = mapped_column(String(32), default="Host", nullable=False)
+    mac_address: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    ip_address: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    username: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+# --- operation rules -------------------------------------------------------------------
+
+
+class OperationRule(Timestamps, Base):
+    __tablename__ = "operation_rules"
+    __table_args__ = (
+        Index("ix_rules_site_op", "site_id", "operation_type", "operation_code"),
+        # At most one default per (site, type, code), enforced by the database.
+        Index(
+            "uq_rules_one_default",
+            "site_id",
+            "operation_type",
+            "operation_code",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    operation_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    operation_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    rule_definition: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class RackRuleAssociation(Timestamps, Base):
+    """Pins a rule to a rack for one (type, code); beats the site default at resolution."""
+
+    __tablename__ = "rack_rule_associations"
+
+    rack_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("racks.id", ondelete="CASCADE"), primary_key=True
+    )
+    operation_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operation_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rule_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("operation_rules.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+class Task(Timestamps, Base):
+    """One operation on one rack, executed as the Temporal workflow whose id is `id`."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_site_created", "site_id", "created"),
+        Index("ix_tasks_rack_status", "rack_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), nullable=False
+    )
+    # No FK: task history outlives the rack it ran on.
+    rack_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    operation_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    operation_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    message: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    # Operation parameters (firmware version/targets, power state asked for, ...).
+    information: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    # Targeted trays by component type: {"Compute": [tray ids], ...}.
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    pinned_rule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    rule_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operation_rules.id", ondelete="SET NULL"), nullable=True
+    )
+    # Where the rule came from: pinned | rack | default | builtin.
+    rule_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The rule definition snapshot the workflow runs (later rule edits never change it).
+    rule_definition: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    conflict_strategy: Mapped[str] = mapped_column(String(8), default="reject", nullable=False)
+    queue_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    workflow_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TaskTray(Base):
+    """Which trays a task targets, so 'tasks of tray X' is one indexed lookup."""
+
+    __tablename__ = "task_trays"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key` and the task ids its first request produced."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("org", "key", name="uq_idempotency_org_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    org: Mapped[str] = mapped_column(String(128), nullable=False)
+    key: Mapped[str] = mapped_column(String(256), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    task_ids: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class OperationLedger(Base):
+    """Side effects already sent to hardware, keyed per task/step/tray/action, so a
+    retried or replayed activity does not send a power cycle or firmware flash twice."""
+
+    __tablename__ = "operation_ledger"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+# --- simulator -------------------------------------------------------------------------
+
+
+class SimTrayState(Base):
+    """Persistent simulated hardware state of one tray; transitions are time-based so a
+    restarted worker sees exactly where each tray is."""
+
+    __tablename__ = "sim_tray_state"
+
+    tray_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("trays.id", ondelete="CASCADE"), primary_key=True
+    )
+    power_on: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # A power transition in flight: target state and when it completes.
+    power_target: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    power_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    firmware_version: Mapped[str] = mapped_column(String(128), default="1.0.0", nullable=False)
+    firmware_job_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    firmware_target: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    firmware_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    firmware_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    firmware_failed: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    bring_up_open: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    expectation_injected: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    power_ops: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    updated: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+class SimFault(Base):
+    """An injected simulator fault (drill): what, on which trays, how many times, until when."""
+
+    __tablename__ = "sim_faults"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    tray_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    component_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    slow_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -1,0 +1,46 @@
+"""Every error path answers the NICo error envelope."""
+
+import httpx
+
+BASE = "/v2/org/demo/nico"
+
+
+async def test_unknown_path_is_nico_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404
+    assert response.json() == {
+        "source": "nico",
+        "message": "The requested path was not found",
+        "data": None,
+    }
+
+
+async def test_wrong_method_is_nico_405(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    response = await client.delete(f"{BASE}/infrastructure-provider/current", headers=auth)
+    assert response.status_code == 405
+    assert response.json()["source"] == "nico"
+
+
+async def test_missing_token_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"{BASE}/infrastructure-provider/current")
+    assert response.status_code == 401
+    assert response.json()["message"] == "Request is missing authorization header"
+
+
+async def test_unknown_query_parameter_is_400(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.get(
+        f"{BASE}/infrastructure-provider/current", params={"bogus": "1"}, headers=auth
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == "Unknown query parameter specified in request: bogus"
+
+
+async def test_provider_is_created_once(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    first = await client.get(f"{BASE}/infrastructure-provider/current", headers=auth)
+    second = await client.get(f"{BASE}/infrastructure-provider/current", headers=auth)
+    assert first.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    assert first.json()["org"] == "demo"
+    assert first.json()["created"].endswith("Z")
