@@ -32,12 +32,16 @@ class BmcEndpoint:
     """How to reach a tray's BMC. `password` is decrypted only for the call that needs it."""
 
     address: str
+    port: int | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     mac_address: str | None = None
-    # Redfish resource path of the system/chassis/manager this tray maps to, when the
+    # Redfish resource id of the system/chassis/manager this tray maps to, when the
     # BMC hosts several (e.g. the sushy-tools emulator); None means discover the first.
     resource_id: str | None = None
+    # TLS for this BMC: the site's setting, else NICO_REDFISH_VERIFY_TLS / _CA_BUNDLE.
+    verify_tls: bool = True
+    ca_bundle: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class TrayRef:
     backend: str
     bmc: BmcEndpoint | None = None
     firmware_version: str | None = None
+    component_id: str | None = None
 
 
 class FirmwareJobState(StrEnum):
