@@ -310,6 +310,9 @@ class SimTrayState(Base):
     bring_up_open: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     expectation_injected: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     power_ops: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # Operation key of the last accepted power command: a retried call with the same key
+    # (worker crash after the BMC accepted it) is acknowledged without acting twice.
+    power_op_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     updated: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -243,6 +243,7 @@ def upgrade() -> None:
         sa.Column("bring_up_open", sa.Boolean(), nullable=False),
         sa.Column("expectation_injected", sa.Boolean(), nullable=False),
         sa.Column("power_ops", sa.Integer(), nullable=False),
+        sa.Column("power_op_key", sa.String(length=512), nullable=True),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["tray_id"], ["trays.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("tray_id"),

@@ -1,0 +1,158 @@
+"""Engine defaults and time budgets derived from a rule (pure; workflows and the client use it).
+
+An action call is one Temporal activity bounded per attempt and retried per the step's
+`retry`; polling actions loop in the workflow until their own timeout; a step is bounded
+by its `timeout` or, when absent, by the worst case its actions allow; a task by the sum
+of its stages' budgets plus a margin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nico.rules.durations import DurationError, GoDuration, format_seconds, parse_duration
+from nico.rules.model import ActionConfig, ActionName, RetryPolicy, RuleDefinition, SequenceStep
+
+# Retry of one action call when the step has no `retry`.
+DEFAULT_RETRY = RetryPolicy(
+    max_attempts=3,
+    initial_interval=GoDuration("1s", 1.0),
+    backoff_coefficient=2.0,
+    max_interval=GoDuration("30s", 30.0),
+)
+# One attempt of a non-polling action when the action has no `timeout`.
+DEFAULT_ATTEMPT_TIMEOUT = 120.0
+# One poll (a single status read) of a polling action.
+POLL_ATTEMPT_TIMEOUT = 60.0
+# An activity that stops heartbeating for this long is presumed dead (worker crash) and
+# retried elsewhere; activities heartbeat every HEARTBEAT_EVERY seconds while they wait.
+HEARTBEAT_TIMEOUT = 10.0
+HEARTBEAT_EVERY = 2.0
+# Slack added to derived budgets (workflow task latency, report writes).
+STEP_MARGIN = 60.0
+TASK_MARGIN = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollDefaults:
+    timeout: float
+    interval: float
+
+
+POLL_DEFAULTS: Mapping[ActionName, PollDefaults] = {
+    ActionName.VERIFY_POWER_STATUS: PollDefaults(timeout=180.0, interval=5.0),
+    ActionName.VERIFY_REACHABILITY: PollDefaults(timeout=180.0, interval=5.0),
+    ActionName.WAIT_BRING_UP: PollDefaults(timeout=900.0, interval=30.0),
+    # FirmwareControl's progress poll (parameters poll_timeout / poll_interval).
+    ActionName.FIRMWARE_CONTROL: PollDefaults(timeout=1800.0, interval=15.0),
+}
+
+# Actions evaluated once per step over all its trays rather than once per tray: a
+# consistency check is only meaningful after every tray of the step has been updated.
+STEP_SCOPED_ACTIONS: frozenset[ActionName] = frozenset({ActionName.VERIFY_FIRMWARE_CONSISTENCY})
+
+
+def _seconds(value: object) -> float | None:
+    """A duration parameter (`"30s"`) in seconds; None when absent or not a duration."""
+    if isinstance(value, str) and value:
+        try:
+            return parse_duration(value).seconds
+        except DurationError:
+            return None
+    return None
+
+
+def poll_bounds(action: ActionConfig) -> PollDefaults:
+    """Loop timeout and interval of a polling action (FirmwareControl: its progress poll).
+
+    Polling actions use the action's `timeout`/`pollInterval`; FirmwareControl uses its
+    `poll_timeout`/`poll_interval` parameters (its `timeout` bounds the start call), then
+    `pollInterval`. Absent values take the defaults above.
+    """
+    defaults = POLL_DEFAULTS[action.name]
+    if action.name is ActionName.FIRMWARE_CONTROL:
+        timeout = _seconds(action.parameters.get("poll_timeout"))
+        interval = _seconds(action.parameters.get("poll_interval"))
+    else:
+        timeout = action.timeout.seconds if action.timeout else None
+        interval = None
+    if interval is None and action.poll_interval is not None:
+        interval = action.poll_interval.seconds
+    timeout = timeout if timeout and timeout > 0 else defaults.timeout
+    interval = interval if interval and interval > 0 else defaults.interval
+    return PollDefaults(timeout=timeout, interval=min(interval, timeout))
+
+
+def attempt_timeout(action: ActionConfig) -> float:
+    """Bound of one attempt of a non-polling action call (for FirmwareControl: the start)."""
+    if action.timeout is not None and action.timeout.seconds > 0 and not is_polling(action):
+        return action.timeout.seconds
+    return DEFAULT_ATTEMPT_TIMEOUT
+
+
+def retry_of(step: SequenceStep) -> RetryPolicy:
+    return step.retry or DEFAULT_RETRY
+
+
+def is_polling(action: ActionConfig) -> bool:
+    return action.name in (
+        ActionName.VERIFY_POWER_STATUS,
+        ActionName.VERIFY_REACHABILITY,
+        ActionName.WAIT_BRING_UP,
+    )
+
+
+def action_budget(step: SequenceStep, action: ActionConfig) -> float:
+    """Worst-case seconds one action takes for one tray."""
+    retry = retry_of(step)
+    called = attempt_timeout(action) * retry.max_attempts + retry.worst_case_backoff_seconds()
+    if action.name is ActionName.SLEEP:
+        return _seconds(action.parameters.get("duration")) or 0.0
+    if is_polling(action):
+        bounds = poll_bounds(action)
+        return bounds.timeout + POLL_ATTEMPT_TIMEOUT
+    if action.name is ActionName.FIRMWARE_CONTROL:
+        bounds = poll_bounds(action)
+        return called + bounds.timeout + POLL_ATTEMPT_TIMEOUT
+    return called
+
+
+def step_budget(step: SequenceStep, tray_count: int) -> float:
+    """Seconds the step may take: its `timeout`, else its actions' worst case over all waves."""
+    if step.timeout is not None and step.timeout.seconds > 0:
+        return step.timeout.seconds
+    per_tray = sum(
+        action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS
+    )
+    once = sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
+    window = step.max_parallel or tray_count or 1
+    waves = max(math.ceil(tray_count / window), 1)
+    delay = step.delay_after.seconds if step.delay_after else 0.0
+    return per_tray * waves + once + delay + STEP_MARGIN
+
+
+def task_budget(rule: RuleDefinition, trays_by_type: Mapping[str, int]) -> float:
+    """Seconds the whole task may run: stages in sequence, each as long as its longest step."""
+    total = 0.0
+    for stage in rule.stages():
+        budgets = [
+            step_budget(step, trays_by_type.get(step.component_type.value, 0))
+            for _, step in stage.steps
+            if trays_by_type.get(step.component_type.value, 0) > 0
+        ]
+        total += max(budgets, default=0.0)
+    return total + TASK_MARGIN
+
+
+def execution_timeout(budget_seconds: float) -> timedelta:
+    """Temporal's backstop for a workflow whose own deadline is `budget_seconds`: only hit
+    when the workflow cannot even run its own timeout handling (the reconciler then fails
+    the task)."""
+    return timedelta(seconds=budget_seconds * 1.25 + 600.0)
+
+
+def describe(seconds: float) -> str:
+    return format_seconds(seconds)
