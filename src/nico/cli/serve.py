@@ -9,7 +9,9 @@ import typer
 import uvicorn
 
 from nico.api.app import create_app
+from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
+from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, build_services
 
 
@@ -21,8 +23,22 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def prepare(services: Services) -> None:
-    """Create/migrate the schema; seeding and Temporal join here as they land."""
+    """Create/migrate the schema, seed the demo inventory (NICO_SEED_DEMO) and print how
+    to use it: the site id, a PROVIDER_ADMIN token and two curl lines."""
     await services.db.migrate()
+    if services.settings.seed_demo:
+        demo = await seed_demo(services)
+        print_demo_banner(services, demo)
+
+
+def print_demo_banner(services: Services, demo: DemoInventory) -> None:
+    dev_key = services.verifier.dev_key
+    token = (
+        mint_dev_token(dev_key, demo.org, ["PROVIDER_ADMIN"], ttl_seconds=DEMO_TOKEN_TTL)
+        if dev_key
+        else None
+    )
+    print(demo_banner(services.settings, demo, token), flush=True)
 
 
 async def run_api(services: Services) -> None:

@@ -1,13 +1,41 @@
-"""Queries for providers, sites, racks and trays."""
+"""Queries for providers, sites, racks, trays and BMCs.
+
+Every list returns `(rows, total)` where `total` counts the rows after filters and
+before paging, and orders by a unique tie-breaker so pages never overlap.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from nico.store.models import Provider, Site
+from nico.domain import TaskStatus
+from nico.store.models import Bmc, Provider, Rack, Site, Task, Tray
+
+# Any SELECT, whatever its row shape (SQLAlchemy 2.1 types rows as a variadic tuple).
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+
+ACTIVE_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Offset/limit plus an optional sort field (already validated by the caller)."""
+
+    offset: int = 0
+    limit: int = 20
+    order_field: str | None = None
+    descending: bool = False
+
+
+# --- providers -------------------------------------------------------------------------
 
 
 async def get_provider(session: AsyncSession, org: str) -> Provider | None:
@@ -15,15 +43,264 @@ async def get_provider(session: AsyncSession, org: str) -> Provider | None:
     return result.scalar_one_or_none()
 
 
+async def get_or_create_provider(session: AsyncSession, org: str) -> Provider:
+    """The org's provider, created on first use (one per org, also under concurrent calls)."""
+    provider = await get_provider(session, org)
+    if provider is not None:
+        return provider
+    try:
+        async with session.begin_nested():
+            provider = Provider(org=org.lower(), name=org.lower())
+            session.add(provider)
+    except IntegrityError:
+        # Another request created it between our read and our insert.
+        provider = await get_provider(session, org)
+        if provider is None:
+            raise
+    return provider
+
+
+# --- sites -----------------------------------------------------------------------------
+
+
 async def get_site(session: AsyncSession, site_id: uuid.UUID) -> Site | None:
     return await session.get(Site, site_id)
 
 
-async def get_or_create_provider(session: AsyncSession, org: str) -> Provider:
-    """The org's provider, created on first use (one per org)."""
-    provider = await get_provider(session, org)
-    if provider is None:
-        provider = Provider(org=org.lower(), name=org.lower())
-        session.add(provider)
-        await session.flush()
-    return provider
+async def site_name_taken(
+    session: AsyncSession, provider_id: uuid.UUID, name: str, *, other_than: uuid.UUID | None = None
+) -> bool:
+    query = select(Site.id).where(Site.provider_id == provider_id, Site.name == name)
+    if other_than is not None:
+        query = query.where(Site.id != other_than)
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def get_site_by_name(session: AsyncSession, provider_id: uuid.UUID, name: str) -> Site | None:
+    query = select(Site).where(Site.provider_id == provider_id, Site.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+SITE_ORDER_FIELDS: dict[str, InstrumentedAttribute[Any]] = {
+    "name": Site.name,
+    "created": Site.created,
+}
+
+
+async def list_sites(
+    session: AsyncSession, provider_id: uuid.UUID, *, flow: bool | None, page: Page
+) -> tuple[list[Site], int]:
+    query = select(Site).where(Site.provider_id == provider_id)
+    if flow is not None:
+        query = query.where(Site.flow_enabled.is_(flow))
+    return await _paged(session, query, page, SITE_ORDER_FIELDS, (Site.name,), Site.id)
+
+
+# --- racks -----------------------------------------------------------------------------
+
+
+RACK_ORDER_FIELDS: dict[str, InstrumentedAttribute[Any]] = {
+    "name": Rack.name,
+    "manufacturer": Rack.manufacturer,
+    "model": Rack.model,
+}
+
+
+async def get_rack(session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID) -> Rack | None:
+    """The rack if it exists in this site (another site's rack reads as missing)."""
+    rack = await session.get(Rack, rack_id)
+    return rack if rack is not None and rack.site_id == site_id else None
+
+
+async def get_rack_by_name(session: AsyncSession, site_id: uuid.UUID, name: str) -> Rack | None:
+    query = select(Rack).where(Rack.site_id == site_id, Rack.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def count_racks(session: AsyncSession, site_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Rack).where(Rack.site_id == site_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def list_racks(
+    session: AsyncSession,
+    site_id: uuid.UUID,
+    *,
+    names: Sequence[str] = (),
+    manufacturers: Sequence[str] = (),
+    page: Page,
+) -> tuple[list[Rack], int]:
+    """Racks of a site; several names (or manufacturers) match any of them."""
+    query = select(Rack).where(Rack.site_id == site_id)
+    if names:
+        query = query.where(Rack.name.in_(list(names)))
+    if manufacturers:
+        query = query.where(Rack.manufacturer.in_(list(manufacturers)))
+    return await _paged(session, query, page, RACK_ORDER_FIELDS, (Rack.name,), Rack.id)
+
+
+async def lock_rack(session: AsyncSession, rack_id: uuid.UUID) -> None:
+    """Row lock (PostgreSQL) so a task cannot be submitted while the rack is deleted."""
+    await session.execute(select(Rack.id).where(Rack.id == rack_id).with_for_update())
+
+
+async def active_task_ids(session: AsyncSession, rack_id: uuid.UUID) -> list[uuid.UUID]:
+    query = (
+        select(Task.id)
+        .where(Task.rack_id == rack_id, Task.status.in_([s.value for s in ACTIVE_TASK_STATUSES]))
+        .order_by(Task.created, Task.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+# --- trays -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrayFilter:
+    """What `GET /tray` narrows by; empty tuples mean no restriction."""
+
+    site_id: uuid.UUID
+    rack_id: uuid.UUID | None = None
+    rack_name: str | None = None
+    type: str | None = None
+    ids: tuple[uuid.UUID, ...] = ()
+    component_ids: tuple[str, ...] = ()
+    slot_id: int | None = None
+
+
+TRAY_ORDER_FIELDS: dict[str, InstrumentedAttribute[Any]] = {
+    "name": Tray.name,
+    "manufacturer": Tray.manufacturer,
+    "model": Tray.model,
+    "type": Tray.type,
+}
+
+
+async def list_trays(
+    session: AsyncSession, where: TrayFilter, page: Page
+) -> tuple[list[tuple[Tray, Rack]], int]:
+    """Trays with their rack. Default order is physical: rack name, slot, index, host."""
+    query = select(Tray, Rack).join(Rack, Rack.id == Tray.rack_id)
+    query = query.where(Tray.site_id == where.site_id)
+    if where.rack_id is not None:
+        query = query.where(Tray.rack_id == where.rack_id)
+    if where.rack_name is not None:
+        query = query.where(Rack.name == where.rack_name)
+    if where.type is not None:
+        query = query.where(Tray.type == where.type)
+    if where.ids:
+        query = query.where(Tray.id.in_(list(where.ids)))
+    if where.component_ids:
+        query = query.where(Tray.component_id.in_(list(where.component_ids)))
+    if where.slot_id is not None:
+        query = query.where(Tray.slot_id == where.slot_id)
+    physical = (Rack.name, Tray.slot_id, Tray.tray_idx, Tray.host_id, Tray.name)
+    total = await _count(session, query)
+    ordered = _ordered(query, page, TRAY_ORDER_FIELDS, physical, Tray.id)
+    rows = await session.execute(ordered.offset(page.offset).limit(page.limit))
+    return [(tray, rack) for tray, rack in rows.all()], total
+
+
+async def get_tray(
+    session: AsyncSession, site_id: uuid.UUID, tray_id: uuid.UUID
+) -> tuple[Tray, Rack] | None:
+    """A tray of this site with its rack (another site's tray reads as missing)."""
+    query = (
+        select(Tray, Rack)
+        .join(Rack, Rack.id == Tray.rack_id)
+        .where(Tray.id == tray_id, Tray.site_id == site_id)
+    )
+    row = (await session.execute(query)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def trays_of_racks(
+    session: AsyncSession, rack_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[Tray]]:
+    """Each rack's trays in physical order."""
+    ids = list(rack_ids)
+    out: dict[uuid.UUID, list[Tray]] = {rack_id: [] for rack_id in ids}
+    if not ids:
+        return out
+    query = (
+        select(Tray)
+        .where(Tray.rack_id.in_(ids))
+        .order_by(Tray.slot_id, Tray.tray_idx, Tray.host_id, Tray.name, Tray.id)
+    )
+    for tray in (await session.execute(query)).scalars():
+        out[tray.rack_id].append(tray)
+    return out
+
+
+async def bmcs_of_trays(
+    session: AsyncSession, tray_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[Bmc]]:
+    """Each tray's BMCs in the order they were registered."""
+    ids = list(tray_ids)
+    out: dict[uuid.UUID, list[Bmc]] = {tray_id: [] for tray_id in ids}
+    if not ids:
+        return out
+    query = select(Bmc).where(Bmc.tray_id.in_(ids)).order_by(Bmc.created, Bmc.id)
+    for bmc in (await session.execute(query)).scalars():
+        out[bmc.tray_id].append(bmc)
+    return out
+
+
+async def registered_serials(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (manufacturer, serial number) pairs are already taken by some tray."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return set()
+    query = select(Tray.manufacturer, Tray.serial_number).where(
+        tuple_(Tray.manufacturer, Tray.serial_number).in_(wanted)
+    )
+    return {(m, s) for m, s in (await session.execute(query)).all()}
+
+
+async def registered_macs(session: AsyncSession, macs: Iterable[str]) -> set[str]:
+    """Which BMC MAC addresses are already registered."""
+    wanted = list(set(macs))
+    if not wanted:
+        return set()
+    query = select(Bmc.mac_address).where(Bmc.mac_address.in_(wanted))
+    return {mac for mac in (await session.execute(query)).scalars() if mac is not None}
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+async def _count(session: AsyncSession, query: AnySelect) -> int:
+    counted = select(func.count()).select_from(query.order_by(None).subquery())
+    return int((await session.execute(counted)).scalar_one())
+
+
+def _ordered(
+    query: AnySelect,
+    page: Page,
+    fields: dict[str, InstrumentedAttribute[Any]],
+    default: Sequence[Any],
+    tie_breaker: InstrumentedAttribute[Any],
+) -> AnySelect:
+    if page.order_field is None:
+        return query.order_by(*default, tie_breaker)
+    column = fields[page.order_field]
+    if page.descending:
+        return query.order_by(column.desc(), tie_breaker.desc())
+    return query.order_by(column.asc(), tie_breaker.asc())
+
+
+async def _paged(
+    session: AsyncSession,
+    query: AnySelect,
+    page: Page,
+    fields: dict[str, InstrumentedAttribute[Any]],
+    default: Sequence[Any],
+    tie_breaker: InstrumentedAttribute[Any],
+) -> tuple[list[Any], int]:
+    total = await _count(session, query)
+    ordered = _ordered(query, page, fields, default, tie_breaker)
+    rows = await session.execute(ordered.offset(page.offset).limit(page.limit))
+    return list(rows.scalars()), total

@@ -1,0 +1,174 @@
+"""The demo inventory `nico serve` seeds: org `demo`, site `demo-site` (Flow enabled) and
+one simulated GB200 NVL72-shaped rack `rack-01` with 35 trays.
+
+Seeding goes through the same code as `POST /site` and `POST /rack`, so the demo site
+gets its built-in rules and the rack passes the same validation an import does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from nico import provisioning
+from nico.config import Settings
+from nico.domain import ComponentType
+from nico.rules.install import install_builtin_defaults
+from nico.schemas.inventory import RackCreateRequest
+from nico.services import Services
+from nico.store import inventory
+
+DEMO_ORG = "demo"
+DEMO_SITE = "demo-site"
+DEMO_RACK = "rack-01"
+
+# Physical layout of a GB200 NVL72 rack, top to bottom: four power shelves, ten
+# compute trays, nine NVLink switch trays, eight compute trays, four power shelves.
+_BLOCKS: tuple[tuple[ComponentType, int], ...] = (
+    (ComponentType.POWERSHELF, 4),
+    (ComponentType.COMPUTE, 10),
+    (ComponentType.NVLSWITCH, 9),
+    (ComponentType.COMPUTE, 8),
+    (ComponentType.POWERSHELF, 4),
+)
+_KIND: dict[ComponentType, tuple[str, str, str, int]] = {
+    # type: (name prefix, serial code, model, MAC byte)
+    ComponentType.COMPUTE: ("compute", "CMP", "GB200 NVL72 Compute Tray", 0x10),
+    ComponentType.NVLSWITCH: ("nvswitch", "NVS", "NVLink Switch Tray (NVL72)", 0x20),
+    ComponentType.POWERSHELF: ("powershelf", "PWR", "33kW Power Shelf", 0x30),
+}
+NVL72_COUNTS: dict[ComponentType, int] = {
+    ComponentType.COMPUTE: 18,
+    ComponentType.NVLSWITCH: 9,
+    ComponentType.POWERSHELF: 8,
+}
+
+
+def nvl72_rack(
+    name: str,
+    *,
+    site_id: str,
+    serial_prefix: str,
+    tag: int = 0,
+    backend: str = "simulator",
+    firmware_version: str = "1.0.0",
+) -> dict[str, Any]:
+    """`POST /rack` body for an NVL72-shaped rack: 18 Compute, 9 NVLSwitch, 8 PowerShelf.
+
+    `serial_prefix` keeps serial numbers unique per manufacturer across racks; `tag`
+    (0..9999) keeps BMC MACs unique and gives the rack its own simulated IP block.
+    """
+    if not 0 <= tag < 10000:
+        raise ValueError("tag must be in 0..9999")
+    components: list[dict[str, Any]] = []
+    seen: dict[ComponentType, int] = {}
+    slot = 0
+    for kind, count in _BLOCKS:
+        prefix, code, model, mac_byte = _KIND[kind]
+        for _ in range(count):
+            slot += 1
+            index = seen.get(kind, 0)
+            seen[kind] = index + 1
+            tray_name = f"{prefix}-{index + 1:02d}"
+            components.append(
+                {
+                    "type": kind.value,
+                    "name": tray_name,
+                    "manufacturer": "NVIDIA",
+                    "model": model,
+                    "serialNumber": f"{serial_prefix}-{code}-{index + 1:02d}",
+                    "componentId": f"{name}/{tray_name}",
+                    "firmwareVersion": firmware_version,
+                    "position": {"slotId": slot, "trayIdx": index, "hostId": 0},
+                    "bmcs": [
+                        {
+                            "type": "BmcTypeHost",
+                            "macAddress": _mac(tag, mac_byte, index + 1),
+                            "ipAddress": f"10.{42 + tag // 256}.{tag % 256}.{slot}",
+                        }
+                    ],
+                }
+            )
+    return {
+        "siteId": site_id,
+        "name": name,
+        "manufacturer": "NVIDIA",
+        "model": "GB200 NVL72",
+        "serialNumber": f"{serial_prefix}-RACK",
+        "description": "Simulated GB200 NVL72 rack",
+        "location": {"region": "demo", "datacenter": "dc-1", "room": "hall-a", "position": name},
+        "backend": backend,
+        "components": components,
+    }
+
+
+def _mac(tag: int, kind_byte: int, index: int) -> str:
+    # 02:... is a locally administered address: never a real vendor's MAC.
+    return f"02:4E:{tag // 256:02X}:{tag % 256:02X}:{kind_byte:02X}:{index:02X}"
+
+
+@dataclass(frozen=True)
+class DemoInventory:
+    org: str
+    site_id: uuid.UUID
+    rack_id: uuid.UUID
+    trays: int
+
+
+async def seed_demo(services: Services) -> DemoInventory:
+    """Create what is missing of the demo inventory; an existing one is left as it is."""
+    async with services.db.session() as session:
+        provider = await inventory.get_or_create_provider(session, DEMO_ORG)
+        site = await inventory.get_site_by_name(session, provider.id, DEMO_SITE)
+        if site is None:
+            site = await provisioning.create_site(
+                session,
+                provider,
+                name=DEMO_SITE,
+                description="Demo site with one simulated NVL72 rack",
+                flow=True,
+            )
+        else:
+            await install_builtin_defaults(session, site.id)
+        rack = await inventory.get_rack_by_name(session, site.id, DEMO_RACK)
+        if rack is None:
+            body = nvl72_rack(DEMO_RACK, site_id=str(site.id), serial_prefix="DEMO01")
+            request = RackCreateRequest.model_validate(body)
+            rack = await provisioning.import_rack(session, site, request, services.secrets)
+        trays = await inventory.trays_of_racks(session, [rack.id])
+        return DemoInventory(
+            org=DEMO_ORG, site_id=site.id, rack_id=rack.id, trays=len(trays[rack.id])
+        )
+
+
+DEMO_TOKEN_TTL = 24 * 3600
+
+
+def demo_banner(settings: Settings, demo: DemoInventory, token: str | None) -> str:
+    """What `nico serve` prints: where the demo lives, a token, and two requests to try."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{host}:{settings.port}" + settings.api_prefix().format(org=demo.org)
+    lines = [
+        f"nico-flow demo inventory: org {demo.org}, site {DEMO_SITE} (Flow enabled), "
+        f"rack {DEMO_RACK} with {demo.trays} simulated trays",
+        f"  site id: {demo.site_id}",
+    ]
+    if token is None:
+        lines += [
+            "  token:   no dev key configured; use a token from your OIDC issuer as $TOKEN",
+            "",
+        ]
+    else:
+        lines += [
+            f"  token:   PROVIDER_ADMIN of {demo.org}, valid 24h "
+            f"(another one: nico token --org {demo.org})",
+            "",
+            f"export TOKEN={token}",
+        ]
+    auth = '-H "Authorization: Bearer $TOKEN"'
+    lines += [
+        f"curl -s {auth} '{base}/tray?siteId={demo.site_id}&pageSize=100'",
+        f"curl -s {auth} '{base}/rack?siteId={demo.site_id}&includeComponents=true'",
+    ]
+    return "\n".join(lines)
