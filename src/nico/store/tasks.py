@@ -8,14 +8,15 @@ a racing promoter) changes nothing and learns so from the return value.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, TaskStatus
-from nico.store.models import Task, utcnow
+from nico.store.models import Task, TaskTray, utcnow
 
 MESSAGE_MAX_BYTES = 512
 
@@ -85,3 +86,113 @@ async def save_running_report(
     )
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
+
+
+# --- queries used by the task manager and the task endpoints --------------------------
+
+ACTIVE_FOR_CONFLICTS: tuple[str, ...] = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
+NOT_FINISHED: tuple[str, ...] = (
+    TaskStatus.PENDING.value,
+    TaskStatus.RUNNING.value,
+    TaskStatus.WAITING.value,
+)
+
+
+async def add_task(session: AsyncSession, task: Task) -> Task:
+    """Insert a task and index every targeted tray in `task_trays`."""
+    session.add(task)
+    await session.flush()
+    for ids in task.targets.values():
+        for tray_id in ids:
+            session.add(TaskTray(task_id=task.id, tray_id=uuid.UUID(str(tray_id))))
+    await session.flush()
+    return task
+
+
+async def get_task(
+    session: AsyncSession, task_id: uuid.UUID, site_id: uuid.UUID | None = None
+) -> Task | None:
+    """The task, or None when unknown or (with `site_id`) in another site."""
+    task = await session.get(Task, task_id, populate_existing=True)
+    if task is None or (site_id is not None and task.site_id != site_id):
+        return None
+    return task
+
+
+async def rack_tasks(
+    session: AsyncSession, rack_id: uuid.UUID, statuses: tuple[str, ...]
+) -> list[Task]:
+    """A rack's tasks in the given statuses, oldest first (FIFO for the queue)."""
+    result = await session.execute(
+        select(Task)
+        .where(Task.rack_id == rack_id, Task.status.in_(statuses))
+        .order_by(Task.created, Task.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(result.scalars())
+
+
+async def count_waiting(session: AsyncSession, rack_id: uuid.UUID) -> int:
+    result = await session.execute(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.rack_id == rack_id, Task.status == TaskStatus.WAITING.value)
+    )
+    return int(result.scalar_one())
+
+
+async def racks_with_waiting(session: AsyncSession) -> list[uuid.UUID]:
+    result = await session.execute(
+        select(Task.rack_id).where(Task.status == TaskStatus.WAITING.value).distinct()
+    )
+    return list(result.scalars())
+
+
+async def unfinished_tasks(session: AsyncSession) -> list[Task]:
+    """Pending and Running tasks of every site (the reconciler's work list)."""
+    result = await session.execute(
+        select(Task).where(Task.status.in_(ACTIVE_FOR_CONFLICTS)).order_by(Task.created, Task.id)
+    )
+    return list(result.scalars())
+
+
+async def mark_dispatched(session: AsyncSession, task_id: uuid.UUID) -> None:
+    """Record that the task's workflow (id = task id) has been started."""
+    await session.execute(update(Task).where(Task.id == task_id).values(workflow_id=str(task_id)))
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Filters of the task lists; all compose with AND."""
+
+    site_id: uuid.UUID
+    rack_id: uuid.UUID | None = None
+    tray_id: uuid.UUID | None = None
+    statuses: tuple[str, ...] | None = None
+    operation_type: str | None = None
+
+
+async def list_tasks(
+    session: AsyncSession, query: TaskQuery, *, offset: int, limit: int
+) -> tuple[list[Task], int]:
+    """One page of tasks, newest first (id breaks ties), and the total after filters."""
+    conditions: list[ColumnElement[bool]] = [Task.site_id == query.site_id]
+    if query.rack_id is not None:
+        conditions.append(Task.rack_id == query.rack_id)
+    if query.tray_id is not None:
+        conditions.append(
+            Task.id.in_(select(TaskTray.task_id).where(TaskTray.tray_id == query.tray_id))
+        )
+    if query.statuses is not None:
+        conditions.append(Task.status.in_(query.statuses))
+    if query.operation_type is not None:
+        conditions.append(Task.operation_type == query.operation_type)
+    total = await session.execute(select(func.count()).select_from(Task).where(*conditions))
+    page = await session.execute(
+        select(Task)
+        .where(*conditions)
+        .order_by(Task.created.desc(), Task.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(page.scalars()), int(total.scalar_one())

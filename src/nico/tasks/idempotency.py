@@ -1,0 +1,85 @@
+"""`Idempotency-Key`: a retried operation request returns the task ids of the first one.
+
+The key is scoped to the org. Its row is written in the same transaction as the tasks it
+produced, under the racks' locks, and (org, key) is unique, so two concurrent requests
+with one key cannot both start tasks. A request that failed stored nothing and may be
+retried freely. Reusing a key for a different request is a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico.errors import BadRequest, Conflict
+from nico.store.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+KEY_REUSED = (
+    "Idempotency-Key was already used for a different request; use a new key for a new request"
+)
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A caller's key and the fingerprint of the request it came with."""
+
+    org: str
+    key: str
+    fingerprint: str
+
+
+def claim_for(
+    org: str, key: str | None, method: str, path: str, body: dict[str, Any]
+) -> IdempotencyClaim | None:
+    """The claim of a request, or None when no key was sent; 400 for a malformed key."""
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise BadRequest(
+            f"Invalid {HEADER} header",
+            {HEADER: f"must be 1 to {MAX_KEY_LENGTH} printable characters"},
+        )
+    canonical = json.dumps(
+        {"method": method.upper(), "path": path, "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return IdempotencyClaim(org.lower(), key, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+async def replay(session: AsyncSession, claim: IdempotencyClaim) -> list[uuid.UUID] | None:
+    """The task ids stored for the key, None if unused; 409 if it came with another body."""
+    result = await session.execute(
+        select(IdempotencyKey).where(
+            IdempotencyKey.org == claim.org, IdempotencyKey.key == claim.key
+        )
+    )
+    row = result.scalar_one_or_none()
+    if row is None:
+        return None
+    if row.fingerprint != claim.fingerprint:
+        raise Conflict(KEY_REUSED, {HEADER: claim.key})
+    return [uuid.UUID(str(i)) for i in row.task_ids]
+
+
+async def remember(
+    session: AsyncSession, claim: IdempotencyClaim, task_ids: list[uuid.UUID]
+) -> None:
+    session.add(
+        IdempotencyKey(
+            org=claim.org,
+            key=claim.key,
+            fingerprint=claim.fingerprint,
+            task_ids=[str(i) for i in task_ids],
+        )
+    )
+    await session.flush()
