@@ -1,0 +1,150 @@
+"""Execution plan of a rule for a set of trays: what runs when, what is skipped, and how
+long it can take at worst. Pure, so the validate endpoint and tests share it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nico.domain import ComponentType
+from nico.rules.actions import DEFAULT_ACTION_TIMEOUT_SECONDS, firmware_poll_seconds
+from nico.rules.durations import format_seconds, parse_duration
+from nico.rules.model import ActionConfig, ActionName, RetryPolicy, RuleDefinition, SequenceStep
+
+# The retry the engine applies to a step that sets none.
+DEFAULT_STEP_RETRY = RetryPolicy(
+    max_attempts=3,
+    initial_interval=parse_duration("1s"),
+    backoff_coefficient=2.0,
+    max_interval=parse_duration("1m"),
+)
+_POLLING = {
+    ActionName.VERIFY_POWER_STATUS,
+    ActionName.VERIFY_REACHABILITY,
+    ActionName.WAIT_BRING_UP,
+}
+
+
+@dataclass(frozen=True)
+class PlanTray:
+    id: str
+    name: str
+    type: ComponentType
+
+
+def action_worst_seconds(action: ActionConfig, retry: RetryPolicy) -> float:
+    """Longest one action can take for one tray, retries and backoff included."""
+    if action.name is ActionName.SLEEP:
+        return parse_duration(action.parameters["duration"]).seconds
+    if action.name in _POLLING:
+        # Required by validation; the poll loop as a whole is bounded by it.
+        return action.timeout.seconds if action.timeout else DEFAULT_ACTION_TIMEOUT_SECONDS
+    per_call = action.timeout.seconds if action.timeout else DEFAULT_ACTION_TIMEOUT_SECONDS
+    total = per_call * retry.max_attempts + retry.worst_case_backoff_seconds()
+    if action.name is ActionName.FIRMWARE_CONTROL:
+        total += firmware_poll_seconds(action.parameters)
+    return total
+
+
+def tray_worst_seconds(step: SequenceStep) -> float:
+    """pre -> main -> post (+ legacy delayAfter) for one tray."""
+    retry = step.retry or DEFAULT_STEP_RETRY
+    total = sum(action_worst_seconds(a, retry) for a in step.actions())
+    if step.delay_after is not None:
+        total += step.delay_after.seconds
+    return total
+
+
+def _step_plan(
+    index: int, step: SequenceStep, trays: list[PlanTray], warnings: list[str]
+) -> dict[str, Any]:
+    per_tray = tray_worst_seconds(step)
+    batches = 1 if step.max_parallel == 0 else math.ceil(len(trays) / step.max_parallel)
+    worst = per_tray * batches
+    where = f"steps[{index}] ({step.component_type.value}, stage {step.stage})"
+    if step.timeout is not None:
+        if step.timeout.seconds < per_tray:
+            warnings.append(
+                f"{where}: timeout {step.timeout.text} is shorter than one tray's worst case "
+                f"{format_seconds(per_tray)}; a slow tray fails the step"
+            )
+        elif step.timeout.seconds < worst:
+            warnings.append(
+                f"{where}: timeout {step.timeout.text} cannot cover {batches} batches of "
+                f"maxParallel {step.max_parallel} at worst ({format_seconds(worst)})"
+            )
+        worst = min(worst, step.timeout.seconds)
+    return {
+        "stepIndex": index,
+        "componentType": step.component_type.value,
+        "status": "planned",
+        "trays": [t.name for t in trays],
+        "trayCount": len(trays),
+        "maxParallel": step.max_parallel,
+        "batches": batches,
+        "actions": [a.name.value for a in step.actions()],
+        "worstCaseDuration": format_seconds(worst),
+        "worstCaseSeconds": worst,
+    }
+
+
+def plan_rule(definition: RuleDefinition, trays: Sequence[PlanTray]) -> dict[str, Any]:
+    """Stages -> steps -> targeted trays (by name), skipped steps, worst-case duration."""
+    by_type: dict[ComponentType, list[PlanTray]] = {}
+    for tray in sorted(trays, key=lambda t: t.name):
+        by_type.setdefault(tray.type, []).append(tray)
+    warnings: list[str] = []
+    stages: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    total = 0.0
+    for stage in definition.stages():
+        steps: list[dict[str, Any]] = []
+        for index, step in stage.steps:
+            targeted = by_type.get(step.component_type, [])
+            if not targeted:
+                reason = f"no {step.component_type.value} trays are targeted"
+                skipped.append(
+                    {
+                        "stepIndex": index,
+                        "stage": stage.number,
+                        "componentType": step.component_type.value,
+                        "reason": reason,
+                    }
+                )
+                steps.append(
+                    {
+                        "stepIndex": index,
+                        "componentType": step.component_type.value,
+                        "status": "skipped",
+                        "trays": [],
+                        "trayCount": 0,
+                        "reason": reason,
+                    }
+                )
+                continue
+            steps.append(_step_plan(index, step, targeted, warnings))
+        stage_worst = max((s.get("worstCaseSeconds", 0.0) for s in steps), default=0.0)
+        total += stage_worst
+        stages.append(
+            {
+                "stage": stage.number,
+                "status": "planned" if any(s["status"] == "planned" for s in steps) else "skipped",
+                "worstCaseDuration": format_seconds(stage_worst),
+                "steps": steps,
+            }
+        )
+    covered = {s.component_type for s in definition.steps}
+    uncovered = sorted(t.value for t in by_type if t not in covered)
+    if uncovered:
+        warnings.append(f"no step targets {', '.join(uncovered)}: those trays would not be touched")
+    return {
+        "stages": stages,
+        "skippedSteps": skipped,
+        "uncoveredComponentTypes": uncovered,
+        "trayCount": len(trays),
+        "worstCaseDuration": format_seconds(total),
+        "worstCaseSeconds": total,
+        "warnings": warnings,
+    }
