@@ -1,0 +1,342 @@
+"""Request and response bodies of the power, firmware and bring-up endpoints.
+
+Upstream's fields (`siteId`, `state`, `version`, `targets`, `filter`, `ruleId`,
+`description`, `overrideReadinessCheck`) plus ours: `conflictStrategy` + `queueTimeout`,
+`operationCode` (firmware downgrade/rollback, bring-up `ingest`) and `all` (a batch
+operation without a filter must say `"all": true` to act on every rack of the site).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from nico.domain import (
+    BRING_UP_CODES,
+    FIRMWARE_CODES,
+    OPERABLE_COMPONENT_TYPES,
+    POWER_STATE_TO_CODE,
+    ComponentType,
+)
+from nico.errors import ValidationFailed
+from nico.rules.durations import DurationError, parse_duration
+from nico.schemas.common import RequestModel, ResponseModel
+from nico.tasks.conflicts import ConflictStrategy
+from nico.tasks.targets import TraySelector
+
+POWER_STATES = tuple(POWER_STATE_TO_CODE)
+MAX_QUEUE_TIMEOUT_SECONDS = 24 * 3600.0
+MAX_DESCRIPTION = 1024
+
+# Firmware components an update may name, per tray type (upstream's spec enum plus
+# JUL's `dpu` for compute).
+FIRMWARE_TARGETS: dict[ComponentType, tuple[str, ...]] = {
+    ComponentType.COMPUTE: ("bmc", "bios", "dpu"),
+    ComponentType.NVLSWITCH: ("bmc", "cpld", "bios", "nvos"),
+    ComponentType.POWERSHELF: ("pmc", "psu"),
+}
+ALL_FIRMWARE_TARGETS: tuple[str, ...] = tuple(
+    dict.fromkeys(t for names in FIRMWARE_TARGETS.values() for t in names)
+)
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return f"must be one of [{' '.join(values)}]"
+
+
+def _lower_choice(value: Any, choices: tuple[str, ...]) -> Any:
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    if value is None:
+        return value
+    raise ValueError(_one_of(choices))
+
+
+class OperationOptions(RequestModel):
+    """Fields every operation request takes."""
+
+    site_id: uuid.UUID = Field(description="ID of the Site the racks or trays belong to.")
+    rule_id: uuid.UUID | None = Field(
+        None,
+        description="Pin an operation rule of the site (must match the operation type and "
+        "code); default resolution: rack association, site default, built-in.",
+    )
+    conflict_strategy: Literal["reject", "queue"] | None = Field(
+        None,
+        description="When the rack is busy with a conflicting task: `reject` (409, default) "
+        "or `queue` (wait as `Waiting`, promoted first-in first-out).",
+    )
+    queue_timeout: str | None = Field(
+        None,
+        description='How long a queued task may wait, as a Go duration ("30m"); default '
+        "NICO_QUEUE_DEFAULT_TIMEOUT, at most 24h. Only with conflictStrategy=queue.",
+    )
+    description: str | None = Field(
+        None, max_length=MAX_DESCRIPTION, description="Human-readable task description."
+    )
+    override_readiness_check: bool | None = Field(
+        None,
+        description="Accepted for upstream compatibility; nico-flow has no readiness gate, "
+        "so it changes nothing.",
+    )
+
+    @field_validator("conflict_strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Any:
+        return _lower_choice(value, tuple(s.value for s in ConflictStrategy))
+
+    @field_validator("queue_timeout")
+    @classmethod
+    def _timeout(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value).seconds
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+        if seconds <= 0:
+            raise ValueError("must be greater than 0")
+        if seconds > MAX_QUEUE_TIMEOUT_SECONDS:
+            raise ValueError("must be at most 24h")
+        return value
+
+    def strategy(self) -> ConflictStrategy:
+        return ConflictStrategy(self.conflict_strategy or ConflictStrategy.REJECT.value)
+
+    def queue_timeout_seconds(self) -> float | None:
+        return None if self.queue_timeout is None else parse_duration(self.queue_timeout).seconds
+
+    def option_errors(self) -> list[tuple[str, str]]:
+        """Cross-field problems pydantic cannot name by field."""
+        if self.queue_timeout is not None and self.strategy() is not ConflictStrategy.QUEUE:
+            return [("queueTimeout", "requires conflictStrategy queue")]
+        return []
+
+
+class PowerFields(RequestModel):
+    state: Literal["on", "off", "cycle", "forceoff", "forcecycle"] = Field(
+        description="Power state to reach: on, off, cycle, forceoff, forcecycle (case-insensitive)."
+    )
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("is required")
+        return _lower_choice(value, POWER_STATES)
+
+    def operation_code(self) -> str:
+        return POWER_STATE_TO_CODE[self.state]
+
+
+class FirmwareFields(RequestModel):
+    version: str | None = Field(
+        None, min_length=1, max_length=128, description="Firmware version to install."
+    )
+    targets: list[str] | None = Field(
+        None,
+        description="Firmware components to update: Compute bmc|bios|dpu, NVLSwitch "
+        "bmc|cpld|bios|nvos, PowerShelf pmc|psu. Only trays with a named component are "
+        "targeted. Omitted: every component.",
+    )
+    operation_code: Literal["upgrade", "downgrade", "rollback"] | None = Field(
+        None, description="upgrade (default), downgrade or rollback."
+    )
+
+    @field_validator("operation_code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return _lower_choice(value, FIRMWARE_CODES)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty; omit it to update every component")
+        out: list[str] = []
+        for name in value:
+            key = name.strip().lower()
+            if not key:
+                raise ValueError("targets must not contain empty strings")
+            if key not in ALL_FIRMWARE_TARGETS:
+                raise ValueError(f"unknown target {name!r}: {_one_of(ALL_FIRMWARE_TARGETS)}")
+            if key in out:
+                raise ValueError(f"target {key!r} is listed twice")
+            out.append(key)
+        return out
+
+    def code(self) -> str:
+        return self.operation_code or "upgrade"
+
+    def target_types(self) -> set[str] | None:
+        """Tray types that have at least one named target (None = every type)."""
+        if self.targets is None:
+            return None
+        return {
+            kind.value
+            for kind, names in FIRMWARE_TARGETS.items()
+            if any(t in names for t in self.targets)
+        }
+
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version}
+        if self.targets is not None:
+            out["targets"] = list(self.targets)
+        return out
+
+
+class BringUpFields(RequestModel):
+    operation_code: Literal["bring_up", "ingest"] | None = Field(
+        None, description="bring_up (default) or ingest (our addition)."
+    )
+
+    @field_validator("operation_code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return _lower_choice(value, BRING_UP_CODES)
+
+    def code(self) -> str:
+        return self.operation_code or "bring_up"
+
+
+class RackFilter(RequestModel):
+    """Racks by name (OR). Naming a rack that does not exist is a 400."""
+
+    names: list[str] | None = Field(None, description="Rack names; any of them matches.")
+
+
+class TrayFilter(RequestModel):
+    """Trays of the site (upstream's TrayFilter; all given fields compose with AND)."""
+
+    rack_id: uuid.UUID | None = None
+    rack_name: str | None = None
+    type: str | None = Field(None, description="Compute, NVLSwitch or PowerShelf.")
+    component_ids: list[str] | None = Field(
+        None, description="External component ids; needs `type`."
+    )
+    ids: list[uuid.UUID] | None = Field(None, description="Tray ids.")
+    slot_id: int | None = Field(None, description="Slot; needs rackId or rackName.")
+
+    def is_empty(self) -> bool:
+        return all(
+            v is None or v == []
+            for v in (
+                self.rack_id,
+                self.rack_name,
+                self.type,
+                self.component_ids,
+                self.ids,
+                self.slot_id,
+            )
+        )
+
+    def selector(self, summary: str) -> TraySelector:
+        """Check upstream's TrayFilter rules; 400 naming each offending field."""
+        errors: list[tuple[str, str]] = []
+        kind: ComponentType | None = None
+        if self.type is not None:
+            try:
+                kind = ComponentType.parse(self.type)
+            except ValueError:
+                kind = None
+            if kind is None or not kind.operable:
+                names = " ".join(t.value for t in OPERABLE_COMPONENT_TYPES)
+                errors.append(("filter.type", f"must be one of [{names}]"))
+        has_rack = self.rack_id is not None or self.rack_name is not None
+        if self.rack_id is not None and self.rack_name is not None:
+            errors.append(("filter.rackId", "rackId and rackName are mutually exclusive"))
+        if has_rack and (self.ids or self.component_ids):
+            errors.append(
+                ("filter.rackId", "rackId/rackName cannot be combined with ids/componentIds")
+            )
+        if self.component_ids and self.type is None:
+            errors.append(("filter.componentIds", "type is required when componentIds is provided"))
+        if self.component_ids is not None and any(not c.strip() for c in self.component_ids):
+            errors.append(("filter.componentIds", "must not contain empty strings"))
+        if self.slot_id is not None and self.slot_id < 0:
+            errors.append(("filter.slotId", "must be >= 0"))
+        elif self.slot_id is not None and not has_rack:
+            errors.append(("filter.slotId", "rackId or rackName is required when slotId is set"))
+        if errors:
+            raise ValidationFailed(summary, errors)
+        return TraySelector(
+            rack_id=self.rack_id,
+            rack_name=self.rack_name,
+            type=kind,
+            component_ids=tuple(self.component_ids or ()),
+            ids=tuple(self.ids or ()),
+            slot_id=self.slot_id,
+        )
+
+
+class BatchScope(RequestModel):
+    """`all: true` is required to act on the whole site when no filter narrows it."""
+
+    all: bool | None = Field(
+        None,
+        description="Set true to act on every rack/tray of the site; required when no "
+        "filter is given (guards against a forgotten filter powering off a whole site).",
+    )
+
+
+def scope_errors(filter_empty: bool, all_flag: bool | None) -> list[tuple[str, str]]:
+    if filter_empty and not all_flag:
+        return [("filter", 'is required; to act on the whole site set "all": true')]
+    if not filter_empty and all_flag:
+        return [("all", "cannot be combined with filter")]
+    return []
+
+
+# --- request bodies ------------------------------------------------------------------
+
+
+class PowerRequest(PowerFields, OperationOptions):
+    """`PATCH /rack/{id}/power`, `PATCH /tray/{id}/power`."""
+
+
+class BatchRackPowerRequest(PowerFields, BatchScope, OperationOptions):
+    """`PATCH /rack/power`."""
+
+    filter: RackFilter | None = None
+
+
+class BatchTrayPowerRequest(PowerFields, BatchScope, OperationOptions):
+    """`PATCH /tray/power`."""
+
+    filter: TrayFilter | None = None
+
+
+class FirmwareRequest(FirmwareFields, OperationOptions):
+    """`PATCH /rack/{id}/firmware`, `PATCH /tray/{id}/firmware`."""
+
+
+class BatchRackFirmwareRequest(FirmwareFields, BatchScope, OperationOptions):
+    """`PATCH /rack/firmware`."""
+
+    filter: RackFilter | None = None
+
+
+class BatchTrayFirmwareRequest(FirmwareFields, BatchScope, OperationOptions):
+    """`PATCH /tray/firmware`."""
+
+    filter: TrayFilter | None = None
+
+
+class BringUpRequest(BringUpFields, OperationOptions):
+    """`POST /rack/{id}/bringup`."""
+
+
+class BatchBringUpRequest(BringUpFields, BatchScope, OperationOptions):
+    """`POST /rack/bringup`."""
+
+    filter: RackFilter | None = None
+
+
+class TaskIds(ResponseModel):
+    """What every operation answers: one task per rack."""
+
+    task_ids: list[uuid.UUID]

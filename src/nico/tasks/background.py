@@ -1,0 +1,50 @@
+"""The task manager's periodic work, run in the worker process (and in `nico serve`).
+
+Every `NICO_SWEEP_INTERVAL` seconds: expire and promote queued tasks, then reconcile
+tasks whose workflow is gone. A pass that fails is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from nico.services import Services
+from nico.tasks.queue import promote_rack, sweep_queues
+from nico.tasks.reconcile import reconcile
+
+log = logging.getLogger("nico.tasks")
+
+
+async def run_pass(services: Services) -> None:
+    """One sweep and one reconciler pass."""
+    try:
+        await sweep_queues(services)
+    except Exception:
+        log.exception("queue sweep failed")
+    try:
+        await reconcile(services)
+    except Exception:
+        log.exception("reconciler pass failed")
+
+
+async def run_background_loops(services: Services) -> None:
+    """Run passes forever (cancel the coroutine to stop); the first runs at once so tasks
+    stranded across a restart move without waiting a whole interval."""
+    while True:
+        await run_pass(services)
+        await asyncio.sleep(services.settings.sweep_interval)
+
+
+def on_task_finished(services: Services) -> Callable[[uuid.UUID | str], Awaitable[None]]:
+    """The hook the worker calls when a task reaches a final status: promote its rack."""
+
+    async def promote(rack_id: uuid.UUID | str) -> None:
+        try:
+            await promote_rack(services, uuid.UUID(str(rack_id)))
+        except Exception:
+            log.exception("promoting the queue of rack %s failed", rack_id)
+
+    return promote

@@ -1,0 +1,144 @@
+"""Start a Pending task's workflow (after the creating transaction has committed).
+
+Dispatch is safe to repeat: the workflow id is the task id and starting it is idempotent,
+so the reconciler may re-dispatch a task whose API process died before starting it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico.domain import TaskStatus
+from nico.engine.client import cancel_task_workflow, start_task_workflow
+from nico.engine.contracts import TaskWorkflowInput, TrayTarget
+from nico.rules.resolution import resolve_rule
+from nico.services import Services
+from nico.store import tasks as task_store
+from nico.store.models import Task, Tray
+
+log = logging.getLogger("nico.tasks")
+
+NO_TRAYS_LEFT = "None of the targeted trays exist any more; nothing to run"
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """The rule a task runs: wire definition snapshot, stored id (None = built-in), source."""
+
+    definition: dict[str, Any]
+    rule_id: uuid.UUID | None
+    source: str
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "rule_source": self.source,
+            "rule_definition": self.definition,
+        }
+
+
+def _wire(definition: object) -> dict[str, Any]:
+    to_wire = getattr(definition, "to_wire", None)
+    if callable(to_wire):
+        wire: dict[str, Any] = to_wire()
+        return wire
+    if isinstance(definition, Mapping):
+        return dict(definition)
+    raise TypeError(f"unexpected rule definition {type(definition).__name__}")
+
+
+async def choose_rule(
+    session: AsyncSession,
+    *,
+    site_id: uuid.UUID,
+    rack_id: uuid.UUID,
+    operation_type: str,
+    operation_code: str,
+    pinned_rule_id: uuid.UUID | None,
+) -> RuleChoice:
+    """Resolve the rule (pinned -> rack -> site default -> built-in); 400 for a bad pin."""
+    resolved = await resolve_rule(
+        session,
+        site_id=site_id,
+        rack_id=rack_id,
+        operation_type=operation_type,
+        operation_code=operation_code,
+        pinned_rule_id=pinned_rule_id,
+    )
+    source = getattr(resolved.source, "value", resolved.source)
+    return RuleChoice(_wire(resolved.definition), resolved.rule_id, str(source))
+
+
+async def workflow_input(session: AsyncSession, task: Task) -> TaskWorkflowInput | None:
+    """The workflow payload of a task; None when none of its trays exist any more."""
+    ids = [uuid.UUID(str(i)) for ids in task.targets.values() for i in ids]
+    result = await session.execute(select(Tray).where(Tray.id.in_(ids)))
+    found = {t.id: t for t in result.scalars()}
+    trays: list[TrayTarget] = []
+    for kind in task.targets:
+        for raw in task.targets[kind]:
+            tray = found.get(uuid.UUID(str(raw)))
+            if tray is not None:
+                trays.append(TrayTarget(id=str(tray.id), name=tray.name or str(tray.id), type=kind))
+    if not trays:
+        return None
+    return TaskWorkflowInput(
+        task_id=str(task.id),
+        site_id=str(task.site_id),
+        rack_id=str(task.rack_id),
+        operation_type=task.operation_type,
+        operation_code=task.operation_code,
+        rule_definition=dict(task.rule_definition or {}),
+        trays=trays,
+        info=dict(task.information or {}),
+    )
+
+
+async def fail_pending(services: Services, task_id: uuid.UUID, reason: str) -> bool:
+    """Pending -> Failed with `reason`; False if the task had already moved on."""
+    async with services.db.session() as session:
+        return await task_store.transition_task(
+            session, task_id, TaskStatus.FAILED, message=reason, expected=TaskStatus.PENDING
+        )
+
+
+async def dispatch_task(services: Services, task_id: uuid.UUID) -> bool:
+    """Start the workflow of a Pending task. Returns False when the task failed instead
+    (no trays left, Temporal refused), so the caller can promote the rack's queue.
+
+    Without a Temporal client (API-only process) the task stays Pending and the worker's
+    reconciler dispatches it.
+    """
+    client = services.temporal
+    if client is None:
+        log.info("task %s left Pending: no Temporal client in this process", task_id)
+        return True
+    async with services.db.session() as session:
+        task = await task_store.get_task(session, task_id)
+        if task is None or task.status != TaskStatus.PENDING.value:
+            return True
+        payload = await workflow_input(session, task)
+    if payload is None:
+        await fail_pending(services, task_id, NO_TRAYS_LEFT)
+        return False
+    try:
+        await start_task_workflow(client, services.settings, payload)
+    except Exception as exc:
+        log.warning("starting the workflow of task %s failed: %s", task_id, exc)
+        await fail_pending(services, task_id, f"Failed to start the task workflow: {exc}")
+        return False
+    async with services.db.session() as session:
+        await task_store.mark_dispatched(session, task_id)
+        task = await task_store.get_task(session, task_id)
+        cancelled = task is not None and task.status == TaskStatus.TERMINATED.value
+    if cancelled:
+        # Cancelled between commit and start: the workflow must not run.
+        await cancel_task_workflow(client, str(task_id))
+    return True

@@ -1,0 +1,93 @@
+"""The reconciler: no task stays Pending or Running when its workflow cannot finish it.
+
+Upstream leaves such tasks stuck forever. Each pass looks at every Pending/Running task
+untouched for longer than the grace period:
+- Pending and never dispatched (the API died between commit and start, or had no
+  Temporal client) -> dispatched now;
+- workflow closed (completed, failed, timed out, terminated, cancelled) while the task is
+  not finished -> Failed, naming how the workflow ended;
+- workflow missing (Temporal lost its history) -> Failed, "workflow not found".
+Every status write is compare-and-set, so a workflow finishing at the same moment wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from nico.domain import TaskStatus
+from nico.engine.client import WorkflowState, task_workflow_state
+from nico.services import Services
+from nico.store import tasks as task_store
+from nico.store.models import Task, utcnow
+from nico.tasks.dispatch import dispatch_task
+from nico.tasks.queue import promote_rack
+
+log = logging.getLogger("nico.tasks")
+
+_STILL_RUNNING = {"RUNNING", "CONTINUED_AS_NEW"}
+
+
+@dataclass
+class ReconcileResult:
+    """What one pass did, by task id."""
+
+    dispatched: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+
+
+def state_label(state: WorkflowState) -> str:
+    """`TIMED_OUT` -> `TimedOut`, the way Temporal's UI names a closed workflow."""
+    return "".join(part.capitalize() for part in state.name.split("_"))
+
+
+def closed_message(task: Task, state: WorkflowState) -> str:
+    if state.name == "MISSING":
+        return f"Workflow {task.id} not found: the task can no longer finish (reconciler)"
+    return (
+        f"Workflow {task.id} ended ({state_label(state)}) without finishing the task (reconciler)"
+    )
+
+
+async def reconcile(
+    services: Services, *, now: datetime | None = None, grace: float | None = None
+) -> ReconcileResult:
+    """One reconciler pass over every Pending/Running task."""
+    result = ReconcileResult()
+    client = services.temporal
+    if client is None:
+        return result
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=services.settings.reconcile_grace if grace is None else grace)
+    async with services.db.session() as session:
+        tasks = [t for t in await task_store.unfinished_tasks(session) if t.updated <= cutoff]
+    for task in tasks:
+        status = TaskStatus(task.status)
+        try:
+            if status is TaskStatus.PENDING and task.workflow_id is None:
+                if await dispatch_task(services, task.id):
+                    result.dispatched.append(task.id)
+                else:
+                    result.failed.append(task.id)
+                    await promote_rack(services, task.rack_id)
+                continue
+            state = await task_workflow_state(client, str(task.id))
+            if state.name in _STILL_RUNNING:
+                continue
+            async with services.db.session() as session:
+                changed = await task_store.transition_task(
+                    session,
+                    task.id,
+                    TaskStatus.FAILED,
+                    message=closed_message(task, state),
+                    expected=status,
+                )
+            if changed:
+                log.warning("reconciler failed task %s: workflow %s", task.id, state.name)
+                result.failed.append(task.id)
+                await promote_rack(services, task.rack_id)
+        except Exception:
+            log.exception("reconciling task %s failed", task.id)
+    return result
