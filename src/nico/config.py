@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         30.0, description="Seconds between queue sweeps and reconciler passes."
     )
+    reconcile_grace: float = Field(
+        60.0,
+        description="Seconds a Pending/Running task must be untouched before the reconciler "
+        "re-dispatches it or fails it for a closed or missing workflow.",
+    )
+    cancel_wait: float = Field(
+        5.0,
+        description="Seconds a cancel waits for the workflow to stop gracefully before it "
+        "terminates the workflow.",
+    )
 
     # --- demo seed -----------------------------------------------------------------
     seed_demo: bool = Field(True, description="`nico serve` seeds the demo org, site and rack.")
