@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import uuid
 from typing import Any
 
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from nico.services import Services
-from tests.rules.support import BASE, make_rack, make_site, seed_004_text, seed_example_rule
+from tests.rules.support import BASE, make_site, seed_004_text, seed_example_rule
 
 RULES = f"{BASE}/task/rule"
 

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from nico.cli import db as db_cli
+from nico.cli import rules as rules_cli
 from nico.cli import serve as serve_cli
 from nico.cli import token as token_cli
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 serve_cli.register(app)
 token_cli.register(app)
 app.add_typer(db_cli.app, name="db")
+app.add_typer(rules_cli.app, name="rule")
 
 
 def main() -> None:

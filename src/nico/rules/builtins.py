@@ -38,7 +38,8 @@ TIMEOUT_BY_TYPE = {SHELF: "15m", SWITCH: "15m", COMPUTE: "20m"}
 
 
 def power(operation: str | None = None) -> Wire:
-    action: Wire = {"name": "PowerControl"}
+    # A BMC answers a reset request in seconds; the state change is what verify waits for.
+    action: Wire = {"name": "PowerControl", "timeout": "1m"}
     if operation is not None:
         action["parameters"] = {"operation": operation}
     return action
@@ -143,6 +144,7 @@ def _reset_steps() -> list[Wire]:
 def _firmware(verify: Wire) -> list[Wire]:
     firmware = {
         "name": "FirmwareControl",
+        "timeout": "2m",
         "parameters": {"poll_interval": "15s", "poll_timeout": "45m"},
     }
     retry = _retry(2, "30s", 1.5, "2m")
@@ -154,7 +156,7 @@ def _firmware(verify: Wire) -> list[Wire]:
 
 def _bring_up() -> list[Wire]:
     retry = _retry(3, "10s", 2)
-    inject = {"name": "InjectExpectation"}
+    inject = {"name": "InjectExpectation", "timeout": "2m"}
     steps = [step(component, 1, inject, timeout="10m", retry=retry) for component in ALL_TYPES]
     steps += [
         step(
@@ -162,20 +164,21 @@ def _bring_up() -> list[Wire]:
             2,
             power("power_on"),
             post=[verify_power("on"), reachable([SWITCH, COMPUTE], "10m", "15s")],
+            timeout="25m",
             retry=retry,
         ),
         step(
             SWITCH,
             3,
             power("power_on"),
-            post=[verify_power("on"), {"name": "VerifyFirmwareConsistency"}],
+            post=[verify_power("on"), {"name": "VerifyFirmwareConsistency", "timeout": "1m"}],
             retry=retry,
         ),
         step(
             COMPUTE,
             4,
             power("power_on"),
-            pre=[{"name": "BringUpControl"}],
+            pre=[{"name": "BringUpControl", "timeout": "1m"}],
             post=[
                 {"name": "WaitBringUp", "timeout": "30m", "pollInterval": "30s"},
                 verify_power("on"),
@@ -281,9 +284,9 @@ BUILTIN_RULES: dict[tuple[OperationType, str], BuiltinRule] = {
                 + ("the version." if code != "rollback" else "versions are consistent."),
                 _definition(
                     _firmware(
-                        {"name": "VerifyFirmwareVersion"}
+                        {"name": "VerifyFirmwareVersion", "timeout": "1m"}
                         if code != "rollback"
-                        else {"name": "VerifyFirmwareConsistency"}
+                        else {"name": "VerifyFirmwareConsistency", "timeout": "1m"}
                     )
                 ),
             )
@@ -304,7 +307,13 @@ BUILTIN_RULES: dict[tuple[OperationType, str], BuiltinRule] = {
             "Register every tray as expected inventory, all types in parallel.",
             _definition(
                 [
-                    step(c, 1, {"name": "InjectExpectation"}, timeout="10m", retry=RETRY_SHELF)
+                    step(
+                        c,
+                        1,
+                        {"name": "InjectExpectation", "timeout": "2m"},
+                        timeout="10m",
+                        retry=RETRY_SHELF,
+                    )
                     for c in ALL_TYPES
                 ]
             ),
