@@ -17,6 +17,7 @@ from nico.config import Settings
 from nico.services import Services, build_services
 from nico.store.db import Database
 from tests.support import postgres
+from tests.support.temporal import temporal_dev_env, temporal_env  # noqa: F401 (fixtures)
 
 DEV_KEY = "test-dev-key-" + "x" * 40
 DEMO_ORG = "demo"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from nico.auth.tokens import TokenVerifier
 from nico.config import Settings
+from nico.hardware.registry import BackendRegistry
 from nico.keyfiles import load_or_create_key, new_dev_key
 from nico.secretbox import SecretBox
 from nico.store.db import Database
@@ -25,6 +26,11 @@ class Services:
     secrets: SecretBox
     # Set by the runner once Temporal is reachable; None in API-only tests.
     temporal: Client | None = field(default=None)
+    # Hardware backends by name and the tray references they act on.
+    backends: BackendRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backends = BackendRegistry(self.settings, self.db, self.secrets)
 
 
 def resolve_keys(settings: Settings, *, create: bool) -> tuple[str | None, str]:

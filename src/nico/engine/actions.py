@@ -1,0 +1,409 @@
+"""The 11 rule actions as workflow code: each tray's pre/main/post actions call activities
+(one tray per call) or loop with durable timers (polling actions).
+
+Runs inside the workflow sandbox: deterministic, no I/O; everything else happens in
+`nico.engine.activities`, called by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy as TemporalRetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from nico.domain import ComponentType, OperationType, PowerState, power_code
+    from nico.engine import messages
+    from nico.engine import payloads as p
+    from nico.engine.contracts import TrayTarget
+    from nico.engine.policy import (
+        HEARTBEAT_TIMEOUT,
+        POLL_ATTEMPT_TIMEOUT,
+        PollDefaults,
+        attempt_timeout,
+        poll_bounds,
+        retry_of,
+    )
+    from nico.hardware.interface import BringUpState, FirmwareJobState
+    from nico.rules.durations import DurationError, format_seconds, parse_duration
+    from nico.rules.model import ActionConfig, ActionName, SequenceStep
+
+T = TypeVar("T")
+
+
+class ActionFailed(Exception):
+    """An action failed for a tray (or a step check failed); `reason` is operator text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class StepContext:
+    """What every action of one step needs: the step, its input and the task's trays."""
+
+    input: p.StepInput
+    step: SequenceStep
+
+    def ledger_key(self, tray: TrayTarget, slot: str) -> str:
+        """Unique per task/stage/step/tray/action slot: a side effect is sent once."""
+        i = self.input
+        return f"{i.task_id}/stage-{i.stage}/step-{i.position}/{tray.id}/{slot}"
+
+    def task_trays_of(self, component_type: ComponentType) -> list[TrayTarget]:
+        return [t for t in self.input.task_trays if t.type == component_type.value]
+
+
+# --- activity calls -----------------------------------------------------------------
+
+
+def _retry_policy(ctx: StepContext) -> TemporalRetryPolicy:
+    retry = retry_of(ctx.step)
+    return TemporalRetryPolicy(
+        initial_interval=timedelta(seconds=retry.initial_interval.seconds),
+        backoff_coefficient=retry.backoff_coefficient,
+        maximum_interval=(
+            timedelta(seconds=retry.max_interval.seconds) if retry.max_interval else None
+        ),
+        maximum_attempts=retry.max_attempts,
+    )
+
+
+def _failure_text(exc: ActivityError, action: ActionName, max_attempts: int) -> str:
+    """The real cause of a failed activity, with which action and how often it was tried."""
+    cause = exc.cause
+    attempts = max_attempts
+    if isinstance(cause, ApplicationError):
+        reason = cause.message
+        if cause.details and isinstance(cause.details[0], int):
+            attempts = cause.details[0]
+    elif isinstance(cause, TemporalTimeoutError):
+        reason = "no answer in time"
+    else:
+        reason = str(cause or exc)
+    return reason + messages.attempts_suffix(action.value, attempts)
+
+
+async def call(
+    ctx: StepContext, action: ActionConfig, name: str, arg: Any, result_type: type[T]
+) -> T:
+    """One action call: an activity bounded per attempt and retried per the step's retry."""
+    try:
+        result: T = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=attempt_timeout(action)),
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
+            retry_policy=_retry_policy(ctx),
+        )
+    except ActivityError as exc:
+        if isinstance(exc.cause, TemporalCancelledError):
+            raise asyncio.CancelledError() from exc
+        raise ActionFailed(
+            _failure_text(exc, action.name, retry_of(ctx.step).max_attempts)
+        ) from exc
+    return result
+
+
+async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
+    """One poll: a single attempt; a failure means "not yet" (None), never an error."""
+    try:
+        result: T = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=POLL_ATTEMPT_TIMEOUT),
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
+            retry_policy=TemporalRetryPolicy(maximum_attempts=1),
+        )
+    except ActivityError as exc:
+        if isinstance(exc.cause, TemporalCancelledError):
+            raise asyncio.CancelledError() from exc
+        return None
+    return result
+
+
+async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]) -> str | None:
+    """Probe now, then every `interval` until it returns None (done) or `timeout` passes;
+    returns the last reason it was not done yet, or None on success."""
+    deadline = workflow.time() + bounds.timeout
+    while True:
+        reason = await probe()
+        if reason is None:
+            return None
+        remaining = deadline - workflow.time()
+        if remaining <= 0:
+            return reason
+        await workflow.sleep(min(bounds.interval, remaining))
+
+
+# --- parameters -------------------------------------------------------------------------
+
+
+def target_version(info: Mapping[str, Any], component_type: str) -> str | None:
+    """The task's requested firmware version for this type: a string, or a mapping keyed by
+    component type (`{"compute": "2.1", "nvlswitch": "1.4"}`, any casing/alias)."""
+    raw = info.get("version", info.get("targetVersion", info.get("target_version")))
+    if isinstance(raw, str):
+        return raw or None
+    if isinstance(raw, Mapping):
+        for key, value in raw.items():
+            try:
+                matches = ComponentType.parse(key).value == component_type
+            except ValueError:
+                continue
+            if matches and isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _power_code(ctx: StepContext, action: ActionConfig) -> str:
+    requested = action.parameters.get("operation")
+    if requested:
+        try:
+            return power_code(str(requested))
+        except ValueError as exc:
+            raise ActionFailed(f"PowerControl: unrecognized operation {requested!r}") from exc
+    if ctx.input.operation_type == OperationType.POWER_CONTROL.value:
+        return ctx.input.operation_code
+    raise ActionFailed(
+        f"PowerControl needs parameters.operation in a {ctx.input.operation_type} task"
+    )
+
+
+def _expected_power(action: ActionConfig) -> PowerState:
+    raw = str(action.parameters.get("expected_status", "")).strip().lower()
+    if raw == "on":
+        return PowerState.ON
+    if raw == "off":
+        return PowerState.OFF
+    raise ActionFailed(f"VerifyPowerStatus: expected_status must be on or off, not {raw!r}")
+
+
+def _sleep_seconds(action: ActionConfig) -> float:
+    try:
+        return max(parse_duration(action.parameters.get("duration")).seconds, 0.0)
+    except DurationError as exc:
+        raise ActionFailed(f"Sleep: {exc}") from exc
+
+
+def _firmware_operation(ctx: StepContext, action: ActionConfig) -> str:
+    requested = action.parameters.get("operation")
+    if isinstance(requested, str) and requested:
+        return requested
+    if ctx.input.operation_type == OperationType.FIRMWARE_CONTROL.value:
+        return ctx.input.operation_code
+    return "upgrade"
+
+
+# --- per-tray actions -----------------------------------------------------------------
+
+TrayAction = Callable[[StepContext, TrayTarget, str, ActionConfig], Awaitable[None]]
+
+
+async def _sleep(ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig) -> None:
+    seconds = _sleep_seconds(action)
+    if seconds > 0:
+        await workflow.sleep(seconds)
+
+
+async def _power_control(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    code = _power_code(ctx, action)
+    command = p.PowerCommand(ledger_key=ctx.ledger_key(tray, slot), tray_id=tray.id, code=code)
+    await call(ctx, action, p.POWER_CONTROL, command, type(None))
+
+
+async def _verify_power_status(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    expected = _expected_power(action)
+    bounds = poll_bounds(action)
+    seen: list[str] = []
+
+    async def probe() -> str | None:
+        obs = await observe(p.OBSERVE_POWER, p.TrayQuery(tray.id), p.Observation)
+        if obs is None or obs.error:
+            return obs.error if obs and obs.error else "power status not readable"
+        seen.append(obs.state or PowerState.UNKNOWN.value)
+        return None if obs.state == expected.value else f"power state {obs.state}"
+
+    reason = await poll(bounds, probe)
+    if reason is None:
+        return
+    waited = format_seconds(bounds.timeout)
+    if seen:
+        raise ActionFailed(f"power state stayed {seen[-1]} after {waited} (expected {expected})")
+    raise ActionFailed(f"power state not readable for {waited}: {reason}")
+
+
+async def _verify_reachability(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    require_all = action.parameters.get("require_all", True) is not False
+    own = ComponentType.parse(tray.type)
+    groups: list[tuple[ComponentType, list[TrayTarget]]] = []
+    for raw in action.parameters.get("component_types") or [own.value]:
+        kind = ComponentType.parse(raw)
+        members = [tray] if kind is own else ctx.task_trays_of(kind)
+        if members and all(kind is not g for g, _ in groups):
+            groups.append((kind, members))
+    ids = [t.id for _, members in groups for t in members]
+    bounds = poll_bounds(action)
+
+    async def probe() -> str | None:
+        answers = await observe(p.OBSERVE_REACHABILITY, p.TraysQuery(ids), list[p.Observation])
+        if answers is None:
+            return "reachability not checked (poll failed)"
+        problem = dict(zip(ids, (a.error for a in answers), strict=True))
+        missing: list[str] = []
+        for kind, members in groups:
+            down = [t for t in members if problem.get(t.id)]
+            if not down:
+                continue
+            if kind is own or require_all or len(down) == len(members):
+                missing.extend(f"{t.name}: {problem[t.id]}" for t in down)
+        return "; ".join(missing) if missing else None
+
+    reason = await poll(bounds, probe)
+    if reason is not None:
+        raise ActionFailed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
+
+
+async def _get_power_status(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    await call(ctx, action, p.POWER_STATUS, p.TrayQuery(tray.id), str)
+
+
+async def _firmware_control(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    command = p.FirmwareCommand(
+        ledger_key=ctx.ledger_key(tray, slot),
+        tray_id=tray.id,
+        operation=_firmware_operation(ctx, action),
+        version=target_version(ctx.input.info, tray.type),
+        targets=[str(t) for t in ctx.input.info.get("targets") or ()],
+    )
+    job_id = await call(ctx, action, p.FIRMWARE_START, command, str)
+    bounds = poll_bounds(action)
+
+    async def probe() -> str | None:
+        obs = await observe(p.OBSERVE_FIRMWARE, p.FirmwareQuery(tray.id, job_id), p.Observation)
+        if obs is None or obs.error:
+            return obs.error if obs and obs.error else "firmware status not readable"
+        if obs.state == FirmwareJobState.COMPLETED.value:
+            return None
+        if obs.state == FirmwareJobState.FAILED.value:
+            raise ActionFailed(f"firmware update failed: {obs.detail or 'no detail from BMC'}")
+        return f"firmware update {obs.state} at {obs.percent or 0}%"
+
+    reason = await poll(bounds, probe)
+    if reason is not None:
+        raise ActionFailed(
+            f"firmware update not finished after {format_seconds(bounds.timeout)}: {reason}"
+        )
+
+
+async def _verify_firmware_version(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    expected = action.parameters.get("expected_version") or target_version(
+        ctx.input.info, tray.type
+    )
+    if not expected:
+        raise ActionFailed(
+            "VerifyFirmwareVersion: no expected_version given and the task requested no version"
+        )
+    versions = await call(ctx, action, p.FIRMWARE_VERSIONS, p.TraysQuery([tray.id]), list[str])
+    if versions[0] != expected:
+        raise ActionFailed(f"firmware version is {versions[0]}, expected {expected}")
+
+
+async def _bring_up_control(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    await call(ctx, action, p.BRING_UP_CONTROL, p.TrayQuery(tray.id), type(None))
+
+
+async def _wait_bring_up(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    bounds = poll_bounds(action)
+
+    async def probe() -> str | None:
+        obs = await observe(p.OBSERVE_BRING_UP, p.TrayQuery(tray.id), p.Observation)
+        if obs is None or obs.error:
+            return obs.error if obs and obs.error else "bring-up status not readable"
+        return None if obs.state == BringUpState.INGESTED.value else f"bring-up {obs.state}"
+
+    reason = await poll(bounds, probe)
+    if reason is not None:
+        raise ActionFailed(f"not ingested after {format_seconds(bounds.timeout)}: {reason}")
+
+
+async def _inject_expectation(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    await call(ctx, action, p.INJECT_EXPECTATION, p.TrayQuery(tray.id), type(None))
+
+
+TRAY_ACTIONS: Mapping[ActionName, TrayAction] = {
+    ActionName.SLEEP: _sleep,
+    ActionName.POWER_CONTROL: _power_control,
+    ActionName.VERIFY_POWER_STATUS: _verify_power_status,
+    ActionName.VERIFY_REACHABILITY: _verify_reachability,
+    ActionName.GET_POWER_STATUS: _get_power_status,
+    ActionName.FIRMWARE_CONTROL: _firmware_control,
+    ActionName.VERIFY_FIRMWARE_VERSION: _verify_firmware_version,
+    ActionName.BRING_UP_CONTROL: _bring_up_control,
+    ActionName.WAIT_BRING_UP: _wait_bring_up,
+    ActionName.INJECT_EXPECTATION: _inject_expectation,
+}
+
+
+async def run_tray_action(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    """Run one per-tray action; raises ActionFailed with the reason on failure."""
+    handler = TRAY_ACTIONS.get(action.name)
+    if handler is None:
+        raise ActionFailed(f"{action.name} cannot run per tray")
+    await handler(ctx, tray, slot, action)
+
+
+# --- step-scoped actions ----------------------------------------------------------------
+
+
+async def verify_firmware_consistency(ctx: StepContext, action: ActionConfig) -> None:
+    """All trays of the step report one firmware version."""
+    trays = ctx.input.trays
+    versions = await call(
+        ctx, action, p.FIRMWARE_VERSIONS, p.TraysQuery([t.id for t in trays]), list[str]
+    )
+    by_version: dict[str, list[str]] = {}
+    for tray, version in zip(trays, versions, strict=True):
+        by_version.setdefault(version, []).append(tray.name)
+    if len(by_version) > 1:
+        parts = sorted(by_version.items(), key=lambda item: -len(item[1]))
+        detail = "; ".join(f"{v} on {', '.join(names)}" for v, names in parts)
+        raise ActionFailed(f"firmware versions differ: {detail}")
+
+
+async def run_step_action(ctx: StepContext, action: ActionConfig) -> None:
+    if action.name is ActionName.VERIFY_FIRMWARE_CONSISTENCY:
+        await verify_firmware_consistency(ctx, action)
+        return
+    raise ActionFailed(f"{action.name} cannot run once per step")

@@ -1,0 +1,343 @@
+"""Temporal activities: the engine's only I/O (database, hardware backends).
+
+Each hardware activity acts on one tray (or reads a few), heartbeats while it waits so a
+crashed worker is noticed within seconds, and maps `HardwareError(retryable=False)` to a
+non-retryable failure. Side effects (power commands, firmware starts) are recorded in the
+operation ledger and never sent twice for the same task/stage/step/tray/action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from nico.domain import TaskStatus
+from nico.engine import ledger
+from nico.engine import payloads as p
+from nico.engine.capabilities import TargetTray, capability_gaps
+from nico.engine.policy import HEARTBEAT_EVERY
+from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
+from nico.hardware.registry import BackendRegistry
+from nico.rules.model import RuleDefinition
+from nico.services import Services
+from nico.store.models import Task, Tray
+from nico.store.tasks import save_running_report, transition_task
+
+log = logging.getLogger(__name__)
+
+TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background while a slow call runs, so the server notices a dead
+    worker after HEARTBEAT_TIMEOUT instead of the attempt's full timeout."""
+
+    async def pump() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _hardware_failure(exc: HardwareError) -> ApplicationError:
+    """The backend's (credential-free) message, with this attempt's number as detail."""
+    return ApplicationError(
+        str(exc),
+        activity.info().attempt,
+        type="HardwareError",
+        non_retryable=not exc.retryable,
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, HardwareError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class EngineActivities:
+    """Activities bound to one process's services (database, secrets, backends)."""
+
+    def __init__(self, services: Services, on_task_finished: TaskFinishedHook | None) -> None:
+        self._services = services
+        self._registry: BackendRegistry = services.backends
+        self._on_task_finished = on_task_finished
+
+    # --- task rows --------------------------------------------------------------------
+
+    @activity.defn(name=p.BEGIN_TASK)
+    async def begin_task(self, data: p.BeginTaskInput) -> p.BeginTaskResult:
+        """Pre-dispatch capability check, then Pending -> Running with the initial report."""
+        task_id = uuid.UUID(data.task_id)
+        rule = RuleDefinition.from_wire(data.rule_definition)
+        refs = await self._registry.tray_refs(t.id for t in data.trays)
+        gaps: list[str] = []
+        missing = [t.name for t in data.trays if t.id not in refs]
+        if missing:
+            gaps.append(f"targeted trays no longer exist: {', '.join(missing)}")
+        try:
+            gaps += capability_gaps(
+                rule,
+                [TargetTray(r.name, r.type, r.backend) for r in refs.values()],
+                lambda backend, kind: self._registry.backend(backend).capabilities(kind),
+            )
+        except HardwareError as exc:
+            gaps.append(str(exc))
+        async with self._services.db.session() as session:
+            if gaps:
+                error = "; ".join(gaps)
+                failed = await transition_task(
+                    session, task_id, TaskStatus.FAILED, message=error, expected=TaskStatus.PENDING
+                )
+            else:
+                started = await transition_task(
+                    session,
+                    task_id,
+                    TaskStatus.RUNNING,
+                    message=data.message,
+                    report=data.report,
+                    expected=TaskStatus.PENDING,
+                )
+            status = await _task_status(session, task_id)
+        if gaps:
+            if failed:
+                await self._notify_finished(data.task_id)
+            return p.BeginTaskResult(started=False, status=status, error=error)
+        # A retried begin whose first attempt already moved the task finds it Running.
+        return p.BeginTaskResult(started=started or status == TaskStatus.RUNNING, status=status)
+
+    @activity.defn(name=p.SAVE_REPORT)
+    async def save_report(self, data: p.SaveReportInput) -> None:
+        async with self._services.db.session() as session:
+            await save_running_report(session, uuid.UUID(data.task_id), data.report, data.message)
+
+    @activity.defn(name=p.FINISH_TASK)
+    async def finish_task(self, data: p.FinishTaskInput) -> bool:
+        """Running -> final status (CAS), then tell the task manager the rack freed up."""
+        async with self._services.db.session() as session:
+            changed = await transition_task(
+                session,
+                uuid.UUID(data.task_id),
+                TaskStatus(data.status),
+                message=data.message,
+                report=data.report,
+                expected=TaskStatus.RUNNING,
+            )
+        await self._notify_finished(data.rack_id, rack=True)
+        return changed
+
+    async def _notify_finished(self, ident: str, *, rack: bool = False) -> None:
+        if self._on_task_finished is None:
+            return
+        try:
+            if rack:
+                rack_id = uuid.UUID(ident)
+            else:
+                rack_id = await self._rack_of_task(uuid.UUID(ident))
+            await self._on_task_finished(rack_id)
+        except Exception:  # the periodic sweep promotes anything this missed
+            log.exception("on_task_finished hook failed for %s", ident)
+
+    async def _rack_of_task(self, task_id: uuid.UUID) -> uuid.UUID:
+        async with self._services.db.session() as session:
+            task = await session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"task {task_id} not found")
+            return task.rack_id
+
+    # --- hardware helpers ---------------------------------------------------------------
+
+    async def _target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
+        ref = await self._registry.tray_ref(tray_id)
+        return ref, self._registry.backend_for(ref)
+
+    async def _record_power(self, tray_id: str, state: str) -> None:
+        """Observed power state goes to the tray row, so GET /tray shows it."""
+        async with self._services.db.session() as session:
+            await session.execute(
+                update(Tray)
+                .where(Tray.id == uuid.UUID(tray_id), Tray.power_state != state)
+                .values(power_state=state)
+            )
+
+    async def _record_firmware(self, tray_id: str, version: str) -> None:
+        """Observed firmware version goes to the tray row, so GET /tray shows it."""
+        async with self._services.db.session() as session:
+            await session.execute(
+                update(Tray)
+                .where(Tray.id == uuid.UUID(tray_id), Tray.firmware_version != version)
+                .values(firmware_version=version)
+            )
+
+    async def _act(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a hardware call with heartbeats, mapping its errors for Temporal."""
+        try:
+            async with heartbeating():
+                return await work()
+        except HardwareError as exc:
+            raise _hardware_failure(exc) from None
+
+    # --- side effects -----------------------------------------------------------------
+
+    @activity.defn(name=p.POWER_CONTROL)
+    async def power_control(self, data: p.PowerCommand) -> None:
+        async with self._services.db.session() as session:
+            if await ledger.recorded(session, data.ledger_key) is not None:
+                return
+        ref, backend = await self._act(lambda: self._target(data.tray_id))
+        await self._act(
+            lambda: backend.power_control(ref, data.code, operation_key=data.ledger_key)
+        )
+        async with self._services.db.session() as session:
+            await ledger.record(
+                session, data.ledger_key, data.tray_id, "power", {"code": data.code}
+            )
+
+    @activity.defn(name=p.FIRMWARE_START)
+    async def firmware_start(self, data: p.FirmwareCommand) -> str:
+        async with self._services.db.session() as session:
+            done = await ledger.recorded(session, data.ledger_key)
+        if done is not None:
+            return str(done["job_id"])
+        ref, backend = await self._act(lambda: self._target(data.tray_id))
+        job_id: str = await self._act(
+            lambda: backend.firmware_start(
+                ref, data.version, tuple(data.targets), operation_key=data.ledger_key
+            )
+        )
+        async with self._services.db.session() as session:
+            await ledger.record(
+                session,
+                data.ledger_key,
+                data.tray_id,
+                "firmware",
+                {"job_id": job_id, "version": data.version, "operation": data.operation},
+            )
+        return job_id
+
+    @activity.defn(name=p.BRING_UP_CONTROL)
+    async def bring_up_control(self, data: p.TrayQuery) -> None:
+        ref, backend = await self._act(lambda: self._target(data.tray_id))
+        await self._act(lambda: backend.bring_up_control(ref))
+
+    @activity.defn(name=p.INJECT_EXPECTATION)
+    async def inject_expectation(self, data: p.TrayQuery) -> None:
+        ref, backend = await self._act(lambda: self._target(data.tray_id))
+        await self._act(lambda: backend.inject_expectation(ref))
+
+    # --- reads (retried) ----------------------------------------------------------------
+
+    @activity.defn(name=p.POWER_STATUS)
+    async def power_status(self, data: p.TrayQuery) -> str:
+        ref, backend = await self._act(lambda: self._target(data.tray_id))
+        state = await self._act(lambda: backend.power_status(ref))
+        await self._record_power(data.tray_id, state.value)
+        return str(state.value)
+
+    @activity.defn(name=p.FIRMWARE_VERSIONS)
+    async def firmware_versions(self, data: p.TraysQuery) -> list[str]:
+        return [await self._read_version(tray_id) for tray_id in data.tray_ids]
+
+    async def _read_version(self, tray_id: str) -> str:
+        ref, backend = await self._act(lambda: self._target(tray_id))
+        version: str = await self._act(lambda: backend.firmware_version(ref))
+        await self._record_firmware(tray_id, version)
+        return version
+
+    # --- polls (one attempt; a failure is an answer, not an error) ------------------------
+
+    async def _observe(self, work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
+        try:
+            async with heartbeating():
+                return await work()
+        except HardwareError as exc:
+            return p.Observation(error=str(exc))
+        except Exception as exc:  # a poll that cannot be read counts as "not yet"
+            log.warning("poll failed: %s", _error_text(exc))
+            return p.Observation(error=_error_text(exc))
+
+    @activity.defn(name=p.OBSERVE_POWER)
+    async def observe_power(self, data: p.TrayQuery) -> p.Observation:
+        async def work() -> p.Observation:
+            ref, backend = await self._target(data.tray_id)
+            state = await backend.power_status(ref)
+            await self._record_power(data.tray_id, state.value)
+            return p.Observation(state=state.value)
+
+        return await self._observe(work)
+
+    @activity.defn(name=p.OBSERVE_REACHABILITY)
+    async def observe_reachability(self, data: p.TraysQuery) -> list[p.Observation]:
+        refs = await self._registry.tray_refs(data.tray_ids)
+
+        async def one(tray_id: str) -> p.Observation:
+            ref = refs.get(tray_id)
+            if ref is None:
+                return p.Observation(error="tray no longer exists")
+
+            async def work() -> p.Observation:
+                ok = await self._registry.backend_for(ref).reachable(ref)
+                return p.Observation(
+                    state="reachable" if ok else None, error=None if ok else "BMC unreachable"
+                )
+
+            return await self._observe(work)
+
+        return list(await asyncio.gather(*(one(t) for t in data.tray_ids)))
+
+    @activity.defn(name=p.OBSERVE_FIRMWARE)
+    async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
+        async def work() -> p.Observation:
+            ref, backend = await self._target(data.tray_id)
+            job = await backend.firmware_status(ref, data.job_id)
+            if job.state.value == "Completed":
+                version = await backend.firmware_version(ref)
+                await self._record_firmware(data.tray_id, version)
+            return p.Observation(state=job.state.value, percent=job.percent, detail=job.message)
+
+        return await self._observe(work)
+
+    @activity.defn(name=p.OBSERVE_BRING_UP)
+    async def observe_bring_up(self, data: p.TrayQuery) -> p.Observation:
+        async def work() -> p.Observation:
+            ref, backend = await self._target(data.tray_id)
+            return p.Observation(state=(await backend.bring_up_status(ref)).value)
+
+        return await self._observe(work)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.begin_task,
+            self.save_report,
+            self.finish_task,
+            self.power_control,
+            self.firmware_start,
+            self.bring_up_control,
+            self.inject_expectation,
+            self.power_status,
+            self.firmware_versions,
+            self.observe_power,
+            self.observe_reachability,
+            self.observe_firmware,
+            self.observe_bring_up,
+        ]
+
+
+async def _task_status(session: AsyncSession, task_id: uuid.UUID) -> str:
+    task = await session.get(Task, task_id, populate_existing=True)
+    return task.status if task is not None else TaskStatus.UNKNOWN.value

@@ -1,0 +1,84 @@
+"""Action -> hardware capability table and the pre-dispatch check built on it.
+
+Before a task touches anything, every action of every targeted step is checked against
+the capabilities of each targeted tray's backend, so a rule that needs something a
+backend cannot do fails the task at once, naming the action, capability and backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from nico.domain import ComponentType
+from nico.hardware.interface import Capability
+from nico.rules.model import ActionName, RuleDefinition
+
+ACTION_CAPABILITIES: Mapping[ActionName, frozenset[Capability]] = {
+    ActionName.SLEEP: frozenset(),
+    ActionName.POWER_CONTROL: frozenset({Capability.POWER_CONTROL}),
+    ActionName.VERIFY_POWER_STATUS: frozenset({Capability.POWER_STATUS}),
+    ActionName.GET_POWER_STATUS: frozenset({Capability.POWER_STATUS}),
+    ActionName.VERIFY_REACHABILITY: frozenset({Capability.REACHABILITY}),
+    ActionName.FIRMWARE_CONTROL: frozenset(
+        {Capability.FIRMWARE_CONTROL, Capability.FIRMWARE_STATUS}
+    ),
+    ActionName.VERIFY_FIRMWARE_VERSION: frozenset({Capability.FIRMWARE_VERSION}),
+    # The engine compares the versions the trays report; reading them is all it needs.
+    ActionName.VERIFY_FIRMWARE_CONSISTENCY: frozenset({Capability.FIRMWARE_VERSION}),
+    ActionName.BRING_UP_CONTROL: frozenset({Capability.BRING_UP_CONTROL}),
+    ActionName.WAIT_BRING_UP: frozenset({Capability.BRING_UP_STATUS}),
+    ActionName.INJECT_EXPECTATION: frozenset({Capability.INJECT_EXPECTATION}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetTray:
+    """What the check needs of a targeted tray."""
+
+    name: str
+    type: ComponentType
+    backend: str
+
+
+CapabilityLookup = Callable[[str, ComponentType], frozenset[Capability]]
+
+
+def capability_gaps(
+    rule: RuleDefinition, trays: Sequence[TargetTray], capabilities: CapabilityLookup
+) -> list[str]:
+    """One line per (action, capability, backend, type) the targeted trays lack."""
+    by_type: dict[ComponentType, list[TargetTray]] = {}
+    for tray in trays:
+        by_type.setdefault(tray.type, []).append(tray)
+    gaps: list[str] = []
+    seen: set[tuple[str, str, str, str]] = set()
+
+    def check(action: ActionName, trays_to_check: Sequence[TargetTray]) -> None:
+        for tray in trays_to_check:
+            have = capabilities(tray.backend, tray.type)
+            for needed in sorted(ACTION_CAPABILITIES[action] - have):
+                key = (action.value, needed.value, tray.backend, tray.type.value)
+                if key in seen:
+                    continue
+                seen.add(key)
+                gaps.append(
+                    f"{action.value} needs capability {needed.value}, which the "
+                    f"{tray.backend} backend lacks for {tray.type.value} ({tray.name})"
+                )
+
+    for step in rule.steps:
+        targeted = by_type.get(step.component_type, [])
+        if not targeted:
+            continue
+        for action in step.actions():
+            check(action.name, targeted)
+            if action.name is ActionName.VERIFY_REACHABILITY:
+                for raw in action.parameters.get("component_types") or ():
+                    try:
+                        other = ComponentType.parse(raw)
+                    except ValueError:
+                        continue
+                    if other is not step.component_type:
+                        check(action.name, by_type.get(other, []))
+    return gaps

@@ -1,0 +1,87 @@
+"""Operator-facing texts of the engine: step failures name the trays and why (pure).
+
+The report caps every error at 512 bytes, so the tray list comes first and is cut, never
+the count: "2 of 18 Compute failed: compute-03: BMC unreachable; compute-07: ...".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nico.rules.durations import format_seconds
+
+# How many unfinished tray names a timeout message lists before "and N more".
+_MAX_NAMES = 8
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_MAX_NAMES])
+    if len(names) > _MAX_NAMES:
+        shown += f" and {len(names) - _MAX_NAMES} more"
+    return shown
+
+
+def step_failed(
+    component_type: str,
+    total: int,
+    failures: Sequence[tuple[str, str]],
+    *,
+    not_started: int = 0,
+) -> str:
+    """`2 of 18 Compute failed: compute-03: BMC unreachable; ...; 8 not started`."""
+    head = f"{len(failures)} of {total} {component_type} failed"
+    details = "; ".join(f"{name}: {reason}" for name, reason in failures)
+    text = f"{head}: {details}" if details else head
+    if not_started:
+        text += f"; {not_started} not started"
+    return text
+
+
+def step_timed_out(
+    component_type: str,
+    total: int,
+    budget_seconds: float,
+    unfinished: Sequence[str],
+    failures: Sequence[tuple[str, str]],
+    not_started: int,
+) -> str:
+    """`step timeout 2m exceeded: 3 of 18 Compute unfinished (compute-04, ...)`."""
+    text = (
+        f"step timeout {format_seconds(budget_seconds)} exceeded: "
+        f"{len(unfinished) + not_started} of {total} {component_type} unfinished"
+    )
+    if unfinished:
+        text += f" ({_names(unfinished)})"
+    if failures:
+        text += "; " + step_failed(component_type, total, failures)
+    return text
+
+
+def step_check_failed(component_type: str, reason: str) -> str:
+    """A step-level check (e.g. firmware consistency) over all trays of the step."""
+    return f"{component_type} check failed: {reason}"
+
+
+def sibling_cancelled(failed_type: str) -> str:
+    return f"cancelled: the {failed_type} step of this stage failed"
+
+
+def running_message(stage_index: int, stage_count: int, component_types: Sequence[str]) -> str:
+    """Short task message while a stage runs: `Running stage 2/3: NVLSwitch`."""
+    kinds = ", ".join(component_types) if component_types else "nothing targeted"
+    return f"Running stage {stage_index}/{stage_count}: {kinds}"
+
+
+def stage_failed(number: int, error: str) -> str:
+    return f"Stage {number} failed: {error}"
+
+
+def task_over_budget(budget_seconds: float) -> str:
+    return f"task exceeded its time budget of {format_seconds(budget_seconds)}"
+
+
+def attempts_suffix(action: str, attempts: int) -> str:
+    """` (PowerControl, 3 attempts)` — which action failed and how often it was tried."""
+    if attempts > 1:
+        return f" ({action}, {attempts} attempts)"
+    return f" ({action})"

