@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from nico.services import Services
-from tests.rules.support import BASE, make_site, seed_004_text, seed_example_rule
+from tests.rules.support import BASE, make_rack, make_site, seed_004_text, seed_example_rule
 
 RULES = f"{BASE}/task/rule"
 
@@ -141,3 +143,282 @@ async def test_bring_up_rules_can_be_created(
     response = await client.post(RULES, json=body, headers=auth)
     assert response.status_code == 201, response.text
     assert response.json()["operationType"] == "BringUp"
+
+
+async def create(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID, **overrides: Any
+) -> dict[str, Any]:
+    response = await client.post(RULES, json=create_body(site_id, **overrides), headers=auth)
+    assert response.status_code == 201, response.text
+    rule: dict[str, Any] = response.json()
+    return rule
+
+
+async def count_rules(client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID) -> int:
+    response = await client.get(RULES, params={"siteId": str(site_id)}, headers=auth)
+    assert response.status_code == 200
+    return int(json.loads(response.headers["X-Pagination"])["total"])
+
+
+async def test_invalid_rule_is_one_400_naming_every_field_and_stores_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
+) -> None:
+    definition = seed_example_rule()["ruleDefinition"]
+    definition["steps"][0]["mainOperation"]["name"] = "Reboot"
+    definition["steps"][0]["timeout"] = "2 minutes"
+    body = create_body(site_id, name="", operationCode="power_up", ruleDefinition=definition)
+    response = await client.post(RULES, json=body, headers=auth)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["source"] == "nico"
+    assert set(error["data"]) == {
+        "name",
+        "operationCode",
+        "ruleDefinition.steps[0].mainOperation.name",
+        "ruleDefinition.steps[0].timeout",
+    }
+    assert "ruleDefinition.steps[0].mainOperation.name: unknown action 'Reboot'" in error["message"]
+    assert "ruleDefinition.steps[0].timeout: invalid duration" in error["message"]
+    assert await count_rules(client, auth, site_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"operationType": "Reboot"}, "operationType"),
+        ({"operationType": "FirmwareControl"}, "operationCode"),
+        ({"name": "x" * 129}, "name"),
+        ({"description": 5}, "description"),
+        ({"isDefault": "yes"}, "isDefault"),
+        ({"ruleDefinition": None}, "ruleDefinition"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_rule_level_checks(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site_id: uuid.UUID,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    response = await client.post(RULES, json=create_body(site_id, **overrides), headers=auth)
+    assert response.status_code == 400
+    assert field in response.json()["data"], response.json()
+    assert await count_rules(client, auth, site_id) == 0
+
+
+async def test_body_that_is_not_json_or_not_an_object(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
+) -> None:
+    broken = await client.post(RULES, content=b"{nope", headers=auth)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["message"]
+    listed = await client.post(RULES, json=[1, 2], headers=auth)
+    assert listed.status_code == 400 and listed.json()["data"] == {"body": "must be an object"}
+
+
+async def test_site_guard_runs_on_create(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
+) -> None:
+    missing = await client.post(RULES, json=create_body(uuid.uuid4()), headers=auth)
+    assert missing.status_code == 400
+    no_flow = await make_site(services.db, flow=False, name="no-flow")
+    gated = await client.post(RULES, json=create_body(no_flow), headers=auth)
+    assert gated.status_code == 412
+    foreign = await make_site(services.db, org="other", name="theirs")
+    refused = await client.post(RULES, json=create_body(foreign), headers=auth)
+    assert refused.status_code == 403
+
+
+async def test_get_checks_id_and_site(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID, services: Services
+) -> None:
+    rule = await create(client, auth, site_id)
+    params = {"siteId": str(site_id)}
+    bad = await client.get(f"{RULES}/not-a-uuid", params=params, headers=auth)
+    assert (bad.status_code, bad.json()["message"]) == (400, "Invalid Rule ID specified in URL")
+    unknown = await client.get(f"{RULES}/{uuid.uuid4()}", params=params, headers=auth)
+    assert (unknown.status_code, unknown.json()["message"]) == (404, "Rule not found")
+    other = await make_site(services.db, name="other")
+    elsewhere = await client.get(
+        f"{RULES}/{rule['id']}", params={"siteId": str(other)}, headers=auth
+    )
+    assert elsewhere.status_code == 404
+    no_site = await client.get(f"{RULES}/{rule['id']}", headers=auth)
+    assert no_site.status_code == 400
+    assert no_site.json()["message"] == "siteId query parameter is required"
+    stray = await client.get(f"{RULES}/{rule['id']}", params={**params, "x": "1"}, headers=auth)
+    assert stray.status_code == 400
+
+
+async def test_list_filters_pages_and_orders_newest_first(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
+) -> None:
+    made = [await create(client, auth, site_id, name=f"on-{n}") for n in range(3)]
+    off = await create(
+        client,
+        auth,
+        site_id,
+        name="off",
+        operationCode="power_off",
+        ruleDefinition={
+            "version": "v1",
+            "steps": [
+                {"componentType": "Compute", "stage": 1, "mainOperation": {"name": "PowerControl"}}
+            ],
+        },
+    )
+    await client.post(
+        f"{RULES}/{made[0]['id']}/default", params={"siteId": str(site_id)}, headers=auth
+    )
+    params: dict[str, Any] = {"siteId": str(site_id)}
+
+    everything = await client.get(RULES, params=params, headers=auth)
+    ids = [r["id"] for r in everything.json()]
+    assert set(ids) == {r["id"] for r in [*made, off]}
+    created = [r["created"] for r in everything.json()]
+    assert created == sorted(created, reverse=True)
+
+    page = await client.get(RULES, params={**params, "pageSize": 2, "pageNumber": 2}, headers=auth)
+    assert [r["id"] for r in page.json()] == ids[2:]
+    assert json.loads(page.headers["X-Pagination"]) == {
+        "pageNumber": 2,
+        "pageSize": 2,
+        "total": 4,
+        "orderBy": None,
+    }
+
+    by_code = await client.get(RULES, params={**params, "operationCode": "power_off"}, headers=auth)
+    assert [r["id"] for r in by_code.json()] == [off["id"]]
+    defaults = await client.get(RULES, params={**params, "isDefault": "true"}, headers=auth)
+    assert [r["id"] for r in defaults.json()] == [made[0]["id"]]
+    typed = await client.get(
+        RULES, params={**params, "operationType": "power_control"}, headers=auth
+    )
+    assert len(typed.json()) == 4
+    by_name = await client.get(RULES, params={**params, "orderBy": "NAME_ASC"}, headers=auth)
+    assert [r["name"] for r in by_name.json()] == ["off", "on-0", "on-1", "on-2"]
+
+    wrong_type = await client.get(RULES, params={**params, "operationType": "Dance"}, headers=auth)
+    assert wrong_type.status_code == 400 and "operationType" in wrong_type.json()["data"]
+    wrong_code = await client.get(
+        RULES,
+        params={**params, "operationType": "FirmwareControl", "operationCode": "power_on"},
+        headers=auth,
+    )
+    assert wrong_code.status_code == 400 and "operationCode" in wrong_code.json()["data"]
+
+
+async def test_patch_updates_and_refuses_immutable_fields(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
+) -> None:
+    rule = await create(client, auth, site_id)
+    url = f"{RULES}/{rule['id']}"
+    params = {"siteId": str(site_id)}
+    immutable = await client.patch(
+        url, json={"siteId": str(site_id), "operationCode": "power_off", "name": "x"}, headers=auth
+    )
+    assert immutable.status_code == 400
+    assert "is immutable" in immutable.json()["data"]["operationCode"]
+    empty = await client.patch(url, json={"siteId": str(site_id)}, headers=auth)
+    assert empty.status_code == 400
+    bad_definition = copy.deepcopy(rule["ruleDefinition"])
+    bad_definition["steps"][0]["postOperation"][0]["parameters"]["expected_status"] = "sideways"
+    invalid = await client.patch(
+        url,
+        json={"siteId": str(site_id), "name": "renamed", "ruleDefinition": bad_definition},
+        headers=auth,
+    )
+    assert invalid.status_code == 400
+    assert set(invalid.json()["data"]) == {
+        "ruleDefinition.steps[0].postOperation[0].parameters.expected_status"
+    }
+    unchanged = await client.get(url, params=params, headers=auth)
+    assert unchanged.json() == rule
+
+    new_definition = copy.deepcopy(rule["ruleDefinition"])
+    new_definition["steps"][0]["maxParallel"] = 6
+    ok = await client.patch(
+        url,
+        json={
+            "siteId": str(site_id),
+            "name": "renamed",
+            "description": "",
+            "ruleDefinition": new_definition,
+        },
+        headers=auth,
+    )
+    assert ok.status_code == 204 and ok.content == b""
+    after = (await client.get(url, params=params, headers=auth)).json()
+    assert (after["name"], after["description"]) == ("renamed", "")
+    assert after["ruleDefinition"]["steps"][0]["maxParallel"] == 6
+    assert after["operationCode"] == "power_on" and after["created"] == rule["created"]
+    missing = await client.patch(
+        f"{RULES}/{uuid.uuid4()}", json={"siteId": str(site_id), "name": "x"}, headers=auth
+    )
+    assert missing.status_code == 404
+
+
+async def test_delete_guards_default_and_associated_rules(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID, services: Services
+) -> None:
+    params = {"siteId": str(site_id)}
+    plain = await create(client, auth, site_id, name="plain")
+    assert (
+        await client.delete(f"{RULES}/{plain['id']}", params=params, headers=auth)
+    ).status_code == 204
+    assert (
+        await client.get(f"{RULES}/{plain['id']}", params=params, headers=auth)
+    ).status_code == 404
+    assert (
+        await client.delete(f"{RULES}/{plain['id']}", params=params, headers=auth)
+    ).status_code == 404
+
+    default = await create(client, auth, site_id, name="default", isDefault=True)
+    assert default["isDefault"] is True
+    refused = await client.delete(f"{RULES}/{default['id']}", params=params, headers=auth)
+    assert refused.status_code == 409
+    assert "default PowerControl/power_on" in refused.json()["message"]
+
+    rack_id = await make_rack(services.db, site_id, name="rack-7", shape={"Compute": 1})
+    pinned = await create(client, auth, site_id, name="pinned")
+    put = await client.put(
+        f"{BASE}/rack/{rack_id}/rule/PowerControl/power_on",
+        json={"siteId": str(site_id), "ruleId": pinned["id"]},
+        headers=auth,
+    )
+    assert put.status_code == 200, put.text
+    guarded = await client.delete(f"{RULES}/{pinned['id']}", params=params, headers=auth)
+    assert guarded.status_code == 409 and "rack-7" in guarded.json()["message"]
+
+    forced = await client.delete(
+        f"{RULES}/{pinned['id']}", params={**params, "force": "true"}, headers=auth
+    )
+    assert forced.status_code == 204
+    effective = await client.get(
+        f"{BASE}/rack/{rack_id}/rule/PowerControl/power_on", params=params, headers=auth
+    )
+    assert effective.json()["source"] == "default"
+
+
+async def test_set_default_swaps(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
+) -> None:
+    first = await create(client, auth, site_id, name="first", isDefault=True)
+    second = await create(client, auth, site_id, name="second")
+    swapped = await client.post(
+        f"{RULES}/{second['id']}/default", json={"siteId": str(site_id)}, headers=auth
+    )
+    assert swapped.status_code == 200 and swapped.json()["isDefault"] is True
+    params = {"siteId": str(site_id)}
+    old = await client.get(f"{RULES}/{first['id']}", params=params, headers=auth)
+    assert old.json()["isDefault"] is False
+    missing = await client.post(f"{RULES}/{uuid.uuid4()}/default", params=params, headers=auth)
+    assert missing.status_code == 404
+
+
+async def test_rules_need_a_provider_admin(
+    client: httpx.AsyncClient, make_token: Any, site_id: uuid.UUID
+) -> None:
+    tenant = {"Authorization": f"Bearer {make_token(roles=['TENANT_ADMIN'])}"}
+    response = await client.post(RULES, json=create_body(site_id, name=""), headers=tenant)
+    assert response.status_code == 403
