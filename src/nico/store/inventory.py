@@ -287,9 +287,8 @@ def _ordered(
     if page.order_field is None:
         return query.order_by(*default, tie_breaker)
     column = fields[page.order_field]
-    if page.descending:
-        return query.order_by(column.desc(), tie_breaker.desc())
-    return query.order_by(column.asc(), tie_breaker.asc())
+    # Ties keep the default order, so equal values still read naturally.
+    return query.order_by(column.desc() if page.descending else column.asc(), *default, tie_breaker)
 
 
 async def _paged(
