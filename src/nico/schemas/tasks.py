@@ -58,7 +58,7 @@ class TaskReportV1(ResponseModel):
     )
 
 
-class TaskOut(ResponseModel):
+class Task(ResponseModel):
     """A task: one operation on one rack, executed as a durable workflow."""
 
     id: uuid.UUID
@@ -93,7 +93,7 @@ class TaskOut(ResponseModel):
         return data
 
     @classmethod
-    def of(cls, task: Any, *, include_report: bool = True) -> TaskOut:
+    def of(cls, task: Any, *, include_report: bool = True) -> Task:
         """From a stored task row; a report that is not valid v1 is left out."""
         report = None
         if include_report and isinstance(task.report, dict):

@@ -20,7 +20,8 @@ from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
 from nico.domain import OperationType, TaskStatus
 from nico.errors import NotFound, ValidationFailed
-from nico.schemas.tasks import CancelTaskRequest, TaskOut
+from nico.schemas.tasks import CancelTaskRequest
+from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.tasks.cancel import TASK_NOT_FOUND, cancel_task
