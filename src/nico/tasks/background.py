@@ -38,10 +38,11 @@ async def run_background_loops(services: Services) -> None:
         await asyncio.sleep(services.settings.sweep_interval)
 
 
-def on_task_finished(services: Services) -> Callable[[uuid.UUID | str], Awaitable[None]]:
-    """The hook the worker calls when a task reaches a final status: promote its rack."""
+def on_task_finished(services: Services) -> Callable[[object], Awaitable[None]]:
+    """The hook the worker calls when a task reaches a final status: promote its rack
+    (given as a UUID or its string)."""
 
-    async def promote(rack_id: uuid.UUID | str) -> None:
+    async def promote(rack_id: object) -> None:
         try:
             await promote_rack(services, uuid.UUID(str(rack_id)))
         except Exception:
