@@ -84,7 +84,7 @@ class RuleDefinition(_Wire):
 class OperationRule(ResponseModel):
     """A stored operation rule, as seed 004 answers it."""
 
-    id: str
+    id: str = Field(json_schema_extra={"format": "uuid"})
     name: str
     description: str = ""
     operationType: OperationRuleOperationType

@@ -1,0 +1,255 @@
+"""`nico rule import` / `export`: upstream YAML loads unchanged, validation is
+all-or-nothing, export reads back; once through a real uvicorn server over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from typer.testing import CliRunner
+
+from nico.api.app import create_app
+from nico.cli import rules as rules_cli
+from nico.cli.rules import CliError, export_rules, import_rules
+from nico.config import Settings
+from nico.services import Services, build_services
+from tests.rules.support import BASE, make_site
+from tests.support.postgres import run_blocking
+
+# Upstream's batch layout: file-level version, snake_case keys, `operation_type:
+# power_control`, `operation:` for the code, lower-case component names, a legacy step
+# without a main operation.
+UPSTREAM_YAML = """\
+version: v1
+
+rules:
+  - name: "Graceful Power On"
+    description: "Shelves, then switches, then compute"
+    operation_type: power_control
+    operation: power_on
+    steps:
+      - component_type: powershelf
+        stage: 1
+        max_parallel: 1
+        timeout: 10m
+        retry:
+          max_attempts: 3
+          initial_interval: 5s
+          backoff_coefficient: 2.0
+        main_operation:
+          name: PowerControl
+        post_operation:
+          - name: VerifyPowerStatus
+            timeout: 3m
+            poll_interval: 5s
+            parameters:
+              expected_status: "on"
+          - name: VerifyReachability
+            timeout: 3m
+            poll_interval: 10s
+            parameters:
+              component_types: ["compute", "nvlswitch"]
+      - component_type: compute
+        stage: 2
+        max_parallel: 8
+        timeout: 20m
+        main_operation:
+          name: PowerControl
+        post_operation:
+          - name: Sleep
+            parameters:
+              duration: 30s
+
+  - name: "Default Firmware Upgrade"
+    operation_type: firmware_control
+    operation: upgrade
+    steps:
+      - component_type: compute
+        stage: 1
+        max_parallel: 4
+        timeout: 45m
+        main_operation:
+          name: FirmwareControl
+
+  - name: "Legacy Power Off"
+    description: "Old format using delay_after instead of actions"
+    operation_type: power_control
+    operation: power_off
+    steps:
+      - component_type: compute
+        stage: 1
+        max_parallel: 8
+        delay_after: 30s
+        timeout: 20m
+"""
+
+
+@pytest.fixture
+async def site_id(services: Services) -> uuid.UUID:
+    return await make_site(services.db)
+
+
+@pytest.fixture
+async def api(services: Services, auth: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://nico.test", headers=auth
+    ) as client:
+        yield client
+
+
+async def rules_of(api: httpx.AsyncClient, site_id: uuid.UUID) -> list[dict[str, Any]]:
+    response = await api.get(f"{BASE}/task/rule", params={"siteId": str(site_id)})
+    assert response.status_code == 200
+    rules: list[dict[str, Any]] = response.json()
+    return rules
+
+
+async def run_import(
+    api: httpx.AsyncClient, site_id: uuid.UUID | None, text: str, **kw: Any
+) -> list[str]:
+    options: dict[str, Any] = {"default": False, "dry_run": False, "filename": "rules.yaml"} | kw
+    return await import_rules(
+        api, org="demo", text=text, site=str(site_id) if site_id else None, **options
+    )
+
+
+async def test_upstream_yaml_imports_unchanged(api: httpx.AsyncClient, site_id: uuid.UUID) -> None:
+    lines = await run_import(api, site_id, UPSTREAM_YAML)
+    assert len(lines) == 3 and all(line.startswith("created ") for line in lines)
+    rules = {r["name"]: r for r in await rules_of(api, site_id)}
+    power_on = rules["Graceful Power On"]
+    assert (power_on["operationType"], power_on["operationCode"]) == ("PowerControl", "power_on")
+    assert power_on["isDefault"] is False
+    first = power_on["ruleDefinition"]["steps"][0]
+    assert first["componentType"] == "PowerShelf"
+    assert first["retry"] == {"maxAttempts": 3, "initialInterval": "5s", "backoffCoefficient": 2}
+    assert first["postOperation"][1]["parameters"]["component_types"] == ["Compute", "NVLSwitch"]
+    legacy = rules["Legacy Power Off"]["ruleDefinition"]["steps"][0]
+    assert legacy["mainOperation"] == {"name": "PowerControl"}
+    assert legacy["delayAfter"] == "30s"
+    assert rules["Default Firmware Upgrade"]["operationType"] == "FirmwareControl"
+
+
+async def test_default_flag_makes_each_rule_its_operations_default(
+    api: httpx.AsyncClient, site_id: uuid.UUID
+) -> None:
+    await run_import(api, site_id, UPSTREAM_YAML, default=True)
+    assert all(r["isDefault"] for r in await rules_of(api, site_id))
+    twice = UPSTREAM_YAML + UPSTREAM_YAML.split("rules:\n", 1)[1]
+    with pytest.raises(CliError, match="would both be the default PowerControl/power_on"):
+        await run_import(api, site_id, twice, default=True)
+
+
+async def test_dry_run_and_invalid_files_write_nothing(
+    api: httpx.AsyncClient, site_id: uuid.UUID
+) -> None:
+    lines = await run_import(api, site_id, UPSTREAM_YAML, dry_run=True)
+    assert lines == ["3 rule(s) valid; nothing written (--dry-run)"]
+    broken = UPSTREAM_YAML.replace("duration: 30s", "duration: 30")
+    with pytest.raises(CliError) as caught:
+        await run_import(api, site_id, broken)
+    message = str(caught.value)
+    assert "rules[0] (Graceful Power On)" in message
+    assert "postOperation[0].parameters.duration" in message
+    assert await rules_of(api, site_id) == []
+    with pytest.raises(CliError, match="not valid YAML"):
+        await run_import(api, site_id, "rules: [")
+
+
+async def test_export_reads_back_into_another_site(
+    api: httpx.AsyncClient, site_id: uuid.UUID, services: Services
+) -> None:
+    await run_import(api, site_id, UPSTREAM_YAML, default=True)
+    for filename in ("rules.yaml", "rules.json"):
+        exported = await export_rules(api, org="demo", site=str(site_id), filename=filename)
+        target = await make_site(services.db, name=f"copy-{filename}")
+        await run_import(api, target, exported, filename=filename)
+        original = {r["name"]: r for r in await rules_of(api, site_id)}
+        copied = {r["name"]: r for r in await rules_of(api, target)}
+        assert set(copied) == set(original)
+        for name, rule in copied.items():
+            assert rule["ruleDefinition"] == original[name]["ruleDefinition"]
+            assert rule["isDefault"] is True
+
+
+async def test_site_is_picked_when_the_org_has_one(
+    api: httpx.AsyncClient, services: Services
+) -> None:
+    only = await make_site(services.db)
+    await run_import(api, None, UPSTREAM_YAML, dry_run=True)
+    await make_site(services.db, name="second")
+    with pytest.raises(CliError, match="pass --site"):
+        await run_import(api, None, UPSTREAM_YAML, dry_run=True)
+    assert only
+
+
+# --- the real HTTP path -----------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[tuple[str, Services]]:
+    """The real app under uvicorn on a free 127.0.0.1 port, in its own thread and loop."""
+    services = build_services(settings, create_keys=True)
+    run_blocking(services.db.migrate())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
+    )
+
+    def serve() -> None:
+        asyncio.run(server.serve(sockets=[sock]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", services
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        run_blocking(services.db.dispose())
+
+
+def test_cli_imports_and_exports_over_http(
+    live_server: tuple[str, Services], make_token: Any, tmp_path: Path
+) -> None:
+    url, services = live_server
+    site_id = run_blocking(make_site(services.db))
+    rule_file = tmp_path / "upstream.yaml"
+    rule_file.write_text(UPSTREAM_YAML)
+    runner = CliRunner()
+    env = {"NICO_TOKEN": make_token()}
+    imported = runner.invoke(
+        rules_cli.app,
+        ["import", str(rule_file), "--api-url", url, "--site", str(site_id), "--default"],
+        env=env,
+    )
+    assert imported.exit_code == 0, imported.output
+    assert imported.output.count("(default)") == 3
+
+    out = tmp_path / "export.yaml"
+    exported = runner.invoke(
+        rules_cli.app, ["export", "--api-url", url, "--site", str(site_id), "-o", str(out)], env=env
+    )
+    assert exported.exit_code == 0, exported.output
+    names = sorted(r["name"] for r in yaml.safe_load(out.read_text())["rules"])
+    assert names == ["Default Firmware Upgrade", "Graceful Power On", "Legacy Power Off"]
+
+    denied = runner.invoke(
+        rules_cli.app, ["export", "--api-url", url, "--site", str(site_id)], env={"NICO_TOKEN": "x"}
+    )
+    assert denied.exit_code == 1 and "HTTP 401" in denied.output
