@@ -1,0 +1,229 @@
+"""The task manager against a real Temporal (time-skipping test server): dispatch, its
+failure, graceful cancel, cancel with no worker to answer, and the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from nico.domain import OperationType, TaskStatus
+from nico.engine.client import WorkflowState, task_workflow_state, terminate_task_workflow
+from nico.services import Services
+from nico.store.models import OperationRule, Task, utcnow
+from nico.tasks import manager, targets
+from nico.tasks.background import on_task_finished
+from nico.tasks.cancel import cancel_task
+from nico.tasks.conflicts import ConflictStrategy
+from nico.tasks.reconcile import reconcile
+from tests.support.inventory import MadeRack, make_site_with_rack
+from tests.support.tasks import load_task
+from tests.support.temporal import running_worker
+
+pytestmark = pytest.mark.temporal
+
+SLEEP_RULE = {
+    "version": "v1",
+    "steps": [
+        {
+            "componentType": "PowerShelf",
+            "stage": 1,
+            "maxParallel": 0,
+            "mainOperation": {"name": "Sleep", "parameters": {"duration": "1h"}},
+        },
+        {
+            "componentType": "Compute",
+            "stage": 2,
+            "maxParallel": 0,
+            "mainOperation": {"name": "Sleep", "parameters": {"duration": "1s"}},
+        },
+    ],
+}
+
+
+@pytest.fixture
+async def rack(services: Services) -> MadeRack:
+    return await make_site_with_rack(services)
+
+
+@pytest.fixture
+async def sleepy_rule(services: Services, rack: MadeRack) -> uuid.UUID:
+    """A power_on rule whose first stage sleeps an hour (time does not skip unless a
+    test awaits a workflow result), so a task stays Running until cancelled."""
+    async with services.db.session() as session:
+        rule = OperationRule(
+            site_id=rack.site_id,
+            name="sleepy",
+            operation_type="PowerControl",
+            operation_code="power_on",
+            rule_definition=SLEEP_RULE,
+        )
+        session.add(rule)
+        await session.flush()
+        return rule.id
+
+
+@pytest.fixture
+async def no_worker(temporal_env: WorkflowEnvironment, services: Services) -> AsyncIterator[Client]:
+    """Temporal reachable, but nobody polls this test's task queue."""
+    services.settings.temporal_task_queue = f"idle-{uuid.uuid4().hex}"
+    services.temporal = temporal_env.client
+    yield temporal_env.client
+    services.temporal = None
+
+
+def request(
+    rack: MadeRack,
+    pinned: uuid.UUID | None = None,
+    strategy: ConflictStrategy = ConflictStrategy.REJECT,
+) -> manager.OperationRequest:
+    return manager.OperationRequest(
+        site_id=rack.site_id,
+        operation_type=OperationType.POWER_CONTROL,
+        operation_code="power_on",
+        description="test",
+        info={"state": "on"},
+        pinned_rule_id=pinned,
+        strategy=strategy,
+    )
+
+
+async def whole_rack(services: Services, rack: MadeRack) -> list[targets.RackTargets]:
+    async with services.db.session() as session:
+        return [await targets.rack_by_id(session, rack.site_id, rack.rack_id)]
+
+
+async def wait_status(services: Services, task_id: uuid.UUID, status: str) -> Task:
+    for _ in range(200):
+        task = await load_task(services, task_id)
+        if task.status == status:
+            return task
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} is {task.status}, never {status}")
+
+
+async def test_graceful_cancel_finalizes_the_report_and_promotes_the_queue(
+    temporal_env: WorkflowEnvironment, services: Services, rack: MadeRack, sleepy_rule: uuid.UUID
+) -> None:
+    async with running_worker(
+        temporal_env.client, services, on_task_finished=on_task_finished(services)
+    ):
+        groups = await whole_rack(services, rack)
+        [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
+        [queued] = await manager.submit(
+            services, request(rack, sleepy_rule, ConflictStrategy.QUEUE), groups
+        )
+        running = await wait_status(services, task_id, "Running")
+        assert running.workflow_id == str(task_id)
+
+        task = await cancel_task(services, task_id, rack.site_id)
+
+        assert (task.status, task.message) == ("Terminated", "Cancelled by user")
+        assert task.report is not None
+        first = task.report["stages"][0]
+        assert first["status"] == "failed" and first["error"] == "cancelled by user"
+        assert task.report["stages"][1]["status"] == "pending"
+        # The workflow wrote it itself; the rack's queue moved on.
+        assert await task_workflow_state(temporal_env.client, task_id) is not WorkflowState.RUNNING
+        await wait_status(services, queued, "Running")
+        await cancel_task(services, queued, rack.site_id)
+
+
+async def test_cancel_without_a_worker_terminates_and_finalizes_itself(
+    no_worker: Client, services: Services, rack: MadeRack
+) -> None:
+    [task_id] = await manager.submit(services, request(rack), await whole_rack(services, rack))
+    pending = await load_task(services, task_id)
+    assert pending.status == "Pending" and pending.workflow_id == str(task_id)
+    assert await task_workflow_state(no_worker, task_id) is WorkflowState.RUNNING
+
+    task = await cancel_task(services, task_id, rack.site_id, wait=0.3)
+
+    assert (task.status, task.message) == ("Terminated", "Cancelled by user")
+    assert await task_workflow_state(no_worker, task_id) is WorkflowState.TERMINATED
+
+
+async def test_dispatch_failure_fails_the_task_and_frees_the_rack(
+    no_worker: Client, services: Services, rack: MadeRack
+) -> None:
+    services.temporal = None
+    groups = await whole_rack(services, rack)
+    [task_id] = await manager.submit(services, request(rack), groups)
+    [queued] = await manager.submit(
+        services, request(rack, strategy=ConflictStrategy.QUEUE), groups
+    )
+    # A snapshot the engine cannot start (stands in for any refusal to start).
+    broken = {"version": "v1", "steps": [{"componentType": "Toaster", "stage": 1}]}
+    await _age(services, task_id, rule_definition=broken)
+    services.temporal = no_worker
+
+    result = await reconcile(services)
+
+    assert result.failed == [task_id]
+    task = await load_task(services, task_id)
+    assert task.status == "Failed"
+    assert task.message.startswith("Failed to start the task workflow: ")
+    assert task.workflow_id is None
+    promoted = await load_task(services, queued)
+    assert promoted.status == "Pending" and promoted.workflow_id == str(queued)
+    assert await task_workflow_state(no_worker, queued) is WorkflowState.RUNNING
+
+
+async def _age(services: Services, task_id: uuid.UUID, **values: object) -> None:
+    async with services.db.session() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(updated=utcnow() - timedelta(minutes=5), **values)
+        )
+
+
+async def test_reconciler_dispatches_orphans_and_fails_dead_workflows(
+    no_worker: Client, services: Services, rack: MadeRack
+) -> None:
+    made = [await make_site_with_rack(services) for _ in range(4)]
+    ids = []
+    services.temporal = None  # the API process had no Temporal: all stay undispatched
+    for r in made:
+        [task_id] = await manager.submit(services, request(r), await whole_rack(services, r))
+        ids.append(task_id)
+    services.temporal = no_worker
+    orphan, vanished, killed, fresh = ids
+
+    await _age(services, orphan)
+    # A Running task whose workflow Temporal never heard of (history lost).
+    await _age(services, vanished, status="Running", workflow_id=str(vanished))
+    # A task whose workflow was terminated behind the task manager's back.
+    await _age(services, killed)
+    result = await reconcile(services)
+    assert set(result.dispatched) == {orphan, killed}
+    assert result.failed == [vanished]
+    await terminate_task_workflow(no_worker, killed, "operator")
+    await _age(services, killed)
+
+    result = await reconcile(services)
+
+    assert result.failed == [killed] and result.dispatched == []
+    assert (await load_task(services, orphan)).status == "Pending"
+    assert await task_workflow_state(no_worker, orphan) is WorkflowState.RUNNING
+    lost = await load_task(services, vanished)
+    assert lost.status == "Failed" and "not found" in lost.message
+    ended = await load_task(services, killed)
+    assert ended.status == "Failed"
+    assert f"Workflow {killed} ended (Terminated) without finishing the task" in ended.message
+    # Inside the grace period nothing is touched.
+    assert (await load_task(services, fresh)).status == TaskStatus.PENDING.value
+    assert (await load_task(services, fresh)).workflow_id is None
+
+
+async def test_reconciler_without_temporal_does_nothing(services: Services, rack: MadeRack) -> None:
+    [task_id] = await manager.submit(services, request(rack), await whole_rack(services, rack))
+    await _age(services, task_id)
+    result = await reconcile(services)
+    assert result.dispatched == [] and result.failed == []
