@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     redfish_ca_bundle: str | None = Field(None, description="CA bundle file for BMC TLS.")
     redfish_timeout: float = Field(30.0, description="Per-request timeout to a BMC, seconds.")
     bmc_concurrency: int = Field(4, description="Max concurrent requests per BMC.")
+    redfish_power_wait: float = Field(
+        120.0,
+        description="Seconds a Redfish power fallback (e.g. ForceOff, wait, On) waits for "
+        "the tray to read Off before powering it on again.",
+    )
 
     # --- task manager --------------------------------------------------------------
     queue_max_per_rack: int = Field(5, description="Max Waiting tasks per rack.")
