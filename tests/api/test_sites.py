@@ -7,8 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from nico.api.access import NO_PROVIDER, SITE_FOREIGN
+from nico.domain import OPERATION_CODES
+from nico.services import Services
+from nico.store.models import OperationRule
 from tests.conftest import TokenFactory
 from tests.support.inventory import create_nvl72_rack, create_site
 
@@ -50,6 +54,21 @@ async def test_create_site_creates_the_provider_and_answers_the_site(
     assert provider.json()["id"] == site["infrastructureProviderId"]
     fetched = await client.get(f"{BASE}/site/{site['id']}", headers=auth)
     assert fetched.json() == site
+
+
+async def test_new_site_gets_a_default_rule_for_every_operation_code(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
+) -> None:
+    site = await create_site(client, auth)
+    async with services.db.session() as session:
+        rows = await session.execute(
+            select(OperationRule.operation_type, OperationRule.operation_code).where(
+                OperationRule.site_id == uuid.UUID(site["id"]), OperationRule.is_default.is_(True)
+            )
+        )
+        defaults = sorted((t, c) for t, c in rows.all())
+    expected = sorted((t.value, c) for t, codes in OPERATION_CODES.items() for c in codes)
+    assert defaults == expected
 
 
 async def test_flow_is_off_unless_asked_for(
