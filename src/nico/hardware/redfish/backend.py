@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nico.config import Settings
@@ -25,6 +25,7 @@ from nico.hardware.interface import (
     FirmwareJob,
     FirmwareJobState,
     HardwareError,
+    TrayBackend,
     TrayRef,
     UnsupportedOperation,
 )
@@ -427,3 +428,9 @@ def _remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
     store.move_to_end(key)
     while len(store) > REMEMBERED_KEYS:
         store.popitem(last=False)
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies the engine's protocol
+
+    def _is_a_tray_backend(backend: RedfishBackend) -> TrayBackend:
+        return backend
