@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nico.errors import Conflict, ValidationFailed
 from nico.rules.install import install_builtin_defaults
 from nico.schemas.inventory import BmcInput, RackCreateRequest, TrayInput
-from nico.schemas.site import SiteUpdateRequest
+from nico.schemas.site import SiteRedfishInput, SiteUpdateRequest
 from nico.secretbox import SecretBox
 from nico.store import inventory
 from nico.store.models import Bmc, Provider, Rack, Site, Tray, utcnow
@@ -29,7 +29,13 @@ INVALID_BODY = "Failed to validate request data"
 
 
 async def create_site(
-    session: AsyncSession, provider: Provider, *, name: str, description: str, flow: bool
+    session: AsyncSession,
+    provider: Provider,
+    *,
+    name: str,
+    description: str,
+    flow: bool,
+    redfish: SiteRedfishInput | None = None,
 ) -> Site:
     """Insert a site and install the built-in rules as its defaults, in one transaction."""
     if await inventory.site_name_taken(session, provider.id, name):
@@ -41,6 +47,8 @@ async def create_site(
         description=description,
         flow_enabled=flow,
     )
+    if redfish is not None:
+        _apply_redfish(site, redfish)
     session.add(site)
     try:
         await session.flush()
@@ -62,6 +70,8 @@ async def update_site(session: AsyncSession, site: Site, change: SiteUpdateReque
         site.description = change.description
     if change.capabilities is not None and change.capabilities.flow is not None:
         site.flow_enabled = change.capabilities.flow
+    if change.redfish is not None:
+        _apply_redfish(site, change.redfish)
     try:
         await session.flush()
     except IntegrityError:
@@ -79,6 +89,17 @@ async def delete_site(session: AsyncSession, site: Site) -> None:
             {"racks": str(racks)},
         )
     await session.execute(delete(Site).where(Site.id == site.id))
+
+
+def _apply_redfish(site: Site, redfish: SiteRedfishInput) -> None:
+    """Only the fields the request names change; an explicit null clears one."""
+    given = redfish.model_fields_set
+    if "verify_tls" in given:
+        site.bmc_verify_tls = redfish.verify_tls
+    if "ca_bundle" in given:
+        site.bmc_ca_bundle = redfish.ca_bundle
+    if "firmware_catalog" in given:
+        site.firmware_catalog = redfish.firmware_catalog
 
 
 def _site_name_conflict(name: str) -> Conflict:

@@ -88,6 +88,21 @@ async def test_type_aliases_are_accepted_and_answered_with_wire_names(
     ]
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3", "10.1.2.3:8443", "bmc-7.lab.example", "[fd00::7]:443", "http://127.0.0.1:8000"],
+)
+async def test_bmc_address_forms_the_redfish_backend_reaches(
+    client: httpx.AsyncClient, auth: dict[str, str], site: dict[str, Any], address: str
+) -> None:
+    body = nvl72_body(site["id"])
+    body["components"] = body["components"][:1]
+    body["components"][0]["bmcs"][0]["ipAddress"] = address
+    response = await client.post(f"{BASE}/rack", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    assert response.json()["components"][0]["bmcs"][0]["ipAddress"] == address
+
+
 async def test_bmc_details_are_normalized_and_credentials_write_only(
     client: httpx.AsyncClient, auth: dict[str, str], site: dict[str, Any], services: Services
 ) -> None:
@@ -266,6 +281,16 @@ INVALID_BODIES: list[tuple[str, Callable[[Body], None], str]] = [
         "bad MAC",
         set_at(["components", 0, "bmcs", 0, "macAddress"], "zz:zz"),
         "components[0].bmcs[0].macAddress",
+    ),
+    (
+        "address with credentials",
+        set_at(["components", 0, "bmcs", 0, "ipAddress"], "https://root:calvin@10.0.0.5"),
+        "components[0].bmcs[0].ipAddress",
+    ),
+    (
+        "address with a path",
+        set_at(["components", 0, "bmcs", 0, "ipAddress"], "https://10.0.0.5/redfish/v1"),
+        "components[0].bmcs[0].ipAddress",
     ),
     (
         "bad address",

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from nico.api.access import NO_PROVIDER, SITE_FOREIGN
@@ -41,6 +46,7 @@ async def test_create_site_creates_the_provider_and_answers_the_site(
         "description",
         "infrastructureProviderId",
         "capabilities",
+        "redfish",
         "created",
         "updated",
     }
@@ -49,6 +55,7 @@ async def test_create_site_creates_the_provider_and_answers_the_site(
         "east hall",
         {"flow": True},
     )
+    assert site["redfish"] == {"verifyTls": None, "caBundle": None, "firmwareCatalog": None}
     assert site["created"].endswith("Z")
     provider = await client.get(f"{BASE}/infrastructure-provider/current", headers=auth)
     assert provider.json()["id"] == site["infrastructureProviderId"]
@@ -259,3 +266,85 @@ async def test_delete_site_needs_it_empty(client: httpx.AsyncClient, auth: dict[
     assert deleted.content == b""
     assert (await client.get(f"{BASE}/site/{site['id']}", headers=auth)).status_code == 404
     assert await site_names(client, auth) == []
+
+
+def ca_certificate_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "BMC lab CA")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_redfish_settings_are_stored_and_patched_field_by_field(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    pem = ca_certificate_pem()
+    created = await client.post(
+        f"{BASE}/site",
+        json={
+            "name": "lab",
+            "redfish": {
+                "verifyTls": False,
+                "caBundle": pem,
+                "firmwareCatalog": {
+                    "nvswitch": {"1.4.2": "https://fw.example/nvls-1.4.2.fwpkg"},
+                    "*": {"1.0.0": "tftp://10.0.0.9/any.bin"},
+                },
+            },
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    redfish = created.json()["redfish"]
+    assert redfish["verifyTls"] is False
+    assert redfish["caBundle"] == pem
+    assert redfish["firmwareCatalog"] == {
+        "NVLSwitch": {"1.4.2": "https://fw.example/nvls-1.4.2.fwpkg"},
+        "*": {"1.0.0": "tftp://10.0.0.9/any.bin"},
+    }
+    site_id = created.json()["id"]
+    patched = await client.patch(
+        f"{BASE}/site/{site_id}", json={"redfish": {"verifyTls": None}}, headers=auth
+    )
+    assert patched.status_code == 200
+    assert patched.json()["redfish"] == {**redfish, "verifyTls": None}
+
+
+@pytest.mark.parametrize(
+    ("redfish", "message"),
+    [
+        ({"caBundle": "not a certificate"}, "PEM"),
+        (
+            {"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+            "PEM",
+        ),
+        ({"firmwareCatalog": {"GPU": {"1.0": "https://fw.example/x"}}}, "GPU"),
+        ({"firmwareCatalog": {"Compute": {"1.0": "/local/file.bin"}}}, "image URL"),
+        ({"firmwareCatalog": {"Compute": "https://fw.example/x"}}, ""),
+        ({"verifyTls": "sometimes"}, ""),
+    ],
+)
+async def test_bad_redfish_settings_are_400_naming_the_field(
+    client: httpx.AsyncClient, auth: dict[str, str], redfish: dict[str, Any], message: str
+) -> None:
+    site = await create_site(client, auth, name="lab")
+    response = await client.patch(
+        f"{BASE}/site/{site['id']}", json={"redfish": redfish}, headers=auth
+    )
+    assert response.status_code == 400
+    field = "redfish." + next(iter(redfish))
+    assert any(key.startswith(field) for key in response.json()["data"]), response.json()
+    assert message in response.json()["message"]
+    after = await client.get(f"{BASE}/site/{site['id']}", headers=auth)
+    assert after.json() == site

@@ -11,6 +11,7 @@ import ipaddress
 import re
 import uuid
 from typing import Literal
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -52,17 +53,53 @@ def normalize_mac(value: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-def check_host(value: str) -> str:
-    """An IPv4/IPv6 address or a DNS host name."""
+def check_bmc_address(value: str) -> str:
+    """An IP, a host name, either with `:port`, or an `http(s)://host[:port]` URL (plain
+    http is for labs and emulators). Credentials never ride in the address."""
     value = value.strip()
+    bad = ValueError("must be an IP address, a host name or an http(s)://host[:port] URL")
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials: use username and password")
+        if parts.scheme.lower() not in ("http", "https") or parts.path not in ("", "/"):
+            raise bad
+        if parts.query or parts.fragment or not parts.hostname:
+            raise bad
+        host, port = parts.hostname, _port(parts)
+    elif value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = _port_text(rest[1:]) if rest.startswith(":") else (None if not rest else -1)
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+        port = _port_text(port_text)
+    else:
+        host, port = value, None
+    if port == -1 or not _is_host(host):
+        raise bad
+    return value
+
+
+def _port(parts: SplitResult) -> int | None:
     try:
-        return str(ipaddress.ip_address(value))
+        port = parts.port
+    except ValueError:
+        return -1
+    return -1 if port is not None and not 1 <= port <= 65535 else port
+
+
+def _port_text(text: str) -> int:
+    return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else -1
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
     except ValueError:
         pass
-    labels = value.rstrip(".").split(".")
-    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise ValueError("must be an IP address or a host name")
-    return value
+    labels = host.rstrip(".").split(".")
+    return 0 < len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
 
 
 # --- requests --------------------------------------------------------------------------
@@ -71,7 +108,11 @@ def check_host(value: str) -> str:
 class BmcInput(RequestModel):
     type: str = Field("Host", description="BmcTypeHost (default), BmcTypeDpu or BmcTypeUnknown.")
     mac_address: str | None = Field(None, description="Normalized to upper case with colons.")
-    ip_address: str | None = Field(None, description="IP address or host name of the BMC.")
+    ip_address: str | None = Field(
+        None,
+        description="IP address or host name (optionally :port), or http(s)://host[:port] "
+        "for labs and emulators; https is assumed.",
+    )
     port: int | None = Field(None, ge=1, le=65535, description="Redfish port, default 443.")
     resource_id: str | None = Field(
         None, max_length=TEXT_MAX, description="Redfish system/chassis id when the BMC has several."
@@ -104,7 +145,7 @@ class BmcInput(RequestModel):
     @field_validator("ip_address")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
-        return None if value is None else check_host(value)
+        return None if value is None else check_bmc_address(value)
 
 
 def _bmc_type(value: object) -> str | None:

@@ -17,7 +17,13 @@ from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.api.store_paging import store_page
 from nico.errors import BadRequest, Forbidden, NotFound
-from nico.schemas.site import Site, SiteCapabilities, SiteCreateRequest, SiteUpdateRequest
+from nico.schemas.site import (
+    Site,
+    SiteCapabilities,
+    SiteCreateRequest,
+    SiteRedfish,
+    SiteUpdateRequest,
+)
 from nico.store import inventory
 from nico.store import models as db
 
@@ -40,6 +46,11 @@ def site_view(site: db.Site) -> Site:
         description=site.description,
         infrastructure_provider_id=site.provider_id,
         capabilities=SiteCapabilities(flow=site.flow_enabled),
+        redfish=SiteRedfish(
+            verify_tls=site.bmc_verify_tls,
+            ca_bundle=site.bmc_ca_bundle,
+            firmware_catalog=site.firmware_catalog,
+        ),
         created=site.created,
         updated=site.updated,
     )
@@ -74,7 +85,12 @@ async def create_site(org: str, body: SiteCreateRequest, services: ServicesDep) 
         provider = await inventory.get_or_create_provider(session, org)
         flow = bool(body.capabilities and body.capabilities.flow)
         site = await provisioning.create_site(
-            session, provider, name=body.name, description=body.description, flow=flow
+            session,
+            provider,
+            name=body.name,
+            description=body.description,
+            flow=flow,
+            redfish=body.redfish,
         )
         view = site_view(site)
     return view
