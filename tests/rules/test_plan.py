@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nico.domain import ComponentType, OperationType
+from nico.engine.policy import POLL_ATTEMPT_TIMEOUT
 from nico.rules.builtins import builtin_rule
 from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.validation import validate_rule_definition
@@ -27,11 +28,18 @@ def test_power_on_plan_for_a_full_rack() -> None:
     assert shelves["trayCount"] == 8 and shelves["trays"][0] == "powershelf-01"
     assert plan["skippedSteps"] == [] and plan["uncoveredComponentTypes"] == []
     # Per stage, one tray's worst case (all trays run at once): PowerControl 3 x 1m plus
-    # backoff, then the verifications (shelves also wait for the BMCs they feed).
-    shelf, switch, compute = 3 * 60 + 15 + 300 + 300, 3 * 60 + 15 + 300, 3 * 60 + 3 + 300
+    # backoff, then each verification's poll bound plus one last poll (the engine's
+    # POLL_ATTEMPT_TIMEOUT); shelves also wait for the BMCs they feed.
+    verify = 300 + POLL_ATTEMPT_TIMEOUT
+    shelf, switch, compute = 195 + 2 * verify, 195 + verify, 183 + verify
     assert [s["steps"][0]["worstCaseSeconds"] for s in plan["stages"]] == [shelf, switch, compute]
     assert plan["worstCaseSeconds"] == pytest.approx(shelf + switch + compute)
-    assert plan["worstCaseDuration"] == "29m33s"
+    assert plan["worstCaseDuration"] == "33m33s"
+    assert plan["stages"][0]["steps"][0]["capabilities"] == [
+        "PowerControl",
+        "PowerStatus",
+        "Reachability",
+    ]
 
 
 def test_steps_without_targeted_trays_are_skipped() -> None:
@@ -40,7 +48,7 @@ def test_steps_without_targeted_trays_are_skipped() -> None:
     assert [s["componentType"] for s in plan["skippedSteps"]] == ["PowerShelf", "NVLSwitch"]
     assert plan["stages"][0]["status"] == "skipped"
     assert plan["stages"][2]["steps"][0]["trays"] == ["compute-01", "compute-02"]
-    assert plan["worstCaseSeconds"] == pytest.approx(3 * 60 + 3 + 300)
+    assert plan["worstCaseSeconds"] == pytest.approx(183 + 300 + POLL_ATTEMPT_TIMEOUT)
 
 
 def test_worst_case_counts_batches_retries_and_backoff() -> None:
@@ -71,9 +79,11 @@ def test_worst_case_counts_batches_retries_and_backoff() -> None:
     )
     plan = plan_rule(definition, nvl72({"Compute": 18}))
     step = plan["stages"][0]["steps"][0]
-    # One tray: 3 x 1m + (10s + 20s) backoff + 30s sleep + 3m poll = 7m; 18 trays by 4 = 5 batches.
+    # One tray: 3 x 1m + (10s + 20s) backoff + 30s sleep + 3m poll and a last poll;
+    # 18 trays by 4 = 5 batches.
+    per_tray = 3 * 60 + 30 + 30 + 180 + POLL_ATTEMPT_TIMEOUT
     assert step["batches"] == 5
-    assert step["worstCaseSeconds"] == pytest.approx(5 * 7 * 60)
+    assert step["worstCaseSeconds"] == pytest.approx(5 * per_tray)
     assert plan["warnings"] == []
 
 

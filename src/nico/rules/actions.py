@@ -23,13 +23,6 @@ from nico.domain import (
 from nico.rules.durations import DurationError, parse_duration
 from nico.rules.model import ActionName
 
-# Used for plans when an action sets no `timeout` of its own, and by the engine as the
-# per-attempt bound of such a call.
-DEFAULT_ACTION_TIMEOUT_SECONDS = 300.0
-# FirmwareControl polls the update it started until `poll_timeout`, every `poll_interval`.
-DEFAULT_FIRMWARE_POLL_INTERVAL = "30s"
-DEFAULT_FIRMWARE_POLL_TIMEOUT = "30m"
-
 YAML_BOOL_HINT = ' (YAML reads an unquoted on/off as true/false: write "on" or "off")'
 
 Normalizer = Callable[[Any], Any]
@@ -258,8 +251,3 @@ def check_parameters(
         except ValueError as exc:
             errors.append((where, str(exc)))
     return out, errors
-
-
-def firmware_poll_seconds(parameters: Mapping[str, Any]) -> float:
-    """How long FirmwareControl may poll an update it started (for worst-case plans)."""
-    return parse_duration(parameters.get("poll_timeout") or DEFAULT_FIRMWARE_POLL_TIMEOUT).seconds

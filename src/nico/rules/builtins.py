@@ -34,7 +34,7 @@ RETRY_SWITCH = _retry(3, "5s", 2)
 RETRY_COMPUTE = _retry(3, "1s", 2)
 RETRY_VERIFY = _retry(2, "5s", 1.5, "10s")
 RETRY_BY_TYPE = {SHELF: RETRY_SHELF, SWITCH: RETRY_SWITCH, COMPUTE: RETRY_COMPUTE}
-TIMEOUT_BY_TYPE = {SHELF: "15m", SWITCH: "15m", COMPUTE: "20m"}
+TIMEOUT_BY_TYPE = {SHELF: "20m", SWITCH: "15m", COMPUTE: "20m"}
 
 
 def power(operation: str | None = None) -> Wire:

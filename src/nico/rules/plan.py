@@ -1,5 +1,10 @@
-"""Execution plan of a rule for a set of trays: what runs when, what is skipped, and how
-long it can take at worst. Pure, so the validate endpoint and tests share it."""
+"""Execution plan of a rule for a set of trays: what runs when, what is skipped, what
+each step needs of the hardware, and how long it can take at worst.
+
+Worst cases use the engine's own time budgets (`nico.engine.policy`: default attempt
+timeouts, default retry, poll bounds), so the plan says what the engine will allow.
+Pure, so the validate endpoint and tests share it.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nico.domain import ComponentType
-from nico.rules.actions import DEFAULT_ACTION_TIMEOUT_SECONDS, firmware_poll_seconds
-from nico.rules.durations import format_seconds, parse_duration
-from nico.rules.model import ActionConfig, ActionName, RetryPolicy, RuleDefinition, SequenceStep
-
-# The retry the engine applies to a step that sets none.
-DEFAULT_STEP_RETRY = RetryPolicy(
-    max_attempts=3,
-    initial_interval=parse_duration("1s"),
-    backoff_coefficient=2.0,
-    max_interval=parse_duration("1m"),
-)
-_POLLING = {
-    ActionName.VERIFY_POWER_STATUS,
-    ActionName.VERIFY_REACHABILITY,
-    ActionName.WAIT_BRING_UP,
-}
+from nico.engine.capabilities import ACTION_CAPABILITIES
+from nico.engine.policy import STEP_SCOPED_ACTIONS, action_budget
+from nico.rules.durations import format_seconds
+from nico.rules.model import RuleDefinition, SequenceStep
 
 
 @dataclass(frozen=True)
@@ -34,27 +27,23 @@ class PlanTray:
     type: ComponentType
 
 
-def action_worst_seconds(action: ActionConfig, retry: RetryPolicy) -> float:
-    """Longest one action can take for one tray, retries and backoff included."""
-    if action.name is ActionName.SLEEP:
-        return parse_duration(action.parameters["duration"]).seconds
-    if action.name in _POLLING:
-        # Required by validation; the poll loop as a whole is bounded by it.
-        return action.timeout.seconds if action.timeout else DEFAULT_ACTION_TIMEOUT_SECONDS
-    per_call = action.timeout.seconds if action.timeout else DEFAULT_ACTION_TIMEOUT_SECONDS
-    total = per_call * retry.max_attempts + retry.worst_case_backoff_seconds()
-    if action.name is ActionName.FIRMWARE_CONTROL:
-        total += firmware_poll_seconds(action.parameters)
-    return total
-
-
 def tray_worst_seconds(step: SequenceStep) -> float:
-    """pre -> main -> post (+ legacy delayAfter) for one tray."""
-    retry = step.retry or DEFAULT_STEP_RETRY
-    total = sum(action_worst_seconds(a, retry) for a in step.actions())
+    """pre -> main -> post (+ legacy delayAfter) for one tray, retries included."""
+    total = sum(action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS)
     if step.delay_after is not None:
         total += step.delay_after.seconds
     return total
+
+
+def step_once_seconds(step: SequenceStep) -> float:
+    """Actions run once for the whole step (a consistency check over all its trays)."""
+    return sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
+
+
+def capabilities_of(step: SequenceStep) -> list[str]:
+    """Hardware capabilities the step's actions need of each targeted tray's backend."""
+    needed = {c.value for a in step.actions() for c in ACTION_CAPABILITIES[a.name]}
+    return sorted(needed)
 
 
 def _step_plan(
@@ -62,7 +51,7 @@ def _step_plan(
 ) -> dict[str, Any]:
     per_tray = tray_worst_seconds(step)
     batches = 1 if step.max_parallel == 0 else math.ceil(len(trays) / step.max_parallel)
-    worst = per_tray * batches
+    worst = per_tray * batches + step_once_seconds(step)
     where = f"steps[{index}] ({step.component_type.value}, stage {step.stage})"
     if step.timeout is not None:
         if step.timeout.seconds < per_tray:
@@ -85,6 +74,7 @@ def _step_plan(
         "maxParallel": step.max_parallel,
         "batches": batches,
         "actions": [a.name.value for a in step.actions()],
+        "capabilities": capabilities_of(step),
         "worstCaseDuration": format_seconds(worst),
         "worstCaseSeconds": worst,
     }
