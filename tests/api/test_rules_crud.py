@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from typing import Any
 
@@ -422,3 +423,19 @@ async def test_rules_need_a_provider_admin(
     tenant = {"Authorization": f"Bearer {make_token(roles=['TENANT_ADMIN'])}"}
     response = await client.post(RULES, json=create_body(site_id, name=""), headers=tenant)
     assert response.status_code == 403
+
+
+async def test_openapi_documents_the_rule_contract(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    assert schemas["OperationRuleOperationType"]["enum"] == [
+        "PowerControl",
+        "FirmwareControl",
+        "BringUp",
+    ]
+    assert len(schemas["ActionConfigName"]["enum"]) == 11
+    path = "/v2/org/{org}/nico/task/rule"
+    create_schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    assert "ruleDefinition" in create_schema["schema"]["properties"]
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs <= set(schemas)
