@@ -11,7 +11,7 @@ import uvicorn
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
-from nico.engine.runner import run_worker_only, serve_all
+from nico.engine.runner import connect_with_retry, run_worker_only, serve_all
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, build_services
 
@@ -101,6 +101,8 @@ def register(app: typer.Typer) -> None:
         async def main() -> None:
             try:
                 await services.db.migrate()
+                # The API starts and cancels task workflows itself (NICO_TEMPORAL_ADDRESS).
+                services.temporal = await connect_with_retry(services)
                 await run_api(services)
             finally:
                 await services.db.dispose()
