@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico import provisioning
 from nico.api.access import parse_uuid, require_site
@@ -19,6 +20,7 @@ from nico.api.store_paging import store_page
 from nico.errors import NotFound
 from nico.schemas.inventory import Rack, RackCreateRequest
 from nico.store import inventory
+from nico.store import models as db
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -28,6 +30,19 @@ RACK_NOT_FOUND = "Rack not found"
 
 SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
 IncludeComponents = Annotated[bool, Query(description="Embed the rack's trays as `components`")]
+
+
+async def rack_in_site(
+    session: AsyncSession, org: str, site_id: str | None, raw_rack_id: str
+) -> db.Rack:
+    """Guard first, then the id: 400 malformed, 404 unknown or in another site."""
+    site = await require_site(session, org, site_id)
+    rack = await inventory.get_rack(
+        session, site.id, parse_uuid(raw_rack_id, INVALID_RACK_ID, "id")
+    )
+    if rack is None:
+        raise NotFound(RACK_NOT_FOUND)
+    return rack
 
 
 @router.post(
@@ -99,11 +114,7 @@ async def get_rack(
     includeComponents: IncludeComponents = False,
 ) -> Rack:
     async with services.db.session() as session:
-        site = await require_site(session, org, siteId)
-        rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
-        rack = await inventory.get_rack(session, site.id, rack_id)
-        if rack is None:
-            raise NotFound(RACK_NOT_FOUND)
+        rack = await rack_in_site(session, org, siteId, id)
         (view,) = await rack_views(
             session,
             [rack],
@@ -122,10 +133,6 @@ async def delete_rack(
 ) -> Response:
     """409 while a task on the rack is Pending, Waiting or Running; task history stays."""
     async with services.db.session() as session:
-        site = await require_site(session, org, siteId)
-        rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
-        rack = await inventory.get_rack(session, site.id, rack_id)
-        if rack is None:
-            raise NotFound(RACK_NOT_FOUND)
+        rack = await rack_in_site(session, org, siteId, id)
         await provisioning.delete_rack(session, rack)
     return Response(status_code=204)
