@@ -198,7 +198,19 @@ async def test_reconciler_dispatches_orphans_and_fails_dead_workflows(
 
     await _age(services, orphan)
     # A Running task whose workflow Temporal never heard of (history lost).
-    await _age(services, vanished, status="Running", workflow_id=str(vanished))
+    report = {
+        "version": 1,
+        "stages": [
+            {
+                "number": 1,
+                "status": "running",
+                "steps": [
+                    {"componentType": "PowerShelf", "status": "running", "totalComponents": 8}
+                ],
+            }
+        ],
+    }
+    await _age(services, vanished, status="Running", workflow_id=str(vanished), report=report)
     # A task whose workflow was terminated behind the task manager's back.
     await _age(services, killed)
     result = await reconcile(services)
@@ -214,6 +226,8 @@ async def test_reconciler_dispatches_orphans_and_fails_dead_workflows(
     assert await task_workflow_state(no_worker, orphan) is WorkflowState.RUNNING
     lost = await load_task(services, vanished)
     assert lost.status == "Failed" and "not found" in lost.message
+    assert lost.report is not None and lost.report["error"] == lost.message
+    assert lost.report["stages"][0]["status"] == "failed"
     ended = await load_task(services, killed)
     assert ended.status == "Failed"
     assert f"Workflow {killed} ended (Terminated) without finishing the task" in ended.message

@@ -7,6 +7,7 @@ untouched for longer than the grace period:
 - workflow closed (completed, failed, timed out, terminated, cancelled) while the task is
   not finished -> Failed, naming how the workflow ended;
 - workflow missing (Temporal lost its history) -> Failed, "workflow not found".
+Its report's running stage is failed with the same message, so it stops showing progress.
 Every status write is compare-and-set, so a workflow finishing at the same moment wins.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
@@ -24,6 +27,7 @@ from nico.store import tasks as task_store
 from nico.store.models import Task, utcnow
 from nico.tasks.dispatch import dispatch_task
 from nico.tasks.queue import promote_rack
+from nico.tasks.report import TaskReport
 
 log = logging.getLogger("nico.tasks")
 
@@ -51,6 +55,21 @@ def closed_message(task: Task, state: WorkflowState) -> str:
     )
 
 
+def finalized_report(
+    report: Mapping[str, Any] | None, reason: str, now: datetime
+) -> dict[str, Any] | None:
+    """The stored report with its running stage failed for `reason`, so it stops showing
+    work in progress that will never finish."""
+    if report is None:
+        return None
+    try:
+        model = TaskReport.from_wire(report)
+    except (KeyError, TypeError, ValueError):
+        return None
+    model.finalize_cancelled(now, reason)
+    return model.to_wire()
+
+
 async def reconcile(
     services: Services, *, now: datetime | None = None, grace: float | None = None
 ) -> ReconcileResult:
@@ -76,13 +95,15 @@ async def reconcile(
             state = await task_workflow_state(client, str(task.id))
             if state.name in _STILL_RUNNING:
                 continue
+            message = closed_message(task, state)
             async with services.db.session() as session:
                 changed = await task_store.transition_task(
                     session,
                     task.id,
                     TaskStatus.FAILED,
-                    message=closed_message(task, state),
+                    message=message,
                     expected=status,
+                    report=finalized_report(task.report, message, now),
                 )
             if changed:
                 log.warning("reconciler failed task %s: workflow %s", task.id, state.name)
