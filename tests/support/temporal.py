@@ -14,23 +14,24 @@ Usage:
     async def test_x(temporal_env, services):
         async with running_worker(temporal_env.client, services):
             await start_task_workflow(temporal_env.client, services.settings, payload)
-            await wait_for_task_workflow(temporal_env.client, payload.task_id)
+            await wait_for_task_workflow(temporal_env, payload.task_id)
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from nico.engine.payloads import TaskWorkflowResult
 from nico.engine.worker import build_worker
 from nico.services import Services
 
@@ -84,11 +85,16 @@ async def running_worker(
         yield worker
 
 
-async def wait_for_task_workflow(client: Client, task_id: uuid.UUID | str) -> Any:
-    """Await the task workflow's end (skipping time on the test server); a failed workflow
-    (the task Failed) returns its error instead of raising."""
-    handle = client.get_workflow_handle(str(task_id))
-    try:
-        return await handle.result()
-    except WorkflowFailureError as exc:
-        return exc
+async def wait_for_task_workflow(
+    env: WorkflowEnvironment, task_id: uuid.UUID | str
+) -> TaskWorkflowResult | WorkflowFailureError:
+    """Await the task workflow's end: its result, or for a failed workflow (the task
+    Failed) its error instead of raising. On the time-skipping server, time skips while
+    this waits (only handles from `start_workflow` do that by themselves)."""
+    handle = env.client.get_workflow_handle(str(task_id), result_type=TaskWorkflowResult)
+    unlocked = getattr(env, "time_skipping_unlocked", None)
+    async with unlocked() if unlocked is not None else contextlib.nullcontext():
+        try:
+            return await handle.result()
+        except WorkflowFailureError as exc:
+            return exc

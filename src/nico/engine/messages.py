@@ -28,9 +28,13 @@ def step_failed(
     *,
     not_started: int = 0,
 ) -> str:
-    """`2 of 18 Compute failed: compute-03: BMC unreachable; ...; 8 not started`."""
+    """`2 of 18 Compute failed: compute-03: BMC unreachable; ...; 8 not started`. Trays
+    failing for the same reason share one entry (`compute-01, compute-02: ...`)."""
     head = f"{len(failures)} of {total} {component_type} failed"
-    details = "; ".join(f"{name}: {reason}" for name, reason in failures)
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in failures:
+        by_reason.setdefault(reason, []).append(name)
+    details = "; ".join(f"{_names(names)}: {reason}" for reason, names in by_reason.items())
     text = f"{head}: {details}" if details else head
     if not_started:
         text += f"; {not_started} not started"

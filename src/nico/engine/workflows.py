@@ -158,10 +158,11 @@ class StepWorkflow:
             raise
         kind = step.component_type.value
         if self._failures:
+            order = {t.name: i for i, t in enumerate(trays)}
             return messages.step_failed(
                 kind,
                 len(trays),
-                self._failures,
+                sorted(self._failures, key=lambda f: order.get(f[0], 0)),
                 not_started=len(trays) - self._completed - len(self._failures),
             )
         for action in once:
