@@ -86,13 +86,15 @@ async def running_worker(
 
 
 async def wait_for_task_workflow(
-    env: WorkflowEnvironment, task_id: uuid.UUID | str
+    env: WorkflowEnvironment | Client, task_id: uuid.UUID | str
 ) -> TaskWorkflowResult | WorkflowFailureError:
     """Await the task workflow's end: its result, or for a failed workflow (the task
-    Failed) its error instead of raising. On the time-skipping server, time skips while
-    this waits (only handles from `start_workflow` do that by themselves)."""
-    handle = env.client.get_workflow_handle(str(task_id), result_type=TaskWorkflowResult)
-    unlocked = getattr(env, "time_skipping_unlocked", None)
+    Failed) its error instead of raising. Given the time-skipping environment (not just
+    its client), time skips while this waits — durable timers (Sleep, polls, backoff)
+    then take no real time."""
+    client = env if isinstance(env, Client) else env.client
+    handle = client.get_workflow_handle(str(task_id), result_type=TaskWorkflowResult)
+    unlocked = None if isinstance(env, Client) else getattr(env, "time_skipping_unlocked", None)
     async with unlocked() if unlocked is not None else contextlib.nullcontext():
         try:
             return await handle.result()
