@@ -103,7 +103,9 @@ def _apply_redfish(site: Site, redfish: SiteRedfishInput) -> None:
 
 
 def _site_name_conflict(name: str) -> Conflict:
-    return Conflict(f"Site with name {name} already exists for org's Provider", {"name": "exists"})
+    return Conflict(
+        f"Site with name {name} already exists for org's Provider", {"name": "already exists"}
+    )
 
 
 # --- racks -----------------------------------------------------------------------------
