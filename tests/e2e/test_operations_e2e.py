@@ -60,7 +60,7 @@ class Live:
 
     async def finished(self, task_id: str) -> dict[str, Any]:
         """Let the workflow run to its end (skipping time), then read the task."""
-        await wait_for_task_workflow(self.env.client, task_id)
+        await wait_for_task_workflow(self.env, task_id)
         return await self.task(task_id)
 
     async def until(
