@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from nico import __version__
 from nico.api.errors import install_error_handlers
+from nico.api.openapi import install_openapi
 from nico.api.routers import (
     operations,
     provider,
@@ -47,4 +48,5 @@ def create_app(services: Services) -> FastAPI:
     prefix = services.settings.api_prefix()
     for router, tag in _ROUTERS:
         app.include_router(router, prefix=prefix, tags=[tag])
+    install_openapi(app)
     return app
