@@ -491,3 +491,18 @@ async def test_pinned_rule_must_exist_and_fit(
     )
     task = await load_task(services, task_id)
     assert str(task.rule_id) == by_code["power_on"] and task.rule_source == "pinned"
+
+
+async def test_a_form_body_is_told_to_send_json(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    response = await client.patch(
+        f"{BASE}/rack/{rack.rack_id}/power",
+        content=f'{{"siteId":"{rack.site_id}","state":"on"}}',
+        headers=auth | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json()["data"] == {
+        "body": "must be a JSON object sent with Content-Type: application/json"
+    }
+    assert await count_tasks(services) == 0

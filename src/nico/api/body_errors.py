@@ -37,6 +37,9 @@ _MESSAGES = {
 }
 
 
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
 def validation_summary(summary: str) -> Callable[[F], F]:
     """Mark an endpoint with the summary its body validation failures carry."""
 
@@ -56,6 +59,8 @@ def body_errors(errors: Sequence[Any]) -> list[tuple[str, str]] | None:
             return None
         kind = str(error.get("type", ""))
         message = _MESSAGES.get(kind) or str(error.get("msg", "is invalid"))
+        if len(loc) == 1 and kind in _NOT_AN_OBJECT:
+            message = "must be a JSON object sent with Content-Type: application/json"
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
         out.append((field_path(loc[1:]) or "body", message))
