@@ -294,43 +294,55 @@ def scope_errors(filter_empty: bool, all_flag: bool | None) -> list[tuple[str, s
 # --- request bodies ------------------------------------------------------------------
 
 
-class PowerRequest(PowerFields, OperationOptions):
+class PowerBody(PowerFields, OperationOptions):
+    """Fields of every power request."""
+
+
+class FirmwareBody(FirmwareFields, OperationOptions):
+    """Fields of every firmware request."""
+
+
+class BringUpBody(BringUpFields, OperationOptions):
+    """Fields of every bring-up request."""
+
+
+class PowerRequest(PowerBody):
     """`PATCH /rack/{id}/power`, `PATCH /tray/{id}/power`."""
 
 
-class BatchRackPowerRequest(PowerFields, BatchScope, OperationOptions):
+class BatchRackPowerRequest(PowerBody, BatchScope):
     """`PATCH /rack/power`."""
 
     filter: RackFilter | None = None
 
 
-class BatchTrayPowerRequest(PowerFields, BatchScope, OperationOptions):
+class BatchTrayPowerRequest(PowerBody, BatchScope):
     """`PATCH /tray/power`."""
 
     filter: TrayFilter | None = None
 
 
-class FirmwareRequest(FirmwareFields, OperationOptions):
+class FirmwareRequest(FirmwareBody):
     """`PATCH /rack/{id}/firmware`, `PATCH /tray/{id}/firmware`."""
 
 
-class BatchRackFirmwareRequest(FirmwareFields, BatchScope, OperationOptions):
+class BatchRackFirmwareRequest(FirmwareBody, BatchScope):
     """`PATCH /rack/firmware`."""
 
     filter: RackFilter | None = None
 
 
-class BatchTrayFirmwareRequest(FirmwareFields, BatchScope, OperationOptions):
+class BatchTrayFirmwareRequest(FirmwareBody, BatchScope):
     """`PATCH /tray/firmware`."""
 
     filter: TrayFilter | None = None
 
 
-class BringUpRequest(BringUpFields, OperationOptions):
+class BringUpRequest(BringUpBody):
     """`POST /rack/{id}/bringup`."""
 
 
-class BatchBringUpRequest(BringUpFields, BatchScope, OperationOptions):
+class BatchBringUpRequest(BringUpBody, BatchScope):
     """`POST /rack/bringup`."""
 
     filter: RackFilter | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request
@@ -26,10 +27,13 @@ from nico.schemas.operations import (
     BatchRackPowerRequest,
     BatchTrayFirmwareRequest,
     BatchTrayPowerRequest,
+    BringUpBody,
     BringUpRequest,
+    FirmwareBody,
     FirmwareFields,
     FirmwareRequest,
     OperationOptions,
+    PowerBody,
     PowerRequest,
     RackFilter,
     TaskIds,
@@ -65,69 +69,106 @@ def _check(summary: str, errors: list[tuple[str, str]]) -> None:
         raise ValidationFailed(summary, errors)
 
 
-def _rack_selection(flt: RackFilter | None, all_flag: bool | None) -> list[str] | None:
-    names = list(flt.names or []) if flt is not None else []
-    _check(BATCH_FAILED, scope_errors(not names, all_flag))
-    return names or None
-
-
-def _tray_selection(flt: TrayFilter | None, all_flag: bool | None) -> targets.TraySelector | None:
-    empty = flt is None or flt.is_empty()
-    _check(BATCH_FAILED, scope_errors(empty, all_flag))
-    return None if flt is None or empty else flt.selector(BATCH_FAILED)
-
-
-def _narrow_to_firmware_targets(
-    fields: FirmwareFields, groups: list[RackTargets]
-) -> list[RackTargets]:
-    """Keep only trays that have a named firmware component; 400 if none is left."""
-    kinds = fields.target_types()
-    if kinds is None:
-        return groups
-    narrowed = [RackTargets(g.rack, tuple(t for t in g.trays if t.type in kinds)) for g in groups]
-    narrowed = [g for g in narrowed if g.trays]
-    if groups and not narrowed:
-        present = sorted({t.type for g in groups for t in g.trays})
-        applicable = sorted(
-            {n for kind, names in FIRMWARE_TARGETS.items() if kind.value in present for n in names}
-        )
-        raise ValidationFailed(
-            FIRMWARE_FAILED,
-            [
-                (
-                    "targets",
-                    f"none of the targeted trays ({', '.join(present)}) has these components; "
-                    f"they have: {', '.join(applicable)}",
-                )
-            ],
-        )
-    return narrowed
-
-
 Selector = Callable[[AsyncSession, uuid.UUID], Awaitable[list[RackTargets]]]
 
 
+@dataclass(frozen=True)
+class Call:
+    """What every operation endpoint passes on: who asked, how, and with which key."""
+
+    services: Services
+    request: Request
+    org: str
+    key: str | None
+
+
+def one_rack(id: str) -> Selector:
+    rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
+
+    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        return [await targets.rack_by_id(session, site_id, rack_id)]
+
+    return select
+
+
+def named_racks(flt: RackFilter | None, all_flag: bool | None) -> Selector:
+    names = list(flt.names or []) if flt is not None else []
+    _check(BATCH_FAILED, scope_errors(not names, all_flag))
+
+    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        return await targets.racks_by_names(session, site_id, names or None)
+
+    return select
+
+
+def one_tray(id: str) -> Selector:
+    tray_id = parse_uuid(id, INVALID_TRAY_ID, "id")
+
+    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        return [await targets.tray_by_id(session, site_id, tray_id)]
+
+    return select
+
+
+def filtered_trays(flt: TrayFilter | None, all_flag: bool | None) -> Selector:
+    empty = flt is None or flt.is_empty()
+    _check(BATCH_FAILED, scope_errors(empty, all_flag))
+    selector = None if flt is None or empty else flt.selector(BATCH_FAILED)
+
+    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        return await targets.trays_by_selector(session, site_id, selector)
+
+    return select
+
+
+def with_firmware_targets(fields: FirmwareFields, select: Selector) -> Selector:
+    """Keep only trays that have a named firmware component; 400 if none is left."""
+    kinds = fields.target_types()
+    if kinds is None:
+        return select
+
+    async def narrowed(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        groups = await select(session, site_id)
+        kept = [RackTargets(g.rack, tuple(t for t in g.trays if t.type in kinds)) for g in groups]
+        kept = [g for g in kept if g.trays]
+        if groups and not kept:
+            present = sorted({t.type for g in groups for t in g.trays})
+            have = sorted(
+                {
+                    n
+                    for kind, names in FIRMWARE_TARGETS.items()
+                    if kind.value in present
+                    for n in names
+                }
+            )
+            detail = (
+                f"none of the targeted trays ({', '.join(present)}) has these components; "
+                f"they have: {', '.join(have)}"
+            )
+            raise ValidationFailed(FIRMWARE_FAILED, [("targets", detail)])
+        return kept
+
+    return narrowed
+
+
 async def _run(
-    services: Services,
-    request: Request,
-    org: str,
+    call: Call,
     body: OperationOptions,
+    select: Selector,
     *,
     summary: str,
     operation_type: OperationType,
     code: str,
     description: str,
     info: dict[str, Any],
-    select: Selector,
-    key: str | None,
 ) -> TaskIds:
     """Guard the site, replay a known Idempotency-Key, pick the targets, submit."""
     _check(summary, body.option_errors())
     claim = idempotency.claim_for(
-        org, key, request.method, request.url.path, body.model_dump(mode="json")
+        call.org, call.key, call.request.method, call.request.url.path, body.model_dump(mode="json")
     )
-    async with services.db.session() as session:
-        site = await require_site(session, org, body.site_id, in_body=True)
+    async with call.services.db.session() as session:
+        site = await require_site(session, call.org, body.site_id, in_body=True)
         replayed = await idempotency.replay(session, claim) if claim is not None else None
         if replayed is not None:
             return TaskIds(task_ids=replayed)
@@ -147,14 +188,59 @@ async def _run(
         strategy=body.strategy(),
         queue_timeout=body.queue_timeout_seconds(),
     )
-    return TaskIds(task_ids=await manager.submit(services, operation, groups, claim))
+    return TaskIds(task_ids=await manager.submit(call.services, operation, groups, claim))
 
 
-# --- power -------------------------------------------------------------------------------
+async def power(call: Call, body: PowerBody, select: Selector, what: str, summary: str) -> TaskIds:
+    return await _run(
+        call,
+        body,
+        select,
+        summary=summary,
+        operation_type=OperationType.POWER_CONTROL,
+        code=body.operation_code(),
+        description=f"API power {body.state} {what}",
+        info={"state": body.state},
+    )
 
 
-def _power_description(state: str, what: str) -> str:
-    return f"API power {state} {what}"
+async def firmware(
+    call: Call, body: FirmwareBody, select: Selector, what: str, summary: str
+) -> TaskIds:
+    to = f" to {body.version}" if body.version else ""
+    return await _run(
+        call,
+        body,
+        with_firmware_targets(body, select),
+        summary=summary,
+        operation_type=OperationType.FIRMWARE_CONTROL,
+        code=body.code(),
+        description=f"API firmware {body.code()} {what}{to}",
+        info=body.info(),
+    )
+
+
+async def bring_up(
+    call: Call, body: BringUpBody, select: Selector, description: str, summary: str
+) -> TaskIds:
+    verb = "ingest" if body.code() == "ingest" else "bring up"
+    return await _run(
+        call,
+        body,
+        select,
+        summary=summary,
+        operation_type=OperationType.BRING_UP,
+        code=body.code(),
+        description=description.format(verb=verb),
+        info={},
+    )
+
+
+def _call(services: Services, request: Request, org: str, key: str | None) -> Call:
+    return Call(services, request, org, key)
+
+
+# --- endpoints -----------------------------------------------------------------------------
 
 
 @router.patch(
@@ -171,24 +257,8 @@ async def power_rack(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return [await targets.rack_by_id(session, site_id, rack_id)]
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=POWER_FAILED,
-        operation_type=OperationType.POWER_CONTROL,
-        code=body.operation_code(),
-        description=_power_description(body.state, "Rack"),
-        info={"state": body.state},
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await power(call, body, one_rack(id), "Rack", POWER_FAILED)
 
 
 @router.patch(
@@ -204,31 +274,11 @@ async def power_racks(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    names = _rack_selection(body.filter, body.all)
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return await targets.racks_by_names(session, site_id, names)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BATCH_FAILED,
-        operation_type=OperationType.POWER_CONTROL,
-        code=body.operation_code(),
-        description=_power_description(body.state, "Racks"),
-        info={"state": body.state},
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await power(call, body, named_racks(body.filter, body.all), "Racks", BATCH_FAILED)
 
 
-@router.patch(
-    "/tray/{id}/power",
-    response_model=TaskIds,
-    summary="Power-control one tray",
-)
+@router.patch("/tray/{id}/power", response_model=TaskIds, summary="Power-control one tray")
 @validation_summary(POWER_FAILED)
 async def power_tray(
     org: str,
@@ -238,24 +288,8 @@ async def power_tray(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    tray_id = parse_uuid(id, INVALID_TRAY_ID, "id")
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return [await targets.tray_by_id(session, site_id, tray_id)]
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=POWER_FAILED,
-        operation_type=OperationType.POWER_CONTROL,
-        code=body.operation_code(),
-        description=_power_description(body.state, "Tray"),
-        info={"state": body.state},
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await power(call, body, one_tray(id), "Tray", POWER_FAILED)
 
 
 @router.patch(
@@ -271,38 +305,12 @@ async def power_trays(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    selector = _tray_selection(body.filter, body.all)
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return await targets.trays_by_selector(session, site_id, selector)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BATCH_FAILED,
-        operation_type=OperationType.POWER_CONTROL,
-        code=body.operation_code(),
-        description=_power_description(body.state, "Trays"),
-        info={"state": body.state},
-        select=select,
-        key=idempotency_key,
-    )
-
-
-# --- firmware ----------------------------------------------------------------------------
-
-
-def _firmware_description(fields: FirmwareFields, what: str) -> str:
-    to = f" to {fields.version}" if fields.version else ""
-    return f"API firmware {fields.code()} {what}{to}"
+    call = _call(services, request, org, idempotency_key)
+    return await power(call, body, filtered_trays(body.filter, body.all), "Trays", BATCH_FAILED)
 
 
 @router.patch(
-    "/rack/{id}/firmware",
-    response_model=TaskIds,
-    summary="Update the firmware of one rack's trays",
+    "/rack/{id}/firmware", response_model=TaskIds, summary="Update the firmware of one rack's trays"
 )
 @validation_summary(FIRMWARE_FAILED)
 async def firmware_rack(
@@ -313,25 +321,8 @@ async def firmware_rack(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        groups = [await targets.rack_by_id(session, site_id, rack_id)]
-        return _narrow_to_firmware_targets(body, groups)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=FIRMWARE_FAILED,
-        operation_type=OperationType.FIRMWARE_CONTROL,
-        code=body.code(),
-        description=_firmware_description(body, "Rack"),
-        info=body.info(),
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await firmware(call, body, one_rack(id), "Rack", FIRMWARE_FAILED)
 
 
 @router.patch(
@@ -347,31 +338,12 @@ async def firmware_racks(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    names = _rack_selection(body.filter, body.all)
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        groups = await targets.racks_by_names(session, site_id, names)
-        return _narrow_to_firmware_targets(body, groups)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BATCH_FAILED,
-        operation_type=OperationType.FIRMWARE_CONTROL,
-        code=body.code(),
-        description=_firmware_description(body, "Racks"),
-        info=body.info(),
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await firmware(call, body, named_racks(body.filter, body.all), "Racks", BATCH_FAILED)
 
 
 @router.patch(
-    "/tray/{id}/firmware",
-    response_model=TaskIds,
-    summary="Update the firmware of one tray",
+    "/tray/{id}/firmware", response_model=TaskIds, summary="Update the firmware of one tray"
 )
 @validation_summary(FIRMWARE_FAILED)
 async def firmware_tray(
@@ -382,25 +354,8 @@ async def firmware_tray(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    tray_id = parse_uuid(id, INVALID_TRAY_ID, "id")
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        groups = [await targets.tray_by_id(session, site_id, tray_id)]
-        return _narrow_to_firmware_targets(body, groups)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=FIRMWARE_FAILED,
-        operation_type=OperationType.FIRMWARE_CONTROL,
-        code=body.code(),
-        description=_firmware_description(body, "Tray"),
-        info=body.info(),
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    return await firmware(call, body, one_tray(id), "Tray", FIRMWARE_FAILED)
 
 
 @router.patch(
@@ -416,28 +371,9 @@ async def firmware_trays(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    selector = _tray_selection(body.filter, body.all)
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        groups = await targets.trays_by_selector(session, site_id, selector)
-        return _narrow_to_firmware_targets(body, groups)
-
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BATCH_FAILED,
-        operation_type=OperationType.FIRMWARE_CONTROL,
-        code=body.code(),
-        description=_firmware_description(body, "Trays"),
-        info=body.info(),
-        select=select,
-        key=idempotency_key,
-    )
-
-
-# --- bring-up ----------------------------------------------------------------------------
+    call = _call(services, request, org, idempotency_key)
+    select = filtered_trays(body.filter, body.all)
+    return await firmware(call, body, select, "Trays", BATCH_FAILED)
 
 
 @router.post(
@@ -454,25 +390,9 @@ async def bring_up_rack(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return [await targets.rack_by_id(session, site_id, rack_id)]
-
-    verb = "ingest" if body.code() == "ingest" else "bring up"
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BRING_UP_FAILED,
-        operation_type=OperationType.BRING_UP,
-        code=body.code(),
-        description=f"API {verb} Rack {rack_id}",
-        info={},
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    select = one_rack(id)
+    return await bring_up(call, body, select, f"API {{verb}} Rack {id}", BRING_UP_FAILED)
 
 
 @router.post(
@@ -488,22 +408,6 @@ async def bring_up_racks(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskIds:
-    names = _rack_selection(body.filter, body.all)
-
-    async def select(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
-        return await targets.racks_by_names(session, site_id, names)
-
-    verb = "ingest" if body.code() == "ingest" else "bring up"
-    return await _run(
-        services,
-        request,
-        org,
-        body,
-        summary=BATCH_FAILED,
-        operation_type=OperationType.BRING_UP,
-        code=body.code(),
-        description=f"API batch {verb} Racks",
-        info={},
-        select=select,
-        key=idempotency_key,
-    )
+    call = _call(services, request, org, idempotency_key)
+    select = named_racks(body.filter, body.all)
+    return await bring_up(call, body, select, "API batch {verb} Racks", BATCH_FAILED)

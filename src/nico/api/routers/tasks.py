@@ -183,29 +183,15 @@ async def _get(services: Services, org: str, id: str, site_id: str | None) -> JS
 
 
 @router.get("/task/{id}", response_model=TaskOut, summary="Retrieve a Task with its report")
-async def get_task(
-    org: str, id: str, services: ServicesDep, site_id: SiteIdQuery = None
-) -> JSONResponse:
-    return await _get(services, org, id, site_id)
-
-
 @router.get(
     "/rack/task/{id}",
     response_model=TaskOut,
     summary="Retrieve a Task with its report (same as GET /task/{id})",
 )
-async def get_rack_task(
+async def get_task(
     org: str, id: str, services: ServicesDep, site_id: SiteIdQuery = None
 ) -> JSONResponse:
     return await _get(services, org, id, site_id)
-
-
-async def _cancel(services: Services, org: str, id: str, body: CancelTaskRequest) -> JSONResponse:
-    task_id = parse_uuid(id, INVALID_TASK_ID, "id")
-    async with services.db.session() as session:
-        site = await require_site(session, org, body.site_id, in_body=True)
-    task = await cancel_task(services, task_id, site.id)
-    return JSONResponse(status_code=202, content=TaskOut.of(task).body())
 
 
 @router.post(
@@ -214,13 +200,6 @@ async def _cancel(services: Services, org: str, id: str, body: CancelTaskRequest
     status_code=202,
     summary="Cancel a Task (202 with the Task and its report)",
 )
-@validation_summary(CANCEL_FAILED)
-async def cancel(
-    org: str, id: str, body: Annotated[CancelTaskRequest, Body()], services: ServicesDep
-) -> JSONResponse:
-    return await _cancel(services, org, id, body)
-
-
 @router.post(
     "/rack/task/{id}/cancel",
     response_model=TaskOut,
@@ -228,10 +207,14 @@ async def cancel(
     summary="Cancel a Task (same as POST /task/{id}/cancel)",
 )
 @validation_summary(CANCEL_FAILED)
-async def cancel_rack_task(
+async def cancel(
     org: str, id: str, body: Annotated[CancelTaskRequest, Body()], services: ServicesDep
 ) -> JSONResponse:
-    return await _cancel(services, org, id, body)
+    task_id = parse_uuid(id, INVALID_TASK_ID, "id")
+    async with services.db.session() as session:
+        site = await require_site(session, org, body.site_id, in_body=True)
+    task = await cancel_task(services, task_id, site.id)
+    return JSONResponse(status_code=202, content=TaskOut.of(task).body())
 
 
 @router.get(
