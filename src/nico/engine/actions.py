@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from nico.rules.model import ActionConfig, ActionName, SequenceStep
 
 T = TypeVar("T")
+REACHABLE = "reachable"
 
 
 class ActionFailed(Exception):
@@ -259,21 +260,23 @@ async def _verify_reachability(
         members = [tray] if kind is own else ctx.task_trays_of(kind)
         if members and all(kind is not g for g, _ in groups):
             groups.append((kind, members))
-    ids = [t.id for _, members in groups for t in members]
+    query = p.ReachabilityQuery(
+        [
+            p.ReachGroup([t.id for t in members], kind is own or require_all)
+            for kind, members in groups
+        ]
+    )
     bounds = poll_bounds(action)
 
     async def probe() -> str | None:
-        answers = await observe(p.OBSERVE_REACHABILITY, p.TraysQuery(ids), list[p.Observation])
+        answers = await observe(p.OBSERVE_REACHABILITY, query, list[list[p.Observation]])
         if answers is None:
             return "reachability not checked (poll failed)"
-        problem = dict(zip(ids, (a.error for a in answers), strict=True))
         missing: list[str] = []
-        for kind, members in groups:
-            down = [t for t in members if problem.get(t.id)]
-            if not down:
-                continue
-            if kind is own or require_all or len(down) == len(members):
-                missing.extend(f"{t.name}: {problem[t.id]}" for t in down)
+        for (_, members), group, found in zip(groups, query.groups, answers, strict=True):
+            down = [(t, a.error) for t, a in zip(members, found, strict=True) if a.error]
+            if group.need_all or not any(a.state == REACHABLE for a in found):
+                missing.extend(f"{t.name}: {error}" for t, error in down)
         return "; ".join(missing) if missing else None
 
     reason = await poll(bounds, probe)

@@ -34,6 +34,8 @@ from nico.store.tasks import save_running_report, transition_task
 
 log = logging.getLogger(__name__)
 
+REACHABLE = "reachable"
+
 TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
 
 
@@ -93,7 +95,10 @@ class EngineActivities:
         try:
             gaps += capability_gaps(
                 rule,
-                [TargetTray(r.name, r.type, r.backend) for r in refs.values()],
+                [
+                    TargetTray(r.name, r.type, r.backend)
+                    for r in (refs[t.id] for t in data.trays if t.id in refs)
+                ],
                 lambda backend, kind: self._registry.backend(backend).capabilities(kind),
             )
         except HardwareError as exc:
@@ -282,8 +287,10 @@ class EngineActivities:
         return await self._observe(work)
 
     @activity.defn(name=p.OBSERVE_REACHABILITY)
-    async def observe_reachability(self, data: p.TraysQuery) -> list[p.Observation]:
-        refs = await self._registry.tray_refs(data.tray_ids)
+    async def observe_reachability(self, data: p.ReachabilityQuery) -> list[list[p.Observation]]:
+        """Per group, one answer per tray: all trays of a need-all group (concurrently);
+        for the others, trays one by one until one answers (the rest are `unchecked`)."""
+        refs = await self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
 
         async def one(tray_id: str) -> p.Observation:
             ref = refs.get(tray_id)
@@ -291,14 +298,24 @@ class EngineActivities:
                 return p.Observation(error="tray no longer exists")
 
             async def work() -> p.Observation:
-                ok = await self._registry.backend_for(ref).reachable(ref)
-                return p.Observation(
-                    state="reachable" if ok else None, error=None if ok else "BMC unreachable"
-                )
+                if await self._registry.backend_for(ref).reachable(ref):
+                    return p.Observation(state=REACHABLE)
+                return p.Observation(error="BMC unreachable")
 
             return await self._observe(work)
 
-        return list(await asyncio.gather(*(one(t) for t in data.tray_ids)))
+        async def group(members: p.ReachGroup) -> list[p.Observation]:
+            if members.need_all:
+                return list(await asyncio.gather(*(one(t) for t in members.tray_ids)))
+            answers: list[p.Observation] = []
+            for tray_id in members.tray_ids:
+                if any(a.state == REACHABLE for a in answers):
+                    answers.append(p.Observation(state="unchecked"))
+                else:
+                    answers.append(await one(tray_id))
+            return answers
+
+        return [await group(g) for g in data.groups]
 
     @activity.defn(name=p.OBSERVE_FIRMWARE)
     async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:

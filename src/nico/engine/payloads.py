@@ -92,6 +92,19 @@ class TraysQuery:
 
 
 @dataclass
+class ReachGroup:
+    """Trays of one component type; `need_all` False: one answering tray is enough."""
+
+    tray_ids: list[str]
+    need_all: bool = True
+
+
+@dataclass
+class ReachabilityQuery:
+    groups: list[ReachGroup]
+
+
+@dataclass
 class FirmwareQuery:
     tray_id: str
     job_id: str

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +36,7 @@ from nico.hardware.interface import (
 )
 from nico.store import simulator as sim_store
 from nico.store.db import Database
-from nico.store.models import SimTrayState, Tray, utcnow
+from nico.store.models import SimFault, SimTrayState, Tray, utcnow
 from nico.store.simulator import FaultKind
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(Capability)
@@ -77,6 +78,18 @@ def firmware_job_id(operation_key: str) -> str:
     return "sim-" + hashlib.sha256(operation_key.encode()).hexdigest()[:20]
 
 
+@dataclass
+class _Call:
+    """What one backend call learned before its latency: the tray and its live faults."""
+
+    tray: Tray
+    faults: list[SimFault]
+
+    def fault(self, *kinds: FaultKind) -> SimFault | None:
+        wanted = {k.value for k in kinds}
+        return next((f for f in self.faults if f.kind in wanted), None)
+
+
 class SimulatorBackend:
     """`TrayBackend` over the simulated state in the database."""
 
@@ -92,29 +105,26 @@ class SimulatorBackend:
 
     # --- plumbing -------------------------------------------------------------------
 
-    async def _tray(self, session: AsyncSession, ref: TrayRef) -> Tray:
-        tray = await session.get(Tray, uuid.UUID(ref.id))
-        if tray is None:
-            raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
-        return tray
-
-    async def _delay(self, ref: TrayRef) -> None:
-        """The call's latency plus any injected slowness."""
+    async def _begin(self, ref: TrayRef) -> _Call:
+        """Read the tray and its live faults, then take the call's latency (plus any
+        injected slowness) outside any transaction."""
         async with self._db.session() as session:
-            tray = await self._tray(session, ref)
-            faults = await sim_store.matching_faults(session, tray, [FaultKind.SLOW], utcnow())
-        extra = sum(f.slow_seconds or 0.0 for f in faults)
+            tray = await session.get(Tray, uuid.UUID(ref.id))
+            if tray is None:
+                raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
+            faults = await sim_store.matching_faults(session, tray, list(FaultKind), utcnow())
+        call = _Call(tray, faults)
+        extra = sum(f.slow_seconds or 0.0 for f in faults if f.kind == FaultKind.SLOW.value)
         if self._latency + extra > 0:
             await asyncio.sleep(self._latency + extra)
+        return call
 
-    async def _bmc_problem(self, session: AsyncSession, tray: Tray, now: datetime) -> str | None:
+    async def _bmc_problem(self, session: AsyncSession, call: _Call, now: datetime) -> str | None:
         """Why this tray's BMC does not answer right now, or None."""
-        if await sim_store.matching_faults(session, tray, [FaultKind.UNREACHABLE], now):
+        if call.fault(FaultKind.UNREACHABLE):
             return FAULT_UNREACHABLE_MESSAGE
-        if tray.type != ComponentType.POWERSHELF.value:
-            shelves, on = await sim_store.shelves_on(session, tray.rack_id, now)
-            if shelves and not on:
-                return UNFED_MESSAGE
+        if not await self._fed(session, call.tray, now):
+            return UNFED_MESSAGE
         return None
 
     async def _fed(self, session: AsyncSession, tray: Tray, now: datetime) -> bool:
@@ -123,42 +133,51 @@ class SimulatorBackend:
         shelves, on = await sim_store.shelves_on(session, tray.rack_id, now)
         return not shelves or on > 0
 
+    async def _answering(self, session: AsyncSession, call: _Call) -> datetime:
+        """Now, after checking the tray's BMC answers (raises HardwareError otherwise)."""
+        now = utcnow()
+        problem = await self._bmc_problem(session, call, now)
+        if problem is not None:
+            raise HardwareError(problem)
+        return now
+
+    async def _state(self, session: AsyncSession, tray: Tray) -> SimTrayState:
+        """Read the state row; reads create it only the first time (no write per poll)."""
+        states = await sim_store.get_states(session, [tray.id])
+        if tray.id not in states:
+            await sim_store.ensure_states(session, [tray])
+            states = await sim_store.get_states(session, [tray.id])
+        return states[tray.id]
+
     # --- power ----------------------------------------------------------------------
 
     async def power_control(self, tray: TrayRef, code: str, *, operation_key: str) -> None:
         if code not in _POWER_ON_CODES | _POWER_OFF_CODES | _CYCLE_CODES:
             raise UnsupportedOperation(f"unknown power operation {code!r}")
-        await self._delay(tray)
-        failure: str | None = None
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row = await self._tray(session, tray)
             now = utcnow()
-            problem = await self._bmc_problem(session, row, now)
-            if problem is not None:
-                failure = problem
-            else:
-                failure = await self._apply_power(session, row, code, operation_key, now)
-        if failure is not None:
+            failure = await self._bmc_problem(session, call, now)
+            if failure is None:
+                failure = await self._apply_power(session, call, code, operation_key, now)
+        if failure is not None:  # raised after commit, so a consumed fault stays consumed
             raise HardwareError(failure)
 
     async def _apply_power(
-        self, session: AsyncSession, tray: Tray, code: str, operation_key: str, now: datetime
+        self, session: AsyncSession, call: _Call, code: str, operation_key: str, now: datetime
     ) -> str | None:
-        state = await sim_store.lock_state(session, tray)
+        state = await sim_store.lock_state(session, call.tray)
         sim_store.settle(state, now)
         if state.power_op_key == operation_key:
             return None  # a retry of a command the BMC already accepted
-        faults = await sim_store.matching_faults(
-            session, tray, [FaultKind.POWER_FAIL, FaultKind.POWER_STUCK], now
-        )
-        fault = faults[0] if faults else None
+        fault = call.fault(FaultKind.POWER_FAIL, FaultKind.POWER_STUCK)
+        if fault is not None and not await sim_store.consume_fault(session, fault):
+            fault = None  # a concurrent call used up its last firing
         if fault is not None and fault.kind == FaultKind.POWER_FAIL.value:
-            await sim_store.consume_fault(session, fault)
             return f"BMC rejected {code} (injected fault)"
         state.power_ops += 1
         state.power_op_key = operation_key
         if fault is not None:  # POWER_STUCK: accepted, nothing happens
-            await sim_store.consume_fault(session, fault)
             return None
         if code in _CYCLE_CODES:
             state.power_on = False
@@ -177,59 +196,36 @@ class SimulatorBackend:
         return None
 
     async def power_status(self, tray: TrayRef) -> PowerState:
-        await self._delay(tray)
+        call = await self._begin(tray)
+        if call.fault(FaultKind.UNREACHABLE):
+            raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
         async with self._db.session() as session:
-            row = await self._tray(session, tray)
             now = utcnow()
-            if await sim_store.matching_faults(session, row, [FaultKind.UNREACHABLE], now):
-                raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
-            if not await self._fed(session, row, now):
+            if not await self._fed(session, call.tray, now):
                 return PowerState.OFF
-            state = await self._state(session, row)
-            return observed_power(state, now)
+            return observed_power(await self._state(session, call.tray), now)
 
     async def reachable(self, tray: TrayRef) -> bool:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row = await self._tray(session, tray)
-            return await self._bmc_problem(session, row, utcnow()) is None
-
-    async def _state(self, session: AsyncSession, tray: Tray) -> SimTrayState:
-        """Read the state row; reads create it only the first time (no write per poll)."""
-        states = await sim_store.get_states(session, [tray.id])
-        if tray.id not in states:
-            await sim_store.ensure_states(session, [tray])
-            states = await sim_store.get_states(session, [tray.id])
-        return states[tray.id]
-
-    async def _answering(self, session: AsyncSession, ref: TrayRef) -> tuple[Tray, datetime]:
-        """The tray row, after checking its BMC answers (raises HardwareError otherwise)."""
-        row = await self._tray(session, ref)
-        now = utcnow()
-        problem = await self._bmc_problem(session, row, now)
-        if problem is not None:
-            raise HardwareError(problem)
-        return row, now
+            return await self._bmc_problem(session, call, utcnow()) is None
 
     # --- firmware -------------------------------------------------------------------
 
     async def firmware_start(
         self, tray: TrayRef, version: str | None, targets: tuple[str, ...], *, operation_key: str
     ) -> str:
-        await self._delay(tray)
+        call = await self._begin(tray)
         job_id = firmware_job_id(operation_key)
         async with self._db.session() as session:
-            row, now = await self._answering(session, tray)
-            state = await sim_store.lock_state(session, row)
+            now = await self._answering(session, call)
+            state = await sim_store.lock_state(session, call.tray)
             if state.firmware_job_id == job_id:
                 return job_id
             settle_firmware(state, now)
-            faults = await sim_store.matching_faults(
-                session, row, [FaultKind.FIRMWARE_FAIL, FaultKind.FIRMWARE_HANG], now
-            )
-            fault = faults[0] if faults else None
-            if fault is not None:
-                await sim_store.consume_fault(session, fault)
+            fault = call.fault(FaultKind.FIRMWARE_FAIL, FaultKind.FIRMWARE_HANG)
+            if fault is not None and not await sim_store.consume_fault(session, fault):
+                fault = None
             hang = fault is not None and fault.kind == FaultKind.FIRMWARE_HANG.value
             state.firmware_job_id = job_id
             state.firmware_target = version or state.firmware_version
@@ -241,59 +237,56 @@ class SimulatorBackend:
             return job_id
 
     async def firmware_status(self, tray: TrayRef, job_id: str) -> FirmwareJob:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row, now = await self._answering(session, tray)
-            state = await self._state(session, row)
-            if state.firmware_job_id != job_id:
-                raise HardwareError(f"BMC knows no firmware job {job_id}", retryable=False)
-            started = state.firmware_started_at or now
-            if state.firmware_done_at is None:  # hung: stuck half way
-                return FirmwareJob(job_id, FirmwareJobState.RUNNING, 50, "update in progress")
-            if state.firmware_done_at <= now:
-                if state.firmware_failed:
-                    return FirmwareJob(
-                        job_id, FirmwareJobState.FAILED, 100, "image rejected (injected fault)"
-                    )
-                return FirmwareJob(job_id, FirmwareJobState.COMPLETED, 100, "update complete")
-            total = (state.firmware_done_at - started).total_seconds()
-            done = (now - started).total_seconds()
-            percent = int(min(99, max(0, done / total * 100))) if total > 0 else 99
-            return FirmwareJob(job_id, FirmwareJobState.RUNNING, percent, "update in progress")
+            now = await self._answering(session, call)
+            state = await self._state(session, call.tray)
+        if state.firmware_job_id != job_id:
+            raise HardwareError(f"BMC knows no firmware job {job_id}", retryable=False)
+        started = state.firmware_started_at or now
+        if state.firmware_done_at is None:  # hung: stuck half way
+            return FirmwareJob(job_id, FirmwareJobState.RUNNING, 50, "update in progress")
+        if state.firmware_done_at <= now:
+            if state.firmware_failed:
+                return FirmwareJob(
+                    job_id, FirmwareJobState.FAILED, 100, "image rejected (injected fault)"
+                )
+            return FirmwareJob(job_id, FirmwareJobState.COMPLETED, 100, "update complete")
+        total = (state.firmware_done_at - started).total_seconds()
+        done = (now - started).total_seconds()
+        percent = int(min(99, max(0, done / total * 100))) if total > 0 else 99
+        return FirmwareJob(job_id, FirmwareJobState.RUNNING, percent, "update in progress")
 
     async def firmware_version(self, tray: TrayRef) -> str:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row, now = await self._answering(session, tray)
-            state = await self._state(session, row)
-            return effective_firmware(state, now)
+            now = await self._answering(session, call)
+            return effective_firmware(await self._state(session, call.tray), now)
 
     # --- bring-up and inventory -----------------------------------------------------
 
     async def bring_up_control(self, tray: TrayRef) -> None:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row, _ = await self._answering(session, tray)
-            state = await sim_store.lock_state(session, row)
+            await self._answering(session, call)
+            state = await sim_store.lock_state(session, call.tray)
             state.bring_up_open = True
 
     async def bring_up_status(self, tray: TrayRef) -> BringUpState:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row = await self._tray(session, tray)
             now = utcnow()
-            if await self._bmc_problem(session, row, now) is not None:
+            if await self._bmc_problem(session, call, now) is not None:
                 return BringUpState.NOT_DISCOVERED
-            state = await self._state(session, row)
-            if state.bring_up_open and observed_power(state, now) is PowerState.ON:
-                return BringUpState.INGESTED
-            return BringUpState.WAITING_FOR_INGESTION
+            state = await self._state(session, call.tray)
+        if state.bring_up_open and observed_power(state, now) is PowerState.ON:
+            return BringUpState.INGESTED
+        return BringUpState.WAITING_FOR_INGESTION
 
     async def inject_expectation(self, tray: TrayRef) -> None:
-        await self._delay(tray)
+        call = await self._begin(tray)
         async with self._db.session() as session:
-            row = await self._tray(session, tray)
-            state = await sim_store.lock_state(session, row)
+            state = await sim_store.lock_state(session, call.tray)
             state.expectation_injected = True
 
     async def aclose(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,15 +128,17 @@ async def matching_faults(
     return list(result.scalars().all())
 
 
-async def consume_fault(session: AsyncSession, fault: SimFault) -> None:
-    """Count one use of a fault that fires a limited number of times."""
+async def consume_fault(session: AsyncSession, fault: SimFault) -> bool:
+    """Count one firing of a fault; False when a limited fault has no firing left."""
     if fault.remaining is None:
-        return
-    await session.execute(
+        return True
+    result = await session.execute(
         update(SimFault)
         .where(and_(SimFault.id == fault.id, SimFault.remaining > 0))
         .values(remaining=SimFault.remaining - 1)
     )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
 
 
 async def get_states(
