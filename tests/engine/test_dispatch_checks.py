@@ -146,3 +146,16 @@ async def test_a_permanent_hardware_error_is_not_retried(services: Services) -> 
         )
     assert raised.value.non_retryable
     assert "no longer exists" in raised.value.message
+
+
+async def test_a_rule_covering_none_of_the_targeted_trays_is_refused(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=2, switches=0, shelves=1)
+    payload = await make_task(
+        engine.services,
+        rack,
+        rule(step("PowerShelf", 1, act("PowerControl"))),
+        trays=rack.of("Compute"),
+    )
+    task, _ = await engine.run(payload)
+    assert task.status == TaskStatus.FAILED.value
+    assert task.message == "the rule has no step for Compute, so this task would touch nothing"

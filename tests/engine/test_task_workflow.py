@@ -328,3 +328,24 @@ async def test_starting_twice_runs_once_and_states_are_reported(engine: Engine) 
     assert await task_workflow_state(engine.client, payload.task_id) is WorkflowState.COMPLETED
     shelf = await sim_state(engine.services, rack.of("PowerShelf")[0].id)
     assert shelf is not None and shelf.power_ops == 1
+
+
+async def test_cancel_interrupts_a_hardware_call_in_flight(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
+    shelf = rack.of("PowerShelf")[0]
+    await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=4)
+    payload = await make_task(
+        engine.services, rack, rule(step("PowerShelf", 1, act("PowerControl")))
+    )
+    await engine.start(payload)
+    for _ in range(100):
+        task = await load_task(engine.services, payload.task_id)
+        if task.status == TaskStatus.RUNNING.value:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the power command is now waiting on the slow BMC
+    assert await cancel_task_workflow(engine.client, payload.task_id)
+    await wait_for_task_workflow(engine.env, payload.task_id)
+    assert (await load_task(engine.services, payload.task_id)).status == "Terminated"
+    await asyncio.sleep(5)  # past the moment the command would have reached the BMC
+    assert await sim_state(engine.services, shelf.id) is None

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from nico.domain import TaskStatus
 from nico.engine import ledger
 from nico.engine import payloads as p
-from nico.engine.capabilities import TargetTray, capability_gaps
+from nico.engine.capabilities import TargetTray, capability_gaps, uncovered_trays
 from nico.engine.policy import HEARTBEAT_EVERY
 from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
@@ -42,12 +42,13 @@ TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
 @asynccontextmanager
 async def heartbeating() -> AsyncIterator[None]:
     """Heartbeat in the background while a slow call runs, so the server notices a dead
-    worker after HEARTBEAT_TIMEOUT instead of the attempt's full timeout."""
+    worker after HEARTBEAT_TIMEOUT instead of the attempt's full timeout, and a cancel
+    reaches the call."""
 
     async def pump() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY)
+            activity.heartbeat()
 
     task = asyncio.create_task(pump())
     try:
@@ -88,7 +89,7 @@ class EngineActivities:
         task_id = uuid.UUID(data.task_id)
         rule = RuleDefinition.from_wire(data.rule_definition)
         refs = await self._registry.tray_refs(t.id for t in data.trays)
-        gaps: list[str] = []
+        gaps = uncovered_trays(rule, data.trays)
         missing = [t.name for t in data.trays if t.id not in refs]
         if missing:
             gaps.append(f"targeted trays no longer exist: {', '.join(missing)}")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nico.domain import ComponentType
+from nico.engine.contracts import TrayTarget
 from nico.hardware.interface import Capability
 from nico.rules.model import ActionName, RuleDefinition
 
@@ -82,3 +83,18 @@ def capability_gaps(
                     if other is not step.component_type:
                         check(action.name, by_type.get(other, []))
     return gaps
+
+
+def uncovered_trays(rule: RuleDefinition, trays: Sequence[TrayTarget]) -> list[str]:
+    """A task none of whose trays any rule step covers would "succeed" without touching
+    anything; that is refused, naming what was targeted."""
+    if not rule.steps:
+        return ["rule definition has no steps"]
+    covered = {s.component_type.value for s in rule.steps}
+    if any(ComponentType.parse(t.type).value in covered for t in trays):
+        return []
+    kinds = sorted({ComponentType.parse(t.type).value for t in trays})
+    return [
+        f"the rule has no step for {', '.join(kinds) or 'any targeted tray'}, "
+        "so this task would touch nothing"
+    ]

@@ -28,9 +28,12 @@ DEFAULT_ATTEMPT_TIMEOUT = 120.0
 # One poll (a single status read) of a polling action.
 POLL_ATTEMPT_TIMEOUT = 60.0
 # An activity that stops heartbeating for this long is presumed dead (worker crash) and
-# retried elsewhere; activities heartbeat every HEARTBEAT_EVERY seconds while they wait.
-HEARTBEAT_TIMEOUT = 10.0
-HEARTBEAT_EVERY = 2.0
+# retried elsewhere. Calls heartbeat every HEARTBEAT_EVERY seconds once they have run that
+# long (quick calls never do); the server answers a heartbeat with "cancel requested",
+# which is how a cancel reaches a call in flight (the SDK sends at most one heartbeat per
+# 80% of the timeout, so within ~4s).
+HEARTBEAT_TIMEOUT = 5.0
+HEARTBEAT_EVERY = 1.0
 # Slack added to derived budgets (workflow task latency, report writes).
 STEP_MARGIN = 60.0
 TASK_MARGIN = 300.0

@@ -76,10 +76,6 @@ class StepWorkflow:
         # Names of trays still in flight when the step was cut short (timeout, cancel).
         self._unfinished: list[str] = []
 
-    @workflow.query(name="progress")
-    def progress(self) -> p.StepProgress:
-        return p.StepProgress(0, 0, self._completed, len(self._failures))
-
     @workflow.run
     async def run(self, data: p.StepInput) -> p.StepResult:
         step = SequenceStep.from_wire(data.step)
