@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from temporalio.client import WorkflowFailureError
+from temporalio.worker import Replayer
 
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, cancel_task_workflow, task_workflow_state
 from nico.engine.payloads import TaskWorkflowResult
+from nico.engine.workflows import StepWorkflow, TaskWorkflow
 from nico.store.simulator import FaultKind
 from nico.store.tasks import transition_task
 from tests.engine.conftest import Engine
@@ -349,3 +351,16 @@ async def test_cancel_interrupts_a_hardware_call_in_flight(engine: Engine) -> No
     assert (await load_task(engine.services, payload.task_id)).status == "Terminated"
     await asyncio.sleep(5)  # past the moment the command would have reached the BMC
     assert await sim_state(engine.services, shelf.id) is None
+
+
+async def test_recorded_histories_replay_deterministically(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=3, switches=1, shelves=1)
+    await add_fault(engine.services, rack, FaultKind.POWER_FAIL.value, remaining=1)
+    payload = await make_task(engine.services, rack, power_on_rule(max_parallel=2))
+    task, _ = await engine.run(payload)
+    assert task.status == TaskStatus.SUCCEEDED.value
+    ids = [payload.task_id] + [f"{payload.task_id}/stage-{n}/step-0" for n in (1, 2, 3)]
+    replayer = Replayer(workflows=[TaskWorkflow, StepWorkflow])
+    for workflow_id in ids:
+        history = await engine.client.get_workflow_handle(workflow_id).fetch_history()
+        await replayer.replay_workflow(history)  # raises on any nondeterminism

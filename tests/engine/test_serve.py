@@ -1,0 +1,96 @@
+"""`nico serve` on a fresh data dir: embedded Temporal, worker and API come up, a rack
+powers on over HTTP, and Ctrl-C stops everything, the Temporal server process included."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.temporal]
+
+NICO = Path(sys.executable).parent / "nico"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([str(NICO), "serve"], env=env, stdout=out, stderr=out)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None:
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "NICO_DATA_DIR": str(tmp_path / "data"),
+        "NICO_PORT": str(api_port),
+        "NICO_TEMPORAL_DEV_PORT": str(temporal_port),
+        "NICO_SIM_LATENCY": "0",
+        "NICO_LOG_LEVEL": "WARNING",
+    }
+    env.pop("NICO_TEMPORAL_ADDRESS", None)
+    env.pop("NICO_DATABASE_URL", None)
+    process = start_serve(env, log)
+    try:
+        for _ in range(300):
+            text = log.read_text()
+            if "export TOKEN=" in text and listening(api_port):
+                break
+            assert process.poll() is None, text
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("nico serve did not come up: " + log.read_text()[-2000:])
+        token = re.search(r"export TOKEN=(\S+)", text)
+        site = re.search(r"site id: (\S+)", text)
+        assert token and site
+        assert listening(temporal_port)
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        base = f"http://127.0.0.1:{api_port}/v2/org/demo/nico"
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            racks = (await http.get("/rack", params={"siteId": site.group(1)})).json()
+            response = await http.patch(
+                f"/rack/{racks[0]['id']}/power", json={"siteId": site.group(1), "state": "on"}
+            )
+            assert response.status_code == 200, response.text
+            task_id = response.json()["taskIds"][0]
+            for _ in range(300):
+                task = (await http.get(f"/task/{task_id}", params={"siteId": site.group(1)})).json()
+                if task["status"] not in ("Pending", "Running"):
+                    break
+                await asyncio.sleep(0.1)
+        assert task["status"] == "Succeeded", task
+        assert [s["status"] for s in task["report"]["stages"]] == ["completed"] * 3
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("nico serve ignored Ctrl-C: " + log.read_text()[-2000:])
+    assert process.returncode == 0
+    for _ in range(50):  # the embedded Temporal server went with it
+        if not listening(temporal_port):
+            break
+        await asyncio.sleep(0.1)
+    assert not listening(temporal_port)
+    assert (tmp_path / "data" / "temporal.db").exists()
