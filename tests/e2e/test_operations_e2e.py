@@ -153,6 +153,17 @@ async def test_power_on_off_on(live: Live) -> None:
     assert json.loads(listed.headers["X-Pagination"])["total"] == 3
 
 
+async def test_powering_off_a_rack_that_is_already_off_succeeds(live: Live) -> None:
+    # The simulated rack has never been powered: every tray is already off, so graceful
+    # and forced power-off verify that and succeed instead of failing on unfed BMCs.
+    path = f"/rack/{live.rack.rack_id}/power"
+    for state in ("off", "forceoff"):
+        [task_id] = await live.operate("PATCH", path, {"state": state})
+        done = await live.finished(task_id)
+        assert done["status"] == "Succeeded", done
+        assert all_completed(done["report"])
+
+
 async def test_firmware_upgrade(live: Live) -> None:
     rack = live.rack
     await live.power_on()

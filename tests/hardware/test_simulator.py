@@ -92,6 +92,16 @@ async def test_compute_bmc_answers_only_while_a_power_shelf_is_on(rig: Rig) -> N
     assert not await sim.reachable(compute)
 
 
+async def test_powering_off_an_unfed_tray_is_a_no_op(rig: Rig) -> None:
+    sim = rig.backend()
+    compute = rig.ref("Compute")
+    for code in ("power_off", "force_power_off"):
+        await sim.power_control(compute, code, operation_key=f"off-{code}")
+    assert await sim.power_status(compute) is PowerState.OFF
+    with pytest.raises(HardwareError, match="no PowerShelf of the rack is on"):
+        await sim.power_control(compute, "restart", operation_key="cycle")
+
+
 async def test_a_retried_command_with_the_same_key_acts_once(rig: Rig) -> None:
     sim = rig.backend()
     shelf = rig.ref("PowerShelf")

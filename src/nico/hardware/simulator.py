@@ -4,8 +4,9 @@ Physics, kept small but honest enough to exercise rules:
 - every call takes `NICO_SIM_LATENCY` seconds; a power transition completes that long
   after the command was accepted (PoweringOn/PoweringOff until then);
 - Compute and NVLSwitch BMCs answer only while at least one PowerShelf of the rack is On
-  (a rack without PowerShelf trays counts as fed); an unfed tray reads as power Off, but
-  every command and firmware/bring-up call to it fails with "BMC unreachable";
+  (a rack without PowerShelf trays counts as fed); an unfed tray reads as power Off, a
+  power-off command to it is accepted as a no-op (it is off: nothing to do), and every
+  other command and firmware/bring-up call to it fails with "BMC unreachable";
 - a firmware update takes `NICO_SIM_FIRMWARE_DURATION` seconds and reports progress;
 - bring-up: a tray is Ingested once its gate is open (BringUpControl) and it is On;
 - injected faults (`sim_faults`, see `nico.store.simulator.FaultKind`) are evaluated on
@@ -158,6 +159,8 @@ class SimulatorBackend:
         async with self._db.session() as session:
             now = utcnow()
             failure = await self._bmc_problem(session, call, now)
+            if failure == UNFED_MESSAGE and code in _POWER_OFF_CODES:
+                return  # no shelf feeds the tray: it is already off, as asked
             if failure is None:
                 failure = await self._apply_power(session, call, code, operation_key, now)
         if failure is not None:  # raised after commit, so a consumed fault stays consumed
