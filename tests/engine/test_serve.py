@@ -37,9 +37,7 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None:
-    api_port, temporal_port = free_port(), free_port()
-    log = tmp_path / "serve.log"
+def serve_env(tmp_path: Path, api_port: int, temporal_port: int) -> dict[str, str]:
     env = {
         **os.environ,
         "NICO_DATA_DIR": str(tmp_path / "data"),
@@ -50,16 +48,37 @@ async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None
     }
     env.pop("NICO_TEMPORAL_ADDRESS", None)
     env.pop("NICO_DATABASE_URL", None)
-    process = start_serve(env, log)
+    return env
+
+
+def read_log(log: Path) -> str:
+    return log.read_text()
+
+
+async def wait_until_up(process: subprocess.Popen[bytes], log: Path, api_port: int) -> str:
+    for _ in range(300):
+        text = read_log(log)
+        if "export TOKEN=" in text and listening(api_port):
+            return text
+        assert process.poll() is None, text
+        await asyncio.sleep(0.1)
+    pytest.fail("nico serve did not come up: " + read_log(log)[-2000:])
+
+
+async def assert_closed(port: int) -> None:
+    for _ in range(50):
+        if not listening(port):
+            return
+        await asyncio.sleep(0.1)
+    assert not listening(port)
+
+
+async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None:
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    process = start_serve(serve_env(tmp_path, api_port, temporal_port), log)
     try:
-        for _ in range(300):
-            text = log.read_text()
-            if "export TOKEN=" in text and listening(api_port):
-                break
-            assert process.poll() is None, text
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("nico serve did not come up: " + log.read_text()[-2000:])
+        text = await wait_until_up(process, log, api_port)
         token = re.search(r"export TOKEN=(\S+)", text)
         site = re.search(r"site id: (\S+)", text)
         assert token and site
@@ -88,9 +107,25 @@ async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None
             process.kill()
             pytest.fail("nico serve ignored Ctrl-C: " + log.read_text()[-2000:])
     assert process.returncode == 0
-    for _ in range(50):  # the embedded Temporal server went with it
-        if not listening(temporal_port):
-            break
-        await asyncio.sleep(0.1)
-    assert not listening(temporal_port)
+    await assert_closed(temporal_port)  # the embedded Temporal server went with it
     assert (tmp_path / "data" / "temporal.db").exists()
+
+
+async def test_sigterm_stops_the_embedded_temporal_server_too(tmp_path: Path) -> None:
+    # systemd and Kubernetes stop services with SIGTERM, not Ctrl-C.
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    process = start_serve(serve_env(tmp_path, api_port, temporal_port), log)
+    try:
+        await wait_until_up(process, log, api_port)
+        assert listening(temporal_port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("nico serve ignored SIGTERM: " + log.read_text()[-2000:])
+    assert process.returncode == 0
+    await assert_closed(temporal_port)
+    await assert_closed(api_port)

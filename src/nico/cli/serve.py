@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 
 import typer
 import uvicorn
@@ -42,6 +46,30 @@ def print_demo_banner(services: Services, demo: DemoInventory) -> None:
     print(demo_banner(services.settings, demo, token), flush=True)
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn whose SIGINT/SIGTERM only asks it to stop.
+
+    Stock uvicorn re-raises the signal once it has shut down; for SIGTERM (how systemd
+    and Kubernetes stop a service) the default action then kills the process before
+    `nico serve` stops its worker and the embedded Temporal server, orphaning it.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 async def run_api(services: Services) -> None:
     settings = services.settings
     config = uvicorn.Config(
@@ -51,7 +79,7 @@ async def run_api(services: Services) -> None:
         log_level=settings.log_level.lower(),
         lifespan="off",
     )
-    await uvicorn.Server(config).serve()
+    await ApiServer(config).serve()
 
 
 def register(app: typer.Typer) -> None:
