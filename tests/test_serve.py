@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nico.api.app import create_app
-from nico.cli.serve import prepare
+from nico.cli.serve import prepare, print_demo_banner
 from nico.config import Settings
 from nico.domain import OPERATION_CODES
 from nico.services import Services, build_services
@@ -36,6 +36,13 @@ def printed(output: str) -> tuple[str, str, str]:
     return site.group(1), token.group(1), url.group(1)
 
 
+async def prepare_and_print(services: Services) -> None:
+    """What `nico serve` does before it listens: migrate, seed, show the banner."""
+    demo = await prepare(services)
+    if demo is not None:
+        print_demo_banner(services, demo)
+
+
 async def count(services: Services, model: type[object]) -> int:
     async with services.db.session() as session:
         return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
@@ -44,7 +51,7 @@ async def count(services: Services, model: type[object]) -> int:
 async def test_printed_token_and_curl_line_answer_the_35_demo_trays(
     demo_services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await prepare(demo_services)
+    await prepare_and_print(demo_services)
     site_id, token, url = printed(capsys.readouterr().out)
     settings = demo_services.settings
     assert url.startswith(f"http://127.0.0.1:{settings.port}/v2/org/demo/nico/tray?")
@@ -70,9 +77,9 @@ async def test_printed_token_and_curl_line_answer_the_35_demo_trays(
 async def test_seeding_is_idempotent_and_installs_the_builtin_rules(
     demo_services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await prepare(demo_services)
+    await prepare_and_print(demo_services)
     first = printed(capsys.readouterr().out)[0]
-    await prepare(demo_services)
+    await prepare_and_print(demo_services)
     second = printed(capsys.readouterr().out)[0]
     assert first == second
     assert (await count(demo_services, Site), await count(demo_services, Rack)) == (1, 1)
@@ -94,7 +101,7 @@ async def test_no_seed_when_disabled(
 ) -> None:
     services = build_services(settings)  # the fixture's settings have seed_demo=False
     try:
-        await prepare(services)
+        await prepare_and_print(services)
         assert await count(services, Site) == 0
     finally:
         await services.db.dispose()
@@ -114,7 +121,7 @@ async def test_without_a_dev_key_the_banner_asks_for_an_issuer_token(
     )
     services = build_services(oidc, create_keys=False)
     try:
-        await prepare(services)
+        await prepare_and_print(services)
     finally:
         await services.db.dispose()
     output = capsys.readouterr().out

@@ -27,16 +27,16 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
-async def prepare(services: Services) -> None:
-    """Create/migrate the schema, seed the demo inventory (NICO_SEED_DEMO) and print how
-    to use it: the site id, a PROVIDER_ADMIN token and two curl lines."""
+async def prepare(services: Services) -> DemoInventory | None:
+    """Create/migrate the schema and seed the demo inventory (NICO_SEED_DEMO)."""
     await services.db.migrate()
     if services.settings.seed_demo:
-        demo = await seed_demo(services)
-        print_demo_banner(services, demo)
+        return await seed_demo(services)
+    return None
 
 
 def print_demo_banner(services: Services, demo: DemoInventory) -> None:
+    """How to use the demo: the site id, a PROVIDER_ADMIN token and two curl lines."""
     dev_key = services.verifier.dev_key
     token = (
         mint_dev_token(dev_key, demo.org, ["PROVIDER_ADMIN"], ttl_seconds=DEMO_TOKEN_TTL)
@@ -93,8 +93,9 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> None:
             try:
-                await prepare(services)
-                await serve_all(services, run_api)
+                demo = await prepare(services)
+                banner = (lambda: print_demo_banner(services, demo)) if demo else None
+                await serve_all(services, run_api, on_ready=banner)
             finally:
                 await services.backends.aclose()
                 await services.db.dispose()

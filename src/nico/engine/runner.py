@@ -82,13 +82,20 @@ async def engine_running(services: Services, client: Client) -> AsyncIterator[No
                 await loops
 
 
-async def serve_all(services: Services, run_api: Callable[[Services], Awaitable[None]]) -> None:
+async def serve_all(
+    services: Services,
+    run_api: Callable[[Services], Awaitable[None]],
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """`nico serve`: Temporal (embedded unless configured), worker, loops and the API.
+    `on_ready` runs once the engine is up, just before the API starts listening.
     The API server owns Ctrl-C; when it returns, the rest shuts down in order."""
     async with (
         temporal_client(services, embed=True) as client,
         engine_running(services, client),
     ):
+        if on_ready is not None:
+            on_ready()
         await run_api(services)
 
 
