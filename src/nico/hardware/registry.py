@@ -63,7 +63,7 @@ class BackendRegistry:
         )
 
     def backend_name(self, tray: Tray, rack: Rack | None) -> str:
-        return tray.backend or (rack.backend if rack else None) or self._settings.backend
+        return effective_backend(tray.backend, rack.backend if rack else None, self._settings)
 
     async def tray_refs(self, tray_ids: Iterable[str | uuid.UUID]) -> dict[str, TrayRef]:
         """References for the trays that still exist, keyed by tray id string."""
@@ -156,6 +156,13 @@ class BackendRegistry:
         for backend in self._backends.values():
             await backend.aclose()
         self._backends.clear()
+
+
+def effective_backend(
+    tray_backend: str | None, rack_backend: str | None, settings: Settings
+) -> str:
+    """The tray's backend, else its rack's, else NICO_BACKEND."""
+    return tray_backend or rack_backend or settings.backend
 
 
 def _preferred_bmc(bmcs: list[Bmc]) -> Bmc | None:

@@ -113,7 +113,7 @@ class SimulatorBackend:
             tray = await session.get(Tray, uuid.UUID(ref.id))
             if tray is None:
                 raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
-            faults = await sim_store.matching_faults(session, tray, list(FaultKind), utcnow())
+            faults = await sim_store.faults_for_call(session, tray, utcnow())
         call = _Call(tray, faults)
         extra = sum(f.slow_seconds or 0.0 for f in faults if f.kind == FaultKind.SLOW.value)
         if self._latency + extra > 0:

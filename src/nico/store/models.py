@@ -327,6 +327,8 @@ class SimFault(Base):
     site_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("sites.id", ondelete="CASCADE"), nullable=False, index=True
     )
+    # None = every rack of the site; tray faults carry their tray's rack too.
+    rack_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     tray_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     component_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)

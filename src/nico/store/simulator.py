@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import ComponentType
-from nico.store.models import SimFault, SimTrayState, Tray
+from nico.store.models import Rack, SimFault, SimTrayState, Tray
 
 DEFAULT_SIM_FIRMWARE = "1.0.0"
 
@@ -112,12 +112,14 @@ async def shelves_on(session: AsyncSession, rack_id: uuid.UUID, now: datetime) -
 async def matching_faults(
     session: AsyncSession, tray: Tray, kinds: Sequence[FaultKind], now: datetime
 ) -> list[SimFault]:
-    """Live faults of these kinds aimed at this tray, its component type, or its whole site."""
+    """Live faults of these kinds aimed at this tray, its rack, its component type, or its
+    whole site."""
     result = await session.execute(
         select(SimFault)
         .where(
             SimFault.site_id == tray.site_id,
             SimFault.kind.in_([k.value for k in kinds]),
+            or_(SimFault.rack_id.is_(None), SimFault.rack_id == tray.rack_id),
             or_(SimFault.tray_id.is_(None), SimFault.tray_id == tray.id),
             or_(SimFault.component_type.is_(None), SimFault.component_type == tray.type),
             or_(SimFault.expires_at.is_(None), SimFault.expires_at > now),
@@ -126,6 +128,17 @@ async def matching_faults(
         .order_by(SimFault.created, SimFault.id)
     )
     return list(result.scalars().all())
+
+
+# Kinds that act on every call to the tray (not only on a power or firmware command): a
+# limited one spends a firing on each call it affects.
+PER_CALL_KINDS = frozenset({FaultKind.UNREACHABLE.value, FaultKind.SLOW.value})
+
+
+async def faults_for_call(session: AsyncSession, tray: Tray, now: datetime) -> list[SimFault]:
+    """The tray's live faults for one backend call; limited per-call faults fire here."""
+    found = await matching_faults(session, tray, list(FaultKind), now)
+    return [f for f in found if f.kind not in PER_CALL_KINDS or await consume_fault(session, f)]
 
 
 async def consume_fault(session: AsyncSession, fault: SimFault) -> bool:
@@ -147,3 +160,114 @@ async def get_states(
     """State rows that exist for these trays (tests and the fault-drill API read these)."""
     result = await session.execute(select(SimTrayState).where(SimTrayState.tray_id.in_(tray_ids)))
     return {s.tray_id: s for s in result.scalars().all()}
+
+
+# --- fault drills: what the simulator fault API reads and writes ------------------------
+
+
+def _live(now: datetime) -> ColumnElement[bool]:
+    """A fault that can still fire: not expired, not spent."""
+    return and_(
+        or_(SimFault.expires_at.is_(None), SimFault.expires_at > now),
+        or_(SimFault.remaining.is_(None), SimFault.remaining > 0),
+    )
+
+
+def _scoped(
+    site_id: uuid.UUID, rack_id: uuid.UUID | None, tray_id: uuid.UUID | None
+) -> list[ColumnElement[bool]]:
+    where = [SimFault.site_id == site_id]
+    if rack_id is not None:
+        where.append(SimFault.rack_id == rack_id)
+    if tray_id is not None:
+        where.append(SimFault.tray_id == tray_id)
+    return where
+
+
+async def add_faults(session: AsyncSession, faults: Sequence[SimFault]) -> None:
+    """Store new faults (ids and creation times filled in)."""
+    session.add_all(faults)
+    await session.flush()
+
+
+async def list_live_faults(
+    session: AsyncSession,
+    site_id: uuid.UUID,
+    now: datetime,
+    *,
+    rack_id: uuid.UUID | None = None,
+    tray_id: uuid.UUID | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> tuple[list[tuple[SimFault, str | None]], int]:
+    """Faults of a site that can still fire, oldest first, with their tray's name, and
+    how many there are in all. `rack_id` / `tray_id` keep faults aimed at that rack/tray."""
+    where = [*_scoped(site_id, rack_id, tray_id), _live(now)]
+    total = (
+        await session.execute(select(func.count()).select_from(SimFault).where(*where))
+    ).scalar_one()
+    query = (
+        select(SimFault, Tray.name)
+        .outerjoin(Tray, Tray.id == SimFault.tray_id)
+        .where(*where)
+        .order_by(SimFault.created, SimFault.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = (await session.execute(query)).all()
+    return [(fault, name) for fault, name in rows], int(total)
+
+
+async def delete_faults(
+    session: AsyncSession,
+    site_id: uuid.UUID,
+    *,
+    rack_id: uuid.UUID | None = None,
+    tray_id: uuid.UUID | None = None,
+) -> int:
+    """Clear a site's faults (live or spent), optionally only those aimed at a rack/tray."""
+    result = await session.execute(delete(SimFault).where(*_scoped(site_id, rack_id, tray_id)))
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+async def delete_fault(session: AsyncSession, site_id: uuid.UUID, fault_id: uuid.UUID) -> bool:
+    """Clear one fault of the site; False when the site has no such fault."""
+    result = await session.execute(
+        delete(SimFault).where(SimFault.site_id == site_id, SimFault.id == fault_id)
+    )
+    assert isinstance(result, CursorResult)
+    return bool(result.rowcount)
+
+
+async def trays_in_scope(
+    session: AsyncSession,
+    site_id: uuid.UUID,
+    *,
+    tray_ids: Sequence[uuid.UUID] | None = None,
+    rack_id: uuid.UUID | None = None,
+    component_type: str | None = None,
+) -> list[tuple[Tray, Rack]]:
+    """The site's trays a fault scope covers, with their racks."""
+    query = select(Tray, Rack).join(Rack, Rack.id == Tray.rack_id).where(Tray.site_id == site_id)
+    if tray_ids is not None:
+        query = query.where(Tray.id.in_(list(tray_ids)))
+    if rack_id is not None:
+        query = query.where(Tray.rack_id == rack_id)
+    if component_type is not None:
+        query = query.where(Tray.type == component_type)
+    rows = await session.execute(query.order_by(Rack.name, Tray.name, Tray.id))
+    return [(tray, rack) for tray, rack in rows.all()]
+
+
+async def site_backend_choices(
+    session: AsyncSession, site_id: uuid.UUID
+) -> set[tuple[str | None, str | None]]:
+    """The distinct (tray backend, rack backend) pairs of a site's trays (empty: no trays)."""
+    query = (
+        select(Tray.backend, Rack.backend)
+        .join(Rack, Rack.id == Tray.rack_id)
+        .where(Tray.site_id == site_id)
+        .distinct()
+    )
+    return {(tray, rack) for tray, rack in (await session.execute(query)).all()}

@@ -118,6 +118,7 @@ def upgrade() -> None:
         "sim_faults",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("site_id", sa.Uuid(), nullable=False),
+        sa.Column("rack_id", sa.Uuid(), nullable=True),
         sa.Column("tray_id", sa.Uuid(), nullable=True),
         sa.Column("component_type", sa.String(length=32), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
