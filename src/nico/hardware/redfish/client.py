@@ -8,6 +8,8 @@
   it is on the wire; waits between retries do not.
 - Only reads (GET) are retried on transport errors and 5xx. A 503 is retried for any
   method, after its `Retry-After` (bounded), since the BMC did not act on the request.
+- Redirects are followed only within the BMC's own origin: a redirect elsewhere would
+  carry the session token, basic credentials or a login body to another host.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ def retry_after_seconds(response: httpx.Response, attempt: int) -> float:
     return min(max(wait, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def _port(url: httpx.URL) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
 class RedfishClient:
     """Requests to one BMC with one set of credentials."""
 
@@ -128,6 +134,7 @@ class RedfishClient:
             timeout=httpx.Timeout(settings.redfish_timeout),
             follow_redirects=True,
             headers={"Accept": "application/json", "OData-Version": "4.0"},
+            event_hooks={"request": [self._refuse_other_origin]},
         )
         # None until the service root was read: "session", "basic" or "none".
         self._auth_mode: str | None = None
@@ -213,9 +220,24 @@ class RedfishClient:
                         headers={"X-Auth-Token": token},
                         timeout=LOGOUT_TIMEOUT_SECONDS,
                     )
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, HardwareError) as exc:
                 log.info("BMC %s: could not delete the Redfish session: %s", self.bmc, type(exc))
         await self._http.aclose()
+
+    async def _refuse_other_origin(self, request: httpx.Request) -> None:
+        """Runs before every request httpx sends, redirects included."""
+        base = self._http.base_url
+        if (request.url.scheme, request.url.host, _port(request.url)) != (
+            base.scheme,
+            base.host,
+            _port(base),
+        ):
+            origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
+            raise HardwareError(
+                f"BMC {self.bmc} redirected {request.method} {request.url.path} to {origin}; "
+                "redirects to another origin are not followed (credentials stay with the BMC)",
+                retryable=False,
+            )
 
     # --- auth -------------------------------------------------------------------
 
