@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,16 +43,6 @@ class RuleChoice:
         }
 
 
-def _wire(definition: object) -> dict[str, Any]:
-    to_wire = getattr(definition, "to_wire", None)
-    if callable(to_wire):
-        wire: dict[str, Any] = to_wire()
-        return wire
-    if isinstance(definition, Mapping):
-        return dict(definition)
-    raise TypeError(f"unexpected rule definition {type(definition).__name__}")
-
-
 async def choose_rule(
     session: AsyncSession,
     *,
@@ -72,8 +61,7 @@ async def choose_rule(
         operation_code=operation_code,
         pinned_rule_id=pinned_rule_id,
     )
-    source = getattr(resolved.source, "value", resolved.source)
-    return RuleChoice(_wire(resolved.definition), resolved.rule_id, str(source))
+    return RuleChoice(resolved.definition.to_wire(), resolved.rule_id, resolved.source)
 
 
 async def workflow_input(session: AsyncSession, task: Task) -> TaskWorkflowInput | None:
