@@ -1,7 +1,8 @@
 """Start a Pending task's workflow (after the creating transaction has committed).
 
 Dispatch is safe to repeat: the workflow id is the task id and starting it is idempotent,
-so the reconciler may re-dispatch a task whose API process died before starting it.
+so the reconciler may re-dispatch a task whose API process died before starting it, or
+that found Temporal unreachable: an outage leaves tasks Pending, it never fails them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.service import RPCError, RPCStatusCode
 
 from nico.domain import TaskStatus
 from nico.engine.client import cancel_task_workflow, start_task_workflow
@@ -25,6 +28,27 @@ from nico.store.models import Task, Tray
 log = logging.getLogger("nico.tasks")
 
 NO_TRAYS_LEFT = "None of the targeted trays exist any more; nothing to run"
+
+_UNREACHABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+class Dispatch(Enum):
+    """What `dispatch_task` did with a task."""
+
+    STARTED = "started"  # workflow started, or the task no longer needed one
+    DEFERRED = "deferred"  # left Pending (no Temporal, or unreachable): the reconciler retries
+    FAILED = "failed"  # the task failed instead: its rack is free for the queue
+
+
+def temporal_unreachable(exc: BaseException) -> bool:
+    """Whether a Temporal call failed because the server is down, restarting or too slow
+    (the same call may succeed later) rather than because it refused this request."""
+    if isinstance(exc, RPCError):
+        return exc.status in _UNREACHABLE_STATUSES
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    # A client connected lazily raises this when the server does not answer.
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
 @dataclass(frozen=True)
@@ -97,31 +121,36 @@ async def fail_pending(services: Services, task_id: uuid.UUID, reason: str) -> b
         )
 
 
-async def dispatch_task(services: Services, task_id: uuid.UUID) -> bool:
-    """Start the workflow of a Pending task. Returns False when the task failed instead
-    (no trays left, Temporal refused), so the caller can promote the rack's queue.
+async def dispatch_task(services: Services, task_id: uuid.UUID) -> Dispatch:
+    """Start the workflow of a Pending task.
 
-    Without a Temporal client (API-only process) the task stays Pending and the worker's
-    reconciler dispatches it.
+    FAILED when the task failed instead (no trays left, Temporal refused the workflow), so
+    the caller promotes the rack's queue. DEFERRED when there is no Temporal client (an
+    API-only process) or Temporal is unreachable: the task stays Pending and the worker's
+    reconciler dispatches it after NICO_RECONCILE_GRACE; callers stop dispatching more in
+    that pass, since the next start would meet the same outage.
     """
     client = services.temporal
     if client is None:
         log.info("task %s left Pending: no Temporal client in this process", task_id)
-        return True
+        return Dispatch.DEFERRED
     async with services.db.session() as session:
         task = await task_store.get_task(session, task_id)
         if task is None or task.status != TaskStatus.PENDING.value:
-            return True
+            return Dispatch.STARTED
         payload = await workflow_input(session, task)
     if payload is None:
         await fail_pending(services, task_id, NO_TRAYS_LEFT)
-        return False
+        return Dispatch.FAILED
     try:
         await start_task_workflow(client, services.settings, payload)
     except Exception as exc:
+        if temporal_unreachable(exc):
+            log.warning("task %s left Pending: Temporal unreachable (%s)", task_id, exc)
+            return Dispatch.DEFERRED
         log.warning("starting the workflow of task %s failed: %s", task_id, exc)
         await fail_pending(services, task_id, f"Failed to start the task workflow: {exc}")
-        return False
+        return Dispatch.FAILED
     async with services.db.session() as session:
         await task_store.mark_dispatched(session, task_id)
         task = await task_store.get_task(session, task_id)
@@ -129,4 +158,4 @@ async def dispatch_task(services: Services, task_id: uuid.UUID) -> bool:
     if cancelled:
         # Cancelled between commit and start: the workflow must not run.
         await cancel_task_workflow(client, str(task_id))
-    return True
+    return Dispatch.STARTED

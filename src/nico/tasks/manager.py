@@ -24,7 +24,7 @@ from nico.store import tasks as task_store
 from nico.store.models import Rack, Task, utcnow
 from nico.tasks import idempotency
 from nico.tasks.conflicts import ConflictStrategy, first_conflict
-from nico.tasks.dispatch import RuleChoice, choose_rule, dispatch_task
+from nico.tasks.dispatch import Dispatch, RuleChoice, choose_rule, dispatch_task
 from nico.tasks.idempotency import IdempotencyClaim
 from nico.tasks.locks import locked_racks
 from nico.tasks.queue import QUEUED, footprint, promote_rack
@@ -88,7 +88,10 @@ async def submit(
             raise
         return replayed
     for task_id, rack_id in pending:
-        if not await dispatch_task(services, task_id):
+        outcome = await dispatch_task(services, task_id)
+        if outcome is Dispatch.DEFERRED:
+            break  # no Temporal now: the rest stay Pending too, the reconciler starts them
+        if outcome is Dispatch.FAILED:
             await promote_rack(services, rack_id)
     return task_ids
 

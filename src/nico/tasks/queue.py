@@ -20,7 +20,7 @@ from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import Task, utcnow
 from nico.tasks.conflicts import TaskFootprint, first_conflict
-from nico.tasks.dispatch import choose_rule, dispatch_task
+from nico.tasks.dispatch import Dispatch, choose_rule, dispatch_task
 from nico.tasks.locks import locked_racks
 
 log = logging.getLogger("nico.tasks")
@@ -94,17 +94,24 @@ async def _promote_once(
 
 
 async def promote_rack(services: Services, rack_id: uuid.UUID) -> list[uuid.UUID]:
-    """Expire and promote the rack's queue, then dispatch what was promoted."""
-    started: list[uuid.UUID] = []
+    """Expire and promote the rack's queue, then dispatch what was promoted.
+
+    When Temporal is unreachable the promoted tasks stay Pending (they hold the rack) for
+    the reconciler, and promotion stops: nothing more is promoted into the outage.
+    """
+    all_promoted: list[uuid.UUID] = []
     while True:
         promoted, failed = await _promote_once(services, rack_id, utcnow())
+        all_promoted.extend(promoted)
         freed = failed
         for task_id in promoted:
-            started.append(task_id)
-            if not await dispatch_task(services, task_id):
+            outcome = await dispatch_task(services, task_id)
+            if outcome is Dispatch.DEFERRED:
+                return all_promoted
+            if outcome is Dispatch.FAILED:
                 freed = True
         if not freed:
-            return started
+            return all_promoted
 
 
 async def sweep_queues(services: Services) -> int:

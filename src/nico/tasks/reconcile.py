@@ -25,7 +25,7 @@ from nico.engine.client import WorkflowState, task_workflow_state
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import Task, utcnow
-from nico.tasks.dispatch import dispatch_task
+from nico.tasks.dispatch import Dispatch, dispatch_task
 from nico.tasks.queue import promote_rack
 from nico.tasks.report import TaskReport
 
@@ -86,7 +86,10 @@ async def reconcile(
         status = TaskStatus(task.status)
         try:
             if status is TaskStatus.PENDING and task.workflow_id is None:
-                if await dispatch_task(services, task.id):
+                outcome = await dispatch_task(services, task.id)
+                if outcome is Dispatch.DEFERRED:
+                    break  # Temporal unreachable: the next pass tries again
+                if outcome is Dispatch.STARTED:
                     result.dispatched.append(task.id)
                 else:
                     result.failed.append(task.id)
