@@ -158,6 +158,34 @@ async def test_head_of_line_task_is_not_overtaken(svc: Services, rack: MadeRack)
     assert await promote_rack(svc, rack.rack_id) == [wait_a, wait_b]
 
 
+async def test_new_submission_does_not_overtake_a_waiting_task(
+    svc: Services, rack: MadeRack
+) -> None:
+    running = await submit_one(svc, power(rack), await trays(svc, rack, 0))
+    whole = await submit_one(svc, power(rack, ConflictStrategy.QUEUE), await whole_rack(svc, rack))
+    # Compute 1 is idle, but the queued whole-rack task needs it: rejected, naming that task.
+    with pytest.raises(Conflict) as caught:
+        await manager.submit(svc, power(rack, code="power_off"), await trays(svc, rack, 1))
+    assert caught.value.data == {"rackId": str(rack.rack_id), "conflictingTaskId": str(whole)}
+    # Queued, it waits behind the whole-rack task instead of starting first.
+    later = await submit_one(svc, power(rack, ConflictStrategy.QUEUE), await trays(svc, rack, 1))
+    assert (await load_task(svc, later)).status == "Waiting"
+
+    await finish(svc, running)
+    assert await promote_rack(svc, rack.rack_id) == [whole]
+    await finish(svc, whole)
+    assert await promote_rack(svc, rack.rack_id) == [later]
+
+
+async def test_new_submission_runs_beside_waiting_tasks_it_does_not_conflict_with(
+    svc: Services, rack: MadeRack
+) -> None:
+    await submit_one(svc, power(rack), await trays(svc, rack, 0))
+    await submit_one(svc, power(rack, ConflictStrategy.QUEUE), await trays(svc, rack, 0))
+    beside = await submit_one(svc, power(rack), await trays(svc, rack, 2))
+    assert (await load_task(svc, beside)).status == "Pending"
+
+
 async def test_expired_queue_entries_are_terminated_by_the_sweep(
     svc: Services, rack: MadeRack
 ) -> None:

@@ -68,6 +68,15 @@ async def _lock_rack_row(session: AsyncSession, targets: RackTargets) -> None:
         raise NotFound(RACK_NOT_FOUND)
 
 
+async def _tasks_ahead(session: AsyncSession, rack_id: uuid.UUID) -> list[Task]:
+    """What a new task of the rack must not overtake: its Pending and Running tasks, then
+    its Waiting ones (oldest first). A new task that conflicts only with a Waiting one
+    queues behind it (or is rejected naming it), so it cannot block that task later."""
+    tasks = await task_store.rack_tasks(session, rack_id, task_store.NOT_FINISHED)
+    waiting = TaskStatus.WAITING.value
+    return [t for t in tasks if t.status != waiting] + [t for t in tasks if t.status == waiting]
+
+
 async def submit(
     services: Services,
     request: OperationRequest,
@@ -126,12 +135,10 @@ async def _create_tasks(
         ]
         for targets, choice in zip(racks, choices, strict=True):
             await _lock_rack_row(session, targets)
-            active = await task_store.rack_tasks(
-                session, targets.rack.id, task_store.ACTIVE_FOR_CONFLICTS
-            )
-            by_id = {t.id: t for t in active}
+            ahead = await _tasks_ahead(session, targets.rack.id)
+            by_id = {t.id: t for t in ahead}
             hit = first_conflict(
-                targets.footprint(request.operation_type), [footprint(t) for t in active]
+                targets.footprint(request.operation_type), [footprint(t) for t in ahead]
             )
             task = Task(
                 site_id=request.site_id,
@@ -154,7 +161,7 @@ async def _create_tasks(
                 assert hit.task_id is not None
                 raise _conflict_error(targets, by_id[hit.task_id])
             else:
-                waiting = await task_store.count_waiting(session, targets.rack.id)
+                waiting = sum(t.status == TaskStatus.WAITING.value for t in ahead)
                 if waiting >= settings.queue_max_per_rack:
                     raise Conflict(
                         f"Rack {targets.rack.name} waiting queue is full "

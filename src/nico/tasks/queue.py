@@ -2,8 +2,10 @@
 
 `promote_rack` runs whenever a task of the rack finishes (workflow end, dispatch failure,
 cancel) and from the periodic sweep. Under the rack lock it terminates expired entries,
-then promotes Waiting tasks oldest first until one still conflicts (head-of-line: a later
-task never overtakes an earlier one). The rule is resolved at promotion; if that fails
+then promotes Waiting tasks oldest first and stops at the first that still conflicts
+(head-of-line: no later Waiting task passes it). A new submission is checked against the
+Waiting tasks too, so it never overtakes a queued task it conflicts with (it is rejected
+or queues behind it). The rule is resolved at promotion; if that fails
 (for example a pinned rule was deleted while the task waited) the task fails with the
 reason instead of staying Pending forever.
 """
