@@ -14,6 +14,7 @@ from temporalio.worker import Replayer
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, cancel_task_workflow, task_workflow_state
 from nico.engine.payloads import TaskWorkflowResult
+from nico.engine.worker import workflow_runner
 from nico.engine.workflows import StepWorkflow, TaskWorkflow
 from nico.store.simulator import FaultKind
 from nico.store.tasks import transition_task
@@ -360,7 +361,8 @@ async def test_recorded_histories_replay_deterministically(engine: Engine) -> No
     task, _ = await engine.run(payload)
     assert task.status == TaskStatus.SUCCEEDED.value
     ids = [payload.task_id] + [f"{payload.task_id}/stage-{n}/step-0" for n in (1, 2, 3)]
-    replayer = Replayer(workflows=[TaskWorkflow, StepWorkflow])
+    # The production worker's sandbox, so replay checks what the worker runs.
+    replayer = Replayer(workflows=[TaskWorkflow, StepWorkflow], workflow_runner=workflow_runner())
     for workflow_id in ids:
         history = await engine.client.get_workflow_handle(workflow_id).fetch_history()
         await replayer.replay_workflow(history)  # raises on any nondeterminism

@@ -16,6 +16,31 @@ from nico.services import Services
 # Enough for a full rack's trays in flight per step, several tasks at once.
 MAX_CONCURRENT_ACTIVITIES = 200
 
+# Pure modules the workflows import: no I/O, no clock, no randomness, and nothing impure
+# imported by them (tests/engine/test_sandbox.py checks). They are loaded once and shared
+# with every workflow run instead of being re-imported into each run's sandbox. Workflow
+# code itself (`nico.engine.workflows`, `nico.engine.actions`) is not on the list, so the
+# sandbox keeps checking it.
+PURE_WORKFLOW_MODULES: tuple[str, ...] = (
+    "nico.domain",
+    "nico.text",
+    "nico.engine.contracts",
+    "nico.engine.messages",
+    "nico.engine.payloads",
+    "nico.engine.policy",
+    "nico.hardware.interface",
+    "nico.rules.durations",
+    "nico.rules.model",
+    "nico.tasks.report",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the worker runs workflows in (replay tests use the same one)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_WORKFLOW_MODULES)
+    )
+
 
 def build_worker(
     client: Client,
@@ -32,9 +57,5 @@ def build_worker(
         workflows=[TaskWorkflow, StepWorkflow],
         activities=activities.all(),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-        # Our workflow-side modules are pure; passing them through skips re-importing them
-        # into every workflow run's sandbox.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("nico")
-        ),
+        workflow_runner=workflow_runner(),
     )

@@ -18,16 +18,19 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+# Workflow code (sandboxed, like this module).
+from nico.engine.actions import (
+    ActionFailed,
+    StepContext,
+    run_step_action,
+    run_tray_action,
+)
+
+# Pure modules, shared across workflow runs (nico.engine.worker.PURE_WORKFLOW_MODULES).
 with workflow.unsafe.imports_passed_through():
     from nico.domain import ComponentType, TaskStatus
     from nico.engine import messages
     from nico.engine import payloads as p
-    from nico.engine.actions import (
-        ActionFailed,
-        StepContext,
-        run_step_action,
-        run_tray_action,
-    )
     from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TaskWorkflowInput, TrayTarget
     from nico.engine.policy import STEP_SCOPED_ACTIONS, execution_timeout, step_budget, task_budget
     from nico.rules.model import ActionConfig, RuleDefinition, SequenceStep, Stage

@@ -17,16 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, TaskStatus
 from nico.store.models import Task, TaskTray, utcnow
-
-MESSAGE_MAX_BYTES = 512
-
-
-def truncate_utf8(text: str, limit: int = MESSAGE_MAX_BYTES) -> str:
-    """Cut to at most `limit` bytes without splitting a UTF-8 character."""
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", errors="ignore")
+from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
+from nico.text import truncate_utf8 as truncate_utf8  # re-exported
 
 
 def sources_of(target: TaskStatus) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nico.domain import ReportStatus
-from nico.store.tasks import truncate_utf8 as truncate_error
+from nico.text import truncate_utf8 as truncate_error
 
 REPORT_VERSION = 1
 CANCELLED_BY_USER = "cancelled by user"
