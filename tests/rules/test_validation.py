@@ -324,8 +324,13 @@ def test_verify_firmware_version_needs_a_version_outside_firmware_rules() -> Non
         ],
     }
     validate_rule_definition(definition, operation_type=FIRMWARE, operation_code="upgrade")
-    errors = errors_of(definition, POWER, "power_on")
-    assert f"{P}.mainOperation.parameters.expected_version" in errors
+    # Power and bring-up tasks request no version, so the check would always fail.
+    for kind, code in ((POWER, "power_on"), (BRING_UP, "bring_up")):
+        errors = errors_of(definition, kind, code)
+        message = errors[f"{P}.mainOperation.parameters.expected_version"]
+        assert f"required in {kind.value} rules" in message
+    definition["steps"][0]["mainOperation"]["parameters"] = {"expected_version": "2.0.0"}
+    validate_rule_definition(definition, operation_type=BRING_UP, operation_code="bring_up")
 
 
 def test_snake_case_keys_and_values_are_normalized() -> None:

@@ -173,8 +173,8 @@ ACTION_SCHEMAS: dict[ActionName, ActionSchema] = {
                     "expected_version",
                     _string,
                     "version to expect",
-                    required_in=frozenset({OperationType.POWER_CONTROL}),
-                    required_reason="a PowerControl task requests no firmware version "
+                    required_in=frozenset({OperationType.POWER_CONTROL, OperationType.BRING_UP}),
+                    required_reason="only FirmwareControl tasks request a firmware version "
                     "to compare against",
                 ),
             ),
