@@ -11,11 +11,13 @@ from typing import Any
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Replayer
 
-from nico.domain import TaskStatus
+from nico.domain import ComponentType, TaskStatus
 from nico.engine.client import WorkflowState, cancel_task_workflow, task_workflow_state
 from nico.engine.payloads import TaskWorkflowResult
 from nico.engine.worker import workflow_runner
 from nico.engine.workflows import StepWorkflow, TaskWorkflow
+from nico.rules.model import RuleDefinition
+from nico.rules.plan import PlanTray, plan_rule
 from nico.store.simulator import FaultKind
 from nico.store.tasks import transition_task
 from tests.engine.conftest import Engine
@@ -127,6 +129,22 @@ async def test_max_parallel_bounds_trays_in_flight(engine: Engine) -> None:
     windowed = stage(task.report, 1)
     # 5 trays, 2 at a time: three waves of 10s.
     assert 30 <= seconds_between(windowed["startedAt"], windowed["finishedAt"]) < 40
+
+
+async def test_a_step_with_delay_after_takes_what_the_plan_says(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=8, switches=0, shelves=0)
+    rule_definition = rule(
+        step("Compute", 1, act("Sleep", duration="10s"), max_parallel=2, delay_after="60s")
+    )
+    trays = [PlanTray(t.id, t.name, ComponentType.COMPUTE) for t in rack.of("Compute")]
+    planned = plan_rule(RuleDefinition.from_wire(rule_definition), trays)["worstCaseSeconds"]
+    task, _ = await engine.run(await make_task(engine.services, rack, rule_definition))
+    assert task.status == TaskStatus.SUCCEEDED.value
+    assert task.report is not None
+    only = stage(task.report, 1)
+    # 4 waves of 10s, then delayAfter once: the plan's worst case is what the step took.
+    assert planned == 100
+    assert planned <= seconds_between(only["startedAt"], only["finishedAt"]) < planned + 5
 
 
 async def test_failed_attempts_are_retried_with_backoff_until_one_succeeds(engine: Engine) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nico.domain import ComponentType, OperationType
-from nico.engine.policy import POLL_ATTEMPT_TIMEOUT
+from nico.engine.policy import POLL_ATTEMPT_TIMEOUT, STEP_MARGIN, step_budget
 from nico.rules.builtins import builtin_rule
 from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.validation import validate_rule_definition
@@ -85,6 +85,41 @@ def test_worst_case_counts_batches_retries_and_backoff() -> None:
     assert step["batches"] == 5
     assert step["worstCaseSeconds"] == pytest.approx(5 * per_tray)
     assert plan["warnings"] == []
+
+
+def sleepy_step(timeout: str | None) -> dict[str, object]:
+    """8 compute trays, 2 at a time, each sleeping 10s, then a 60s delayAfter."""
+    step: dict[str, object] = {
+        "componentType": "Compute",
+        "stage": 1,
+        "maxParallel": 2,
+        "mainOperation": {"name": "Sleep", "parameters": {"duration": "10s"}},
+        "delayAfter": "60s",
+    }
+    if timeout:
+        step["timeout"] = timeout
+    return step
+
+
+def test_delay_after_counts_once_per_step_as_the_engine_sleeps_it() -> None:
+    definition = validate_rule_definition(
+        {"version": "v1", "steps": [sleepy_step("2m")]},
+        operation_type=OperationType.POWER_CONTROL,
+        operation_code="power_on",
+    )
+    plan = plan_rule(definition, nvl72({"Compute": 8}))
+    step = plan["stages"][0]["steps"][0]
+    # 4 waves of 10s, then one 60s delay: the step's 2m timeout covers it.
+    assert (step["batches"], step["worstCaseSeconds"]) == (4, 100)
+    assert plan["warnings"] == []
+    # Without a timeout the engine allows exactly that worst case plus its margin.
+    untimed = validate_rule_definition(
+        {"version": "v1", "steps": [sleepy_step(None)]},
+        operation_type=OperationType.POWER_CONTROL,
+        operation_code="power_on",
+    )
+    assert step_budget(untimed.steps[0], 8) == 100 + STEP_MARGIN
+    assert plan_rule(untimed, nvl72({"Compute": 8}))["worstCaseSeconds"] == 100
 
 
 def test_a_step_timeout_too_short_for_one_tray_is_a_warning() -> None:

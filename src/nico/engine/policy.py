@@ -123,18 +123,30 @@ def action_budget(step: SequenceStep, action: ActionConfig) -> float:
     return called
 
 
+def tray_seconds(step: SequenceStep) -> float:
+    """Worst case of one tray: its pre, main and post actions, retries included."""
+    return sum(action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS)
+
+
+def waves(step: SequenceStep, tray_count: int) -> int:
+    """How many rounds of at most `maxParallel` trays the step runs (0 = all at once)."""
+    window = step.max_parallel or tray_count or 1
+    return max(math.ceil(tray_count / window), 1)
+
+
+def step_worst_case(step: SequenceStep, tray_count: int) -> float:
+    """The longest the step's actions can take: every wave of trays, the step-scoped
+    checks once, then `delayAfter` once (the engine sleeps it once per step)."""
+    once = sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
+    delay = step.delay_after.seconds if step.delay_after else 0.0
+    return tray_seconds(step) * waves(step, tray_count) + once + delay
+
+
 def step_budget(step: SequenceStep, tray_count: int) -> float:
-    """Seconds the step may take: its `timeout`, else its actions' worst case over all waves."""
+    """Seconds the step may take: its `timeout`, else its worst case plus a margin."""
     if step.timeout is not None and step.timeout.seconds > 0:
         return step.timeout.seconds
-    per_tray = sum(
-        action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS
-    )
-    once = sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
-    window = step.max_parallel or tray_count or 1
-    waves = max(math.ceil(tray_count / window), 1)
-    delay = step.delay_after.seconds if step.delay_after else 0.0
-    return per_tray * waves + once + delay + STEP_MARGIN
+    return step_worst_case(step, tray_count) + STEP_MARGIN
 
 
 def task_budget(rule: RuleDefinition, trays_by_type: Mapping[str, int]) -> float:

@@ -1,21 +1,21 @@
 """Execution plan of a rule for a set of trays: what runs when, what is skipped, what
 each step needs of the hardware, and how long it can take at worst.
 
-Worst cases use the engine's own time budgets (`nico.engine.policy`: default attempt
-timeouts, default retry, poll bounds), so the plan says what the engine will allow.
-Pure, so the validate endpoint and tests share it.
+Worst cases come only from the engine's own budget functions (`nico.engine.policy`:
+attempt timeouts, retry, poll bounds, waves of `maxParallel`, `delayAfter` once per
+step), so the plan says what the engine will allow. Pure, so the validate endpoint and
+tests share it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nico.domain import ComponentType
 from nico.engine.capabilities import ACTION_CAPABILITIES
-from nico.engine.policy import STEP_SCOPED_ACTIONS, action_budget
+from nico.engine.policy import step_worst_case, tray_seconds, waves
 from nico.rules.durations import format_seconds
 from nico.rules.model import RuleDefinition, SequenceStep
 
@@ -27,19 +27,6 @@ class PlanTray:
     type: ComponentType
 
 
-def tray_worst_seconds(step: SequenceStep) -> float:
-    """pre -> main -> post (+ legacy delayAfter) for one tray, retries included."""
-    total = sum(action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS)
-    if step.delay_after is not None:
-        total += step.delay_after.seconds
-    return total
-
-
-def step_once_seconds(step: SequenceStep) -> float:
-    """Actions run once for the whole step (a consistency check over all its trays)."""
-    return sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
-
-
 def capabilities_of(step: SequenceStep) -> list[str]:
     """Hardware capabilities the step's actions need of each targeted tray's backend."""
     needed = {c.value for a in step.actions() for c in ACTION_CAPABILITIES[a.name]}
@@ -49,9 +36,9 @@ def capabilities_of(step: SequenceStep) -> list[str]:
 def _step_plan(
     index: int, step: SequenceStep, trays: list[PlanTray], warnings: list[str]
 ) -> dict[str, Any]:
-    per_tray = tray_worst_seconds(step)
-    batches = 1 if step.max_parallel == 0 else math.ceil(len(trays) / step.max_parallel)
-    worst = per_tray * batches + step_once_seconds(step)
+    per_tray = tray_seconds(step)
+    batches = waves(step, len(trays))
+    worst = step_worst_case(step, len(trays))
     where = f"steps[{index}] ({step.component_type.value}, stage {step.stage})"
     if step.timeout is not None:
         if step.timeout.seconds < per_tray:
