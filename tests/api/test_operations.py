@@ -393,6 +393,93 @@ async def test_firmware_targets_narrow_the_trays(
     }
 
 
+async def _firmware(
+    client: httpx.AsyncClient, auth: dict[str, str], path: str, body: dict[str, Any]
+) -> httpx.Response:
+    return await client.patch(f"{BASE}{path}", json=body, headers=auth)
+
+
+@pytest.mark.parametrize("code", ["downgrade", "rollback"])
+async def test_downgrade_and_rollback_need_a_version(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack, code: str
+) -> None:
+    body = {"siteId": str(rack.site_id), "operationCode": code}
+    response = await _firmware(client, auth, f"/rack/{rack.rack_id}/firmware", body)
+    assert response.status_code == 400, response.text
+    assert response.json()["data"] == {"version": "is required for downgrade and rollback"}
+    assert await count_tasks(services) == 0
+
+
+async def test_firmware_version_is_not_an_image_url(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    body = {"siteId": str(rack.site_id), "version": "https://fw.example/compute-2.1.0.fwpkg"}
+    response = await _firmware(client, auth, f"/rack/{rack.rack_id}/firmware", body)
+    assert response.status_code == 400, response.text
+    assert response.json()["data"] == {
+        "version": "must be a firmware version, not an image URL; map versions to image "
+        "URIs in the site's redfish.firmwareCatalog"
+    }
+    assert await count_tasks(services) == 0
+
+
+async def test_upgrade_without_a_version_and_no_catalog_is_refused(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    response = await _firmware(
+        client, auth, f"/rack/{rack.rack_id}/firmware", {"siteId": str(rack.site_id)}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["data"] == {
+        "version": "is required: the site's redfish.firmwareCatalog lists no version for "
+        "Compute, NVLSwitch, PowerShelf to upgrade to"
+    }
+    assert await count_tasks(services) == 0
+
+
+async def test_upgrade_without_a_version_takes_the_catalogs_highest_per_type(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    catalog = {
+        "Compute": {
+            "2.9.0": "https://fw.example/compute-2.9.0.fwpkg",
+            "2.10.0": "https://fw.example/compute-2.10.0.fwpkg",
+        },
+        "*": {"1.0.0": "https://fw.example/any-1.0.0.bin"},
+    }
+    patched = await client.patch(
+        f"{BASE}/site/{rack.site_id}",
+        json={"redfish": {"firmwareCatalog": catalog}},
+        headers=auth,
+    )
+    assert patched.status_code == 200, patched.text
+    body = {"siteId": str(rack.site_id)}
+    [task_id] = await _ids(await _firmware(client, auth, f"/rack/{rack.rack_id}/firmware", body))
+    task = await load_task(services, task_id)
+    assert task.information == {
+        "version": {"Compute": "2.10.0", "NVLSwitch": "1.0.0", "PowerShelf": "1.0.0"}
+    }
+    assert task.description == (
+        "API firmware upgrade Rack to Compute 2.10.0, NVLSwitch 1.0.0, PowerShelf 1.0.0"
+    )
+
+    # Without `*`, a type the catalog does not list cannot be upgraded without a version.
+    del catalog["*"]
+    await client.patch(
+        f"{BASE}/site/{rack.site_id}", json={"redfish": {"firmwareCatalog": catalog}}, headers=auth
+    )
+    second = await add_rack(services, rack.site_id, "rack-02")
+    response = await _firmware(client, auth, f"/rack/{second.rack_id}/firmware", body)
+    assert response.status_code == 400
+    assert response.json()["data"] == {
+        "version": "is required: the site's redfish.firmwareCatalog lists no version for "
+        "NVLSwitch, PowerShelf to upgrade to"
+    }
+    compute = second.trays["Compute"][0]
+    [tray_task] = await _ids(await _firmware(client, auth, f"/tray/{compute}/firmware", body))
+    assert (await load_task(services, tray_task)).information == {"version": {"Compute": "2.10.0"}}
+
+
 async def test_bring_up_and_ingest(
     client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
 ) -> None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import update
 from temporalio.client import Client
@@ -23,8 +24,8 @@ from nico.tasks.cancel import cancel_task
 from nico.tasks.conflicts import ConflictStrategy
 from nico.tasks.reconcile import reconcile
 from tests.support.inventory import MadeRack, make_site_with_rack
-from tests.support.tasks import load_task
-from tests.support.temporal import running_worker
+from tests.support.tasks import BASE, load_task
+from tests.support.temporal import running_worker, wait_for_task_workflow
 
 pytestmark = pytest.mark.temporal
 
@@ -241,3 +242,42 @@ async def test_reconciler_without_temporal_does_nothing(services: Services, rack
     await _age(services, task_id)
     result = await reconcile(services)
     assert result.dispatched == [] and result.failed == []
+
+
+async def test_upgrade_without_a_version_installs_and_verifies_the_catalogs_highest(
+    temporal_env: WorkflowEnvironment,
+    services: Services,
+    rack: MadeRack,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+) -> None:
+    catalog = {
+        "Compute": {
+            "2.9.0": "https://fw.example/compute-2.9.0.fwpkg",
+            "2.10.0": "https://fw.example/compute-2.10.0.fwpkg",
+        }
+    }
+    site = await client.patch(
+        f"{BASE}/site/{rack.site_id}", json={"redfish": {"firmwareCatalog": catalog}}, headers=auth
+    )
+    assert site.status_code == 200, site.text
+    tray = rack.trays["Compute"][0]
+    async with running_worker(temporal_env.client, services):
+        power = await client.patch(
+            f"{BASE}/rack/{rack.rack_id}/power",
+            json={"siteId": str(rack.site_id), "state": "on"},
+            headers=auth,
+        )
+        assert power.status_code == 200, power.text
+        await wait_for_task_workflow(temporal_env, power.json()["taskIds"][0])
+        response = await client.patch(
+            f"{BASE}/tray/{tray}/firmware", json={"siteId": str(rack.site_id)}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+        [task_id] = response.json()["taskIds"]
+        await wait_for_task_workflow(temporal_env, task_id)
+
+    task = await load_task(services, task_id)
+    assert (task.status, task.message) == ("Succeeded", "Succeeded")
+    shown = await client.get(f"{BASE}/tray/{tray}?siteId={rack.site_id}", headers=auth)
+    assert shown.json()["firmwareVersion"] == "2.10.0"

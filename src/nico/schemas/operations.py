@@ -2,8 +2,10 @@
 
 Upstream's fields (`siteId`, `state`, `version`, `targets`, `filter`, `ruleId`,
 `description`, `overrideReadinessCheck`) plus ours: `conflictStrategy` + `queueTimeout`,
-`operationCode` (firmware downgrade/rollback, bring-up `ingest`) and `all` (a batch
-operation without a filter must say `"all": true` to act on every rack of the site).
+`operationCode` (picks the rule: firmware downgrade/rollback, bring-up `ingest`) and `all`
+(a batch operation without a filter must say `"all": true` to act on every rack of the
+site). A firmware `version` picks the image: required for downgrade and rollback, never an
+image URL (the site's firmware catalog maps versions to images).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nico.domain import (
     ComponentType,
 )
 from nico.errors import ValidationFailed
+from nico.hardware.redfish.catalog import is_image_uri
 from nico.rules.durations import DurationError, parse_duration
 from nico.schemas.common import RequestModel, ResponseModel
 from nico.tasks.conflicts import ConflictStrategy
@@ -131,9 +134,22 @@ class PowerFields(RequestModel):
         return POWER_STATE_TO_CODE[self.state]
 
 
+VERSION_REQUIRED_CODES = ("downgrade", "rollback")
+VERSION_NOT_URL = (
+    "must be a firmware version, not an image URL; map versions to image URIs in the "
+    "site's redfish.firmwareCatalog"
+)
+
+
 class FirmwareFields(RequestModel):
     version: str | None = Field(
-        None, min_length=1, max_length=128, description="Firmware version to install."
+        None,
+        min_length=1,
+        max_length=128,
+        description="Firmware version to install, as listed in the site's "
+        "redfish.firmwareCatalog (not an image URL). Required for downgrade and rollback; "
+        "an upgrade without it installs, per component type, the highest version the "
+        "catalog lists (resolved when the request is accepted; 400 if the catalog has none).",
     )
     targets: list[str] | None = Field(
         None,
@@ -149,6 +165,13 @@ class FirmwareFields(RequestModel):
     @classmethod
     def _code(cls, value: Any) -> Any:
         return _lower_choice(value, FIRMWARE_CODES)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and is_image_uri(value):
+            raise ValueError(VERSION_NOT_URL)
+        return value
 
     @field_validator("targets")
     @classmethod
@@ -171,6 +194,13 @@ class FirmwareFields(RequestModel):
 
     def code(self) -> str:
         return self.operation_code or "upgrade"
+
+    def version_errors(self) -> list[tuple[str, str]]:
+        """Downgrade and rollback must say which version: the catalog's highest is an
+        upgrade's default, never theirs."""
+        if self.version is None and self.code() in VERSION_REQUIRED_CODES:
+            return [("version", "is required for downgrade and rollback")]
+        return []
 
     def target_types(self) -> set[str] | None:
         """Tray types that have at least one named target (None = every type)."""
@@ -300,6 +330,9 @@ class PowerBody(PowerFields, OperationOptions):
 
 class FirmwareBody(FirmwareFields, OperationOptions):
     """Fields of every firmware request."""
+
+    def option_errors(self) -> list[tuple[str, str]]:
+        return super().option_errors() + self.version_errors()
 
 
 class BringUpBody(BringUpFields, OperationOptions):

@@ -41,7 +41,9 @@ from nico.schemas.operations import (
     scope_errors,
 )
 from nico.services import Services
+from nico.store.models import Site
 from nico.tasks import idempotency, manager, targets
+from nico.tasks.firmware import VersionRequired, describe_version, requested_version
 from nico.tasks.targets import RackTargets
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES, route_class=SummarizedRoute)
@@ -70,6 +72,22 @@ def _check(summary: str, errors: list[tuple[str, str]]) -> None:
 
 
 Selector = Callable[[AsyncSession, uuid.UUID], Awaitable[list[RackTargets]]]
+
+
+@dataclass(frozen=True)
+class TaskText:
+    """What a task records about its request: a default description and `info`."""
+
+    description: str
+    info: dict[str, Any]
+
+
+# Builds the TaskText once the site and the targeted trays are known.
+Describe = Callable[[Site, list[RackTargets]], TaskText]
+
+
+def fixed(description: str, info: dict[str, Any]) -> Describe:
+    return lambda _site, _groups: TaskText(description, info)
 
 
 @dataclass(frozen=True)
@@ -159,8 +177,7 @@ async def _run(
     summary: str,
     operation_type: OperationType,
     code: str,
-    description: str,
-    info: dict[str, Any],
+    describe: Describe,
 ) -> TaskIds:
     """Guard the site, replay a known Idempotency-Key, pick the targets, submit."""
     _check(summary, body.option_errors())
@@ -178,12 +195,13 @@ async def _run(
             if claim is not None:
                 await idempotency.remember(session, claim, [])
             return TaskIds(task_ids=[])
+        text = describe(site, groups)
     operation = manager.OperationRequest(
         site_id=site.id,
         operation_type=operation_type,
         operation_code=code,
-        description=body.description or description,
-        info=info,
+        description=body.description or text.description,
+        info=text.info,
         pinned_rule_id=body.rule_id,
         strategy=body.strategy(),
         queue_timeout=body.queue_timeout_seconds(),
@@ -199,15 +217,31 @@ async def power(call: Call, body: PowerBody, select: Selector, what: str, summar
         summary=summary,
         operation_type=OperationType.POWER_CONTROL,
         code=body.operation_code(),
-        description=f"API power {body.state} {what}",
-        info={"state": body.state},
+        describe=fixed(f"API power {body.state} {what}", {"state": body.state}),
     )
+
+
+def firmware_text(body: FirmwareFields, what: str, summary: str) -> Describe:
+    """The task's concrete version: as given, else the catalog's highest per targeted
+    type; 400 naming `version` when neither names one."""
+
+    def describe(site: Site, groups: list[RackTargets]) -> TaskText:
+        kinds = {tray.type for group in groups for tray in group.trays}
+        try:
+            version = requested_version(body.version, site.firmware_catalog, kinds)
+        except VersionRequired as exc:
+            raise ValidationFailed(summary, [("version", str(exc))]) from None
+        return TaskText(
+            f"API firmware {body.code()} {what} to {describe_version(version)}",
+            body.info() | {"version": version},
+        )
+
+    return describe
 
 
 async def firmware(
     call: Call, body: FirmwareBody, select: Selector, what: str, summary: str
 ) -> TaskIds:
-    to = f" to {body.version}" if body.version else ""
     return await _run(
         call,
         body,
@@ -215,8 +249,7 @@ async def firmware(
         summary=summary,
         operation_type=OperationType.FIRMWARE_CONTROL,
         code=body.code(),
-        description=f"API firmware {body.code()} {what}{to}",
-        info=body.info(),
+        describe=firmware_text(body, what, summary),
     )
 
 
@@ -231,8 +264,7 @@ async def bring_up(
         summary=summary,
         operation_type=OperationType.BRING_UP,
         code=body.code(),
-        description=description.format(verb=verb),
-        info={},
+        describe=fixed(description.format(verb=verb), {}),
     )
 
 
