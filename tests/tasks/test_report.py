@@ -168,6 +168,17 @@ def test_cancel_keeps_an_earlier_failure_as_the_error_and_no_report_stays_none()
     assert finalize_cancelled(None) is None
 
 
+def test_finalizing_names_the_reason_and_tolerates_a_report_that_does_not_parse() -> None:
+    report = three_stage_report()
+    report.begin_stage(1, at(0))
+    reason = "Workflow t-1 not found: the task can no longer finish (reconciler)"
+    finalized = finalize_cancelled(report.to_wire(), at(2), reason)
+    assert finalized is not None
+    assert finalized["stages"][0]["error"] == reason and finalized["error"] == reason
+    assert finalize_cancelled({"stages": [{"status": "running"}]}, at(2)) is None
+    assert finalize_cancelled({"stages": [{"number": 1, "status": "bogus"}]}, at(2)) is None
+
+
 def test_seed_example_report_round_trips_unchanged() -> None:
     example = example_response()[0]["report"]
     assert TaskReport.from_wire(example).to_wire() == example

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
@@ -27,7 +25,7 @@ from nico.store import tasks as task_store
 from nico.store.models import Task, utcnow
 from nico.tasks.dispatch import Dispatch, dispatch_task
 from nico.tasks.queue import promote_rack
-from nico.tasks.report import TaskReport
+from nico.tasks.report import finalize_cancelled
 
 log = logging.getLogger("nico.tasks")
 
@@ -53,21 +51,6 @@ def closed_message(task: Task, state: WorkflowState) -> str:
     return (
         f"Workflow {task.id} ended ({state_label(state)}) without finishing the task (reconciler)"
     )
-
-
-def finalized_report(
-    report: Mapping[str, Any] | None, reason: str, now: datetime
-) -> dict[str, Any] | None:
-    """The stored report with its running stage failed for `reason`, so it stops showing
-    work in progress that will never finish."""
-    if report is None:
-        return None
-    try:
-        model = TaskReport.from_wire(report)
-    except (KeyError, TypeError, ValueError):
-        return None
-    model.finalize_cancelled(now, reason)
-    return model.to_wire()
 
 
 async def reconcile(
@@ -106,7 +89,7 @@ async def reconcile(
                     TaskStatus.FAILED,
                     message=message,
                     expected=status,
-                    report=finalized_report(task.report, message, now),
+                    report=finalize_cancelled(task.report, now, message),
                 )
             if changed:
                 log.warning("reconciler failed task %s: workflow %s", task.id, state.name)

@@ -290,12 +290,19 @@ class TaskReport:
 
 
 def finalize_cancelled(
-    report: Mapping[str, Any] | None, now: datetime | None = None
+    report: Mapping[str, Any] | None,
+    now: datetime | None = None,
+    reason: str = CANCELLED_BY_USER,
 ) -> dict[str, Any] | None:
-    """Finalize a stored report of a cancelled task (the cancel API uses this when it had
-    to hard-terminate the workflow). None (no report yet) stays None."""
+    """A stored report of a task its workflow will not finish (cancel had to terminate
+    it, the reconciler found it gone) with the running stage failed for `reason`, so it
+    stops showing progress. None when there is nothing to finalize: no report yet, or
+    one that does not parse (the caller then leaves the stored report as it is)."""
     if report is None:
         return None
-    model = TaskReport.from_wire(report)
-    model.finalize_cancelled(now or datetime.now(UTC))
+    try:
+        model = TaskReport.from_wire(report)
+    except (KeyError, TypeError, ValueError):
+        return None
+    model.finalize_cancelled(now or datetime.now(UTC), reason)
     return model.to_wire()
