@@ -39,7 +39,9 @@ from tests.support.routes import NicoRoute, nico_routes
 
 NOT_MEMBER = "Failed to validate membership for org: demo"
 NOT_ADMIN = "User does not have Provider Admin role with org"
-Expected = tuple[int, str]
+# (status, message) or (status, message, data.reason): upstream's exact text, and our
+# reason for the refusal in `data`.
+Expected = tuple[int, str] | tuple[int, str, str]
 
 
 @pytest.fixture
@@ -81,7 +83,12 @@ async def refusals(
     for route in routes:
         response = await call(client, route, headers, **kwargs)
         body = response.json()
-        got = (response.status_code, body.get("message") if isinstance(body, dict) else None)
+        got: tuple[Any, ...] = (
+            response.status_code,
+            body.get("message") if isinstance(body, dict) else None,
+        )
+        if len(expected) == 3:
+            got += ((body.get("data") or {}).get("reason"),)
         if got != expected or body.get("source") != "nico" or "data" not in body:
             wrong.append(f"{route}: {got}")
     return wrong
@@ -120,14 +127,14 @@ def header_cases(make_token: TokenFactory) -> dict[str, tuple[dict[str, str], Ex
         "garbage token": (bearer("not-a-jwt"), (401, UNPARSEABLE)),
         "bad signature": (
             bearer(make_token(key="some-other-key-" + "y" * 40)),
-            (401, f"{INVALID_TOKEN}: signature verification failed"),
+            (401, INVALID_TOKEN, "signature verification failed"),
         ),
         "expired": (bearer(make_token(ttl=-60)), (401, EXPIRED)),
         "wrong issuer": (
             bearer(dev_token(iss="https://elsewhere.example")),
-            (401, f"{INVALID_TOKEN}: unknown issuer"),
+            (401, INVALID_TOKEN, "unknown issuer"),
         ),
-        "no expiry": (bearer(dev_token(exp=None)), (401, f"{INVALID_TOKEN}: missing claim exp")),
+        "no expiry": (bearer(dev_token(exp=None)), (401, INVALID_TOKEN, "missing claim exp")),
         "no roles at all": (bearer(dev_token(realm_access={"roles": []})), (403, NO_ROLES)),
         "org not in token": (bearer(make_token(org="other")), (403, NOT_MEMBER)),
         "PROVIDER_VIEWER": (bearer(make_token(roles=["PROVIDER_VIEWER"])), (403, NOT_ADMIN)),
@@ -282,6 +289,7 @@ async def test_site_guard_on_rack_import(
 ISSUER = "https://keycloak.example/realms/nico"
 AUDIENCE = "nico-api"
 KID = "test-key-1"
+KID_WITHOUT_ALG = "test-key-2"
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +300,8 @@ def signing_key() -> rsa.RSAPrivateKey:
 @pytest.fixture
 def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-    document = json.dumps({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}).encode()
+    keys = [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}, {**jwk, "kid": KID_WITHOUT_ALG}]
+    document = json.dumps({"keys": keys}).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -338,7 +347,7 @@ async def oidc_http(
     await services.db.dispose()
 
 
-def oidc_token(key: rsa.RSAPrivateKey, *, kid: str = KID, **overrides: Any) -> str:
+def oidc_claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -349,7 +358,13 @@ def oidc_token(key: rsa.RSAPrivateKey, *, kid: str = KID, **overrides: Any) -> s
         "realm_access": {"roles": ["demo:PROVIDER_ADMIN"]},
     }
     claims.update(overrides)
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def oidc_token(
+    key: rsa.RSAPrivateKey, *, kid: str = KID, algorithm: str = "RS256", **overrides: Any
+) -> str:
+    return jwt.encode(oidc_claims(**overrides), key, algorithm=algorithm, headers={"kid": kid})
 
 
 async def test_oidc_token_from_jwks_is_accepted(
@@ -364,22 +379,68 @@ async def test_oidc_token_from_jwks_is_accepted(
     assert response.json()["org"] == "demo"
 
 
+async def test_a_jwk_without_alg_takes_any_asymmetric_algorithm_of_its_key(
+    oidc_http: tuple[FastAPI, httpx.AsyncClient], signing_key: rsa.RSAPrivateKey
+) -> None:
+    _, client = oidc_http
+    for algorithm in ("RS256", "PS256", "RS512"):
+        token = oidc_token(signing_key, kid=KID_WITHOUT_ALG, algorithm=algorithm)
+        response = await client.get(
+            "/v2/org/demo/nico/infrastructure-provider/current", headers=bearer(token)
+        )
+        assert response.status_code == 200, (algorithm, response.text)
+
+
+async def test_an_explicit_dev_key_works_next_to_oidc(
+    tmp_path: Path, secret_key: str, jwks_url: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "both",
+        secret_key=secret_key,
+        auth_dev_key=DEV_KEY,
+        auth_jwks_url=jwks_url,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
+    )
+    services = build_services(settings, create_keys=True)
+    await services.db.migrate()
+    transport = httpx.ASGITransport(app=create_app(services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
+            for token in (dev_token(), oidc_token(signing_key)):
+                response = await client.get(
+                    "/v2/org/demo/nico/infrastructure-provider/current", headers=bearer(token)
+                )
+                assert response.status_code == 200, response.text
+    finally:
+        await services.db.dispose()
+
+
 def oidc_cases(key: rsa.RSAPrivateKey) -> dict[str, tuple[str, Expected]]:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return {
         "audience mismatch": (oidc_token(key, aud="someone-else"), (401, BAD_AUDIENCE)),
         "wrong issuer": (
             oidc_token(key, iss="https://evil.example"),
-            (401, f"{INVALID_TOKEN}: unknown issuer"),
+            (401, INVALID_TOKEN, "unknown issuer"),
         ),
+        "no issuer": (oidc_token(key, iss=None), (401, INVALID_TOKEN, "unknown issuer")),
         "expired": (oidc_token(key, exp=int(time.time()) - 60), (401, EXPIRED)),
         "unknown key id": (
             oidc_token(key, kid="rotated-away"),
-            (401, f"{INVALID_TOKEN}: signing key not found"),
+            (401, INVALID_TOKEN, "signing key not found"),
         ),
         "signed by another key": (
             oidc_token(stranger),
-            (401, f"{INVALID_TOKEN}: signature verification failed"),
+            (401, INVALID_TOKEN, "signature verification failed"),
+        ),
+        "another algorithm than the key declares": (
+            oidc_token(key, algorithm="RS512"),
+            (401, INVALID_TOKEN, "algorithm RS512 is not the signing key's RS256"),
+        ),
+        "unsigned": (
+            jwt.encode(oidc_claims(), "", algorithm="none", headers={"kid": KID}),
+            (401, INVALID_TOKEN, "unsupported algorithm none"),
         ),
         "HMAC with the public key id": (
             jwt.encode(
@@ -388,11 +449,20 @@ def oidc_cases(key: rsa.RSAPrivateKey) -> dict[str, tuple[str, Expected]]:
                 algorithm="HS256",
                 headers={"kid": KID},
             ),
-            (401, f"{INVALID_TOKEN}: unsupported algorithm HS256"),
+            (401, INVALID_TOKEN, "unsupported algorithm HS256"),
+        ),
+        "HMAC with a key id whose JWK declares no alg": (
+            jwt.encode(
+                {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600},
+                "guessable-secret-" + "z" * 32,
+                algorithm="HS256",
+                headers={"kid": KID_WITHOUT_ALG},
+            ),
+            (401, INVALID_TOKEN, "unsupported algorithm HS256"),
         ),
         "dev token while no dev key is configured": (
             dev_token(),
-            (401, f"{INVALID_TOKEN}: unknown issuer"),
+            (401, INVALID_TOKEN, "unknown issuer"),
         ),
         "viewer role": (
             oidc_token(key, realm_access={"roles": ["demo:PROVIDER_VIEWER"]}),
@@ -406,10 +476,14 @@ def oidc_cases(key: rsa.RSAPrivateKey) -> dict[str, tuple[str, Expected]]:
     [
         "audience mismatch",
         "wrong issuer",
+        "no issuer",
         "expired",
         "unknown key id",
         "signed by another key",
+        "another algorithm than the key declares",
+        "unsigned",
         "HMAC with the public key id",
+        "HMAC with a key id whose JWK declares no alg",
         "dev token while no dev key is configured",
         "viewer role",
     ],

@@ -1,7 +1,10 @@
 """Bearer JWT verification: an OIDC issuer's JWKS, or the local dev key.
 
-Messages follow upstream's authentication middleware so clients see familiar text;
-every failure says which check failed and never echoes the token.
+Messages are upstream's authentication middleware text, word for word, so clients see
+familiar text; `data.reason` says which check failed. Nothing echoes the token.
+OIDC tokens must come from `NICO_AUTH_ISSUER` and be signed with an asymmetric
+algorithm (the JWK's own `alg` when it declares one), so a public key can never be
+used as an HMAC secret.
 """
 
 from __future__ import annotations
@@ -27,6 +30,33 @@ INVALID_TOKEN = "Invalid authorization token in request"
 EXPIRED = "Authorization token in request has expired"
 BAD_AUDIENCE = "Token audience does not match issuer configuration"
 NO_ROLES = "User does not have any roles assigned"
+
+# Signatures an OIDC issuer may use: public-key algorithms only (no HS*, no `none`).
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def oidc_settings_problem(settings: Settings) -> str | None:
+    """Why the OIDC settings cannot be used, or None when they can."""
+    if settings.auth_jwks_url and not settings.auth_issuer:
+        return (
+            "NICO_AUTH_ISSUER is required when NICO_AUTH_JWKS_URL is set: "
+            "set it to the `iss` your OIDC issuer puts in its tokens"
+        )
+    return None
+
+
+def invalid_token(reason: str) -> Unauthorized:
+    """Upstream's 401 text; the failed check goes in `data.reason`."""
+    return Unauthorized(INVALID_TOKEN, {"reason": reason})
+
+
+def declared_algorithm(key: jwt.PyJWK) -> str | None:
+    """The JWK's own `alg`, if it has one (PyJWT otherwise guesses one from `kty`)."""
+    fields = getattr(key, "_jwk_data", None)  # PyJWK keeps the raw JWK only here
+    declared = fields.get("alg") if isinstance(fields, dict) else None
+    return declared if isinstance(declared, str) else None
 
 
 def bearer_token(header: str | None) -> str:
@@ -58,6 +88,9 @@ class TokenVerifier:
     """Verifies bearer tokens and turns their claims into a `Principal`."""
 
     def __init__(self, settings: Settings, dev_key: str | None) -> None:
+        problem = oidc_settings_problem(settings)
+        if problem is not None:
+            raise ValueError(problem)
         self.settings = settings
         self.dev_key = dev_key
         self._jwks: jwt.PyJWKClient | None = (
@@ -75,26 +108,30 @@ class TokenVerifier:
         issuer = unverified.get("iss")
         if issuer == DEV_ISSUER and self.dev_key and header.get("alg") == DEV_ALGORITHM:
             claims = self._decode(token, self.dev_key, [DEV_ALGORITHM], DEV_ISSUER, None)
-        elif self._jwks is not None:
-            if self.settings.auth_issuer and issuer != self.settings.auth_issuer:
-                raise Unauthorized(f"{INVALID_TOKEN}: unknown issuer")
-            try:
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-            except jwt.PyJWKClientError as exc:
-                raise Unauthorized(f"{INVALID_TOKEN}: signing key not found") from exc
-            algorithm = header.get("alg", "RS256")
-            if algorithm == "none" or algorithm.startswith("HS"):
-                raise Unauthorized(f"{INVALID_TOKEN}: unsupported algorithm {algorithm}")
-            claims = self._decode(
-                token,
-                signing_key.key,
-                [algorithm],
-                self.settings.auth_issuer,
-                self.settings.auth_audience,
-            )
+        elif self._jwks is not None and issuer == self.settings.auth_issuer:
+            claims = await self._decode_oidc(token, str(header.get("alg")))
         else:
-            raise Unauthorized(f"{INVALID_TOKEN}: unknown issuer")
+            raise invalid_token("unknown issuer")
         return self._principal(claims)
+
+    async def _decode_oidc(self, token: str, algorithm: str) -> dict[str, Any]:
+        assert self._jwks is not None
+        if algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise invalid_token(f"unsupported algorithm {algorithm}")
+        try:
+            signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientError as exc:
+            raise invalid_token("signing key not found") from exc
+        declared = declared_algorithm(signing_key)
+        if declared is not None and declared != algorithm:
+            raise invalid_token(f"algorithm {algorithm} is not the signing key's {declared}")
+        return self._decode(
+            token,
+            signing_key.key,
+            [algorithm],
+            self.settings.auth_issuer,
+            self.settings.auth_audience,
+        )
 
     def _decode(
         self,
@@ -114,11 +151,11 @@ class TokenVerifier:
         except jwt.InvalidAudienceError as exc:
             raise Unauthorized(BAD_AUDIENCE) from exc
         except jwt.InvalidIssuerError as exc:
-            raise Unauthorized(f"{INVALID_TOKEN}: unknown issuer") from exc
+            raise invalid_token("unknown issuer") from exc
         except jwt.InvalidSignatureError as exc:
-            raise Unauthorized(f"{INVALID_TOKEN}: signature verification failed") from exc
+            raise invalid_token("signature verification failed") from exc
         except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"{INVALID_TOKEN}: missing claim {exc.claim}") from exc
+            raise invalid_token(f"missing claim {exc.claim}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(UNPARSEABLE) from exc
         return claims
