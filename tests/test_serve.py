@@ -116,6 +116,7 @@ async def test_without_a_dev_key_the_banner_asks_for_an_issuer_token(
             "seed_demo": True,
             "auth_dev_key": None,
             "auth_jwks_url": "http://127.0.0.1:9/certs",
+            "auth_issuer": "https://issuer.example",
             "host": "0.0.0.0",
         }
     )

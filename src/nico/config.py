@@ -32,16 +32,23 @@ class Settings(BaseSettings):
     )
 
     # --- auth ----------------------------------------------------------------------
-    auth_jwks_url: str | None = Field(None, description="OIDC issuer JWKS URL (Keycloak etc.).")
-    auth_issuer: str | None = Field(None, description="Expected `iss` of OIDC tokens.")
+    auth_jwks_url: str | None = Field(
+        None,
+        description="OIDC issuer JWKS URL (Keycloak etc.); needs NICO_AUTH_ISSUER. When set, "
+        "the data-dir dev key is neither loaded nor created.",
+    )
+    auth_issuer: str | None = Field(
+        None, description="Expected `iss` of OIDC tokens; required with NICO_AUTH_JWKS_URL."
+    )
     auth_audience: str | None = Field(None, description="Expected `aud` of OIDC tokens.")
     auth_roles_claim: str = Field(
         "realm_access.roles", description="Dot path of the claim holding `org:ROLE` entries."
     )
     auth_dev_key: str | None = Field(
         None,
-        description="HS256 secret for locally minted dev tokens; `nico serve` generates one "
-        "under data_dir when unset.",
+        description="HS256 secret for dev tokens (`nico token`). Unset: the key file under "
+        "data_dir (`nico serve` / `nico token` create it), used only while "
+        "NICO_AUTH_JWKS_URL is unset.",
     )
 
     # --- Temporal ------------------------------------------------------------------

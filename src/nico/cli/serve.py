@@ -17,7 +17,7 @@ from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
 from nico.engine.runner import connect_with_retry, run_worker_only, serve_all
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
-from nico.services import Services, build_services
+from nico.services import Services, auth_summary, build_services
 
 
 def configure_logging(settings: Settings) -> None:
@@ -25,6 +25,13 @@ def configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def start_services(settings: Settings, *, create_keys: bool) -> Services:
+    """Services for a command, after saying which tokens the process accepts."""
+    services = build_services(settings, create_keys=create_keys)
+    logging.getLogger("nico.auth").info(auth_summary(settings, services.verifier.dev_key))
+    return services
 
 
 async def prepare(services: Services) -> DemoInventory | None:
@@ -89,7 +96,7 @@ def register(app: typer.Typer) -> None:
         127.0.0.1:8388."""
         settings = Settings()
         configure_logging(settings)
-        services = build_services(settings, create_keys=True)
+        services = start_services(settings, create_keys=True)
 
         async def main() -> None:
             try:
@@ -108,7 +115,7 @@ def register(app: typer.Typer) -> None:
         NICO_TEMPORAL_ADDRESS; production runs several next to `nico api` replicas."""
         settings = Settings()
         configure_logging(settings)
-        services = build_services(settings, create_keys=False)
+        services = start_services(settings, create_keys=False)
 
         async def main() -> None:
             try:
@@ -125,7 +132,7 @@ def register(app: typer.Typer) -> None:
         """Run only the API (production: several replicas against NICO_DATABASE_URL)."""
         settings = Settings()
         configure_logging(settings)
-        services = build_services(settings, create_keys=False)
+        services = start_services(settings, create_keys=False)
 
         async def main() -> None:
             try:
