@@ -65,6 +65,31 @@ async def test_bad_paging_is_400_on_every_list(
     assert wrong == []
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"pageNumber": "abc"}, {"pageSize": "ten"}, {"pageNumber": "1.5", "pageSize": "x"}],
+)
+async def test_non_numeric_paging_is_upstreams_parse_error_on_every_list(
+    services: Services,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site_id: str,
+    params: dict[str, str],
+) -> None:
+    lists = [r for r in nico_routes(create_app(services)) if r.paged and not r.has_body]
+    wrong = []
+    for route in lists:
+        site = {"siteId": site_id} if route.site_scoped_by_query else {}
+        response = await client.request(
+            route.method, route.url(), params={**site, **params}, headers=auth
+        )
+        body = response.json()
+        got = (response.status_code, body["message"], sorted(body["data"] or {}))
+        if got != (400, "Failed to parse request pagination data", sorted(params)):
+            wrong.append(f"{route}: {got}")
+    assert wrong == []
+
+
 async def test_paging_messages(
     client: httpx.AsyncClient, auth: dict[str, str], site_id: str
 ) -> None:

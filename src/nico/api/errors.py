@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nico.api.paging import PAGING_NUMBERS, PAGING_UNPARSEABLE
 from nico.errors import NicoError
 
 log = logging.getLogger("nico.api")
@@ -69,6 +70,12 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
             data.setdefault(path, "is not a known field")
         else:
             data.setdefault(path, _clean_message(error))
+    if (
+        data
+        and all(e.get("loc", ())[:1] == ("query",) for e in errors)
+        and set(data) <= set(PAGING_NUMBERS)
+    ):
+        return error_response(400, PAGING_UNPARSEABLE, data)
     if query_missing and len(data) == len(query_missing):
         first = query_missing[0]
         return error_response(400, f"{first} query parameter is required", data)

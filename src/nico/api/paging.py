@@ -15,6 +15,9 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 _ORDER_BY = re.compile(r"^([A-Z0-9_]+)_(ASC|DESC)$")
 PAGING_FAILED = "Failed to validate pagination request data"
+# Upstream's answer when pageNumber/pageSize is not a number at all (the bind failed).
+PAGING_UNPARSEABLE = "Failed to parse request pagination data"
+PAGING_NUMBERS = ("pageNumber", "pageSize")
 
 
 @dataclass(frozen=True)
