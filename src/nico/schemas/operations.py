@@ -1,7 +1,8 @@
 """Request and response bodies of the power, firmware and bring-up endpoints.
 
 Upstream's fields (`siteId`, `state`, `version`, `targets`, `filter`, `ruleId`,
-`description`, `overrideReadinessCheck`) plus ours: `conflictStrategy` + `queueTimeout`,
+`description`; `overrideReadinessCheck` and `overrideVersionCheck` accepted and ignored)
+plus ours: `conflictStrategy` + `queueTimeout`,
 `operationCode` (picks the rule: firmware downgrade/rollback, bring-up `ingest`) and `all`
 (a batch operation without a filter must say `"all": true` to act on every rack of the
 site). A firmware `version` picks the image: required for downgrade and rollback, never an
@@ -83,6 +84,11 @@ class OperationOptions(RequestModel):
         None,
         description="Accepted for upstream compatibility; nico-flow has no readiness gate, "
         "so it changes nothing.",
+    )
+    override_version_check: bool | None = Field(
+        None,
+        description="Accepted for upstream compatibility; nico-flow refuses no update "
+        "because of the installed version, so it changes nothing.",
     )
 
     @field_validator("conflict_strategy", mode="before")

@@ -60,6 +60,12 @@ _TASK_LIST: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+HISTORY_OUTLIVES_INVENTORY = (
+    " Task history outlives inventory: the {kind} need not exist any more, so the id of a "
+    "deleted (or never known) {kind} answers 200 with the tasks recorded for it, an empty "
+    "list when none ran, rather than 404. Upstream's list does the same (it filters the "
+    "site's tasks by the id). `siteId` must still name a site of the caller's provider."
+)
 
 
 def _statuses(active_only: bool, wanted: list[str] | None) -> tuple[str, ...] | None:
@@ -222,6 +228,8 @@ async def cancel(
     response_model=list[TaskOut],
     responses=_TASK_LIST,
     summary="Retrieve all Tasks of a Rack",
+    description="List the Tasks of the specified Rack, newest first."
+    + HISTORY_OUTLIVES_INVENTORY.format(kind="rack"),
 )
 async def list_rack_tasks(
     org: str,
@@ -249,6 +257,8 @@ async def list_rack_tasks(
     response_model=list[TaskOut],
     responses=_TASK_LIST,
     summary="Retrieve all Tasks for a Tray",
+    description="List Tasks targeting the specified Tray, newest first."
+    + HISTORY_OUTLIVES_INVENTORY.format(kind="tray"),
 )
 async def list_tray_tasks(
     org: str,
