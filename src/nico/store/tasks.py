@@ -140,12 +140,38 @@ async def racks_with_waiting(session: AsyncSession) -> list[uuid.UUID]:
     return list(result.scalars())
 
 
-async def unfinished_tasks(session: AsyncSession) -> list[Task]:
-    """Pending and Running tasks of every site (the reconciler's work list)."""
+@dataclass(frozen=True)
+class UnfinishedTask:
+    """What the reconciler needs to know of a Pending or Running task."""
+
+    id: uuid.UUID
+    rack_id: uuid.UUID
+    status: TaskStatus
+    workflow_id: str | None
+
+
+async def unfinished_tasks(
+    session: AsyncSession, *, updated_before: datetime
+) -> list[UnfinishedTask]:
+    """Pending and Running tasks of every site untouched since `updated_before` (the
+    reconciler's work list), oldest first; reports and rules stay in the database."""
     result = await session.execute(
-        select(Task).where(Task.status.in_(ACTIVE_FOR_CONFLICTS)).order_by(Task.created, Task.id)
+        select(Task.id, Task.rack_id, Task.status, Task.workflow_id)
+        .where(Task.status.in_(ACTIVE_FOR_CONFLICTS), Task.updated <= updated_before)
+        .order_by(Task.created, Task.id)
     )
-    return list(result.scalars())
+    return [
+        UnfinishedTask(task_id, rack_id, TaskStatus(status), workflow_id)
+        for task_id, rack_id, status, workflow_id in result.all()
+    ]
+
+
+async def task_report(session: AsyncSession, task_id: uuid.UUID) -> dict[str, Any] | None:
+    """The stored report of a task (None when it has none or the task is gone)."""
+    report: dict[str, Any] | None = await session.scalar(
+        select(Task.report).where(Task.id == task_id)
+    )
+    return report
 
 
 async def mark_dispatched(session: AsyncSession, task_id: uuid.UUID) -> None:

@@ -22,7 +22,7 @@ from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
 from nico.services import Services
 from nico.store import tasks as task_store
-from nico.store.models import Task, utcnow
+from nico.store.models import utcnow
 from nico.tasks.dispatch import Dispatch, dispatch_task
 from nico.tasks.queue import promote_rack
 from nico.tasks.report import finalize_cancelled
@@ -45,11 +45,11 @@ def state_label(state: WorkflowState) -> str:
     return "".join(part.capitalize() for part in state.name.split("_"))
 
 
-def closed_message(task: Task, state: WorkflowState) -> str:
+def closed_message(task_id: uuid.UUID, state: WorkflowState) -> str:
     if state.name == "MISSING":
-        return f"Workflow {task.id} not found: the task can no longer finish (reconciler)"
+        return f"Workflow {task_id} not found: the task can no longer finish (reconciler)"
     return (
-        f"Workflow {task.id} ended ({state_label(state)}) without finishing the task (reconciler)"
+        f"Workflow {task_id} ended ({state_label(state)}) without finishing the task (reconciler)"
     )
 
 
@@ -64,9 +64,9 @@ async def reconcile(
     now = now or utcnow()
     cutoff = now - timedelta(seconds=services.settings.reconcile_grace if grace is None else grace)
     async with services.db.session() as session:
-        tasks = [t for t in await task_store.unfinished_tasks(session) if t.updated <= cutoff]
+        tasks = await task_store.unfinished_tasks(session, updated_before=cutoff)
     for task in tasks:
-        status = TaskStatus(task.status)
+        status = task.status
         try:
             if status is TaskStatus.PENDING and task.workflow_id is None:
                 outcome = await dispatch_task(services, task.id)
@@ -81,15 +81,16 @@ async def reconcile(
             state = await task_workflow_state(client, str(task.id))
             if state.name in _STILL_RUNNING:
                 continue
-            message = closed_message(task, state)
+            message = closed_message(task.id, state)
             async with services.db.session() as session:
+                report = await task_store.task_report(session, task.id)
                 changed = await task_store.transition_task(
                     session,
                     task.id,
                     TaskStatus.FAILED,
                     message=message,
                     expected=status,
-                    report=finalize_cancelled(task.report, now, message),
+                    report=finalize_cancelled(report, now, message),
                 )
             if changed:
                 log.warning("reconciler failed task %s: workflow %s", task.id, state.name)
