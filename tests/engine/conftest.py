@@ -15,7 +15,7 @@ from nico.engine.client import start_task_workflow
 from nico.engine.contracts import TaskWorkflowInput
 from nico.services import Services
 from nico.store.models import Task
-from tests.engine.support import load_task
+from tests.support.tasks import load_task
 from tests.support.temporal import running_worker, wait_for_task_workflow
 
 

@@ -192,13 +192,6 @@ async def make_task(
     )
 
 
-async def load_task(services: Services, task_id: str | uuid.UUID) -> Task:
-    async with services.db.session() as session:
-        task = await session.get(Task, uuid.UUID(str(task_id)), populate_existing=True)
-        assert task is not None
-        return task
-
-
 async def load_tray(services: Services, tray_id: str) -> Tray:
     async with services.db.session() as session:
         tray = await session.get(Tray, uuid.UUID(tray_id), populate_existing=True)

@@ -21,13 +21,13 @@ from nico.services import Services
 from tests.engine.support import (
     SimRack,
     act,
-    load_task,
     make_rack,
     make_task,
     rule,
     sim_state,
     step,
 )
+from tests.support.tasks import load_task
 from tests.support.temporal import dev_server_address
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]

@@ -25,7 +25,6 @@ from tests.engine.support import (
     act,
     add_fault,
     fault_remaining,
-    load_task,
     load_tray,
     make_rack,
     make_task,
@@ -36,6 +35,7 @@ from tests.engine.support import (
     step,
 )
 from tests.support.seed000 import validator
+from tests.support.tasks import load_task
 from tests.support.temporal import wait_for_task_workflow
 
 

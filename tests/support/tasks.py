@@ -48,8 +48,9 @@ async def add_rack(services: Services, site_id: uuid.UUID, name: str) -> MadeRac
 
 
 async def load_task(services: Services, task_id: uuid.UUID | str) -> Task:
+    """The task row as stored now (every test helper reads tasks through this one)."""
     async with services.db.session() as session:
-        task = await session.get(Task, uuid.UUID(str(task_id)))
+        task = await session.get(Task, uuid.UUID(str(task_id)), populate_existing=True)
         assert task is not None
         return task
 
