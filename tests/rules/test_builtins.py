@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from nico.config import Settings
 from nico.domain import OPERATION_CODES, OperationType
+from nico.engine.policy import attempt_deadline, attempt_timeout
+from nico.hardware.redfish.client import BUSY_RETRIES, MAX_RETRY_AFTER_SECONDS
 from nico.rules.builtins import BUILTIN_RULES, builtin_rule
 from nico.rules.model import ActionName, RuleDefinition
 from nico.rules.validation import validate_rule_definition
@@ -113,3 +116,24 @@ def test_bring_up_ingests_then_powers_shelves_then_brings_compute_up() -> None:
 def test_ingest_injects_expectations_for_all_three_types() -> None:
     rule = builtin_rule(OperationType.BRING_UP, "ingest").definition
     assert sorted(order(rule)[0]) == ["Compute", "NVLSwitch", "PowerShelf"]
+
+
+def test_one_hardware_call_attempt_outlasts_a_slow_redfish_bmc() -> None:
+    """A built-in PowerControl or FirmwareControl start attempt is not cut short by the
+    Redfish client's own worst case at the default settings: one POST answered 503 every
+    time (each answer as late as NICO_REDFISH_TIMEOUT, each Retry-After capped), and a
+    reset fallback waiting NICO_REDFISH_POWER_WAIT for Off plus its requests."""
+    defaults = Settings.model_fields
+    request = defaults["redfish_timeout"].default
+    busy_post = (BUSY_RETRIES + 1) * request + BUSY_RETRIES * MAX_RETRY_AFTER_SECONDS
+    fallback = defaults["redfish_power_wait"].default + 2 * request
+    calls = [
+        action
+        for rule in BUILTIN_RULES.values()
+        for step in rule.definition.steps
+        for action in step.actions()
+        if action.name in (ActionName.POWER_CONTROL, ActionName.FIRMWARE_CONTROL)
+    ]
+    assert calls
+    for action in calls:
+        assert attempt_deadline(attempt_timeout(action)) > max(busy_post, fallback), action

@@ -27,14 +27,14 @@ def test_power_on_plan_for_a_full_rack() -> None:
     assert shelves["componentType"] == "PowerShelf"
     assert shelves["trayCount"] == 8 and shelves["trays"][0] == "powershelf-01"
     assert plan["skippedSteps"] == [] and plan["uncoveredComponentTypes"] == []
-    # Per stage, one tray's worst case (all trays run at once): PowerControl 3 x 1m plus
+    # Per stage, one tray's worst case (all trays run at once): PowerControl 3 x 4m plus
     # backoff, then each verification's poll bound plus one last poll (the engine's
     # POLL_ATTEMPT_TIMEOUT); shelves also wait for the BMCs they feed.
     verify = 300 + POLL_ATTEMPT_TIMEOUT
-    shelf, switch, compute = 195 + 2 * verify, 195 + verify, 183 + verify
+    shelf, switch, compute = 735 + 2 * verify, 735 + verify, 723 + verify
     assert [s["steps"][0]["worstCaseSeconds"] for s in plan["stages"]] == [shelf, switch, compute]
     assert plan["worstCaseSeconds"] == pytest.approx(shelf + switch + compute)
-    assert plan["worstCaseDuration"] == "33m33s"
+    assert plan["worstCaseDuration"] == "1h33s"
     assert plan["stages"][0]["steps"][0]["capabilities"] == [
         "PowerControl",
         "PowerStatus",
@@ -48,7 +48,7 @@ def test_steps_without_targeted_trays_are_skipped() -> None:
     assert [s["componentType"] for s in plan["skippedSteps"]] == ["PowerShelf", "NVLSwitch"]
     assert plan["stages"][0]["status"] == "skipped"
     assert plan["stages"][2]["steps"][0]["trays"] == ["compute-01", "compute-02"]
-    assert plan["worstCaseSeconds"] == pytest.approx(183 + 300 + POLL_ATTEMPT_TIMEOUT)
+    assert plan["worstCaseSeconds"] == pytest.approx(723 + 300 + POLL_ATTEMPT_TIMEOUT)
 
 
 def test_worst_case_counts_batches_retries_and_backoff() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -54,6 +54,12 @@ class StepContext:
 
     input: p.StepInput
     step: SequenceStep
+    # Per tray id: what an operator should know if the tray later fails (a power cycle
+    # whose outcome was unknown and was not sent again).
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, tray: TrayTarget, text: str) -> None:
+        self.notes.setdefault(tray.id, []).append(text)
 
     def ledger_key(self, tray: TrayTarget, slot: str) -> str:
         """Unique per task/stage/step/tray/action slot: a side effect is sent once."""
@@ -117,7 +123,7 @@ async def call(
 
 
 async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
-    """One poll: a single attempt; a failure means "not yet" (None), never an error."""
+    """One poll: a single attempt; a failed activity means "not yet" (None)."""
     try:
         result: T = await workflow.execute_activity(
             name,
@@ -223,7 +229,12 @@ async def _power_control(
 ) -> None:
     code = _power_code(ctx, action)
     command = p.PowerCommand(ledger_key=ctx.ledger_key(tray, slot), tray_id=tray.id, code=code)
-    await call(ctx, action, p.POWER_CONTROL, command, type(None))
+    result = await call(ctx, action, p.POWER_CONTROL, command, p.PowerResult)
+    if result.outcome_unknown:
+        # Sending a cycle again could cycle the tray twice: the verification that follows
+        # decides, and a failure of this tray carries the note.
+        workflow.logger.warning("tray %s: %s", tray.name, messages.outcome_unknown(code))
+        ctx.note(tray, messages.outcome_unknown(code))
 
 
 async def _verify_power_status(

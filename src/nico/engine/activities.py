@@ -1,9 +1,12 @@
 """Temporal activities: the engine's only I/O (database, hardware backends).
 
-Each hardware activity acts on one tray (or reads a few), heartbeats while it waits so a
-crashed worker is noticed within seconds, and maps `HardwareError(retryable=False)` to a
-non-retryable failure. Side effects (power commands, firmware starts) are recorded in the
-operation ledger and never sent twice for the same task/stage/step/tray/action.
+Each hardware activity acts on one tray (or reads a few). Its whole body (database work
+included) runs inside `attempt()`: it heartbeats, so a crashed worker is noticed within
+seconds, and ends itself shortly before its start-to-close timeout, so no request is
+left in flight when Temporal retries. `HardwareError(retryable=False)` becomes a
+non-retryable failure. Side effects (power commands, firmware starts) go through the
+operation ledger (`nico.engine.ledger`): an accepted one is never sent again, and a
+power cycle whose earlier attempt may have reached the BMC is not sent a second time.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from nico.domain import TaskStatus
 from nico.engine import ledger
 from nico.engine import payloads as p
 from nico.engine.capabilities import TargetTray, capability_gaps, uncovered_trays
-from nico.engine.policy import HEARTBEAT_EVERY
+from nico.engine.policy import HEARTBEAT_EVERY, attempt_deadline
 from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
+from nico.rules.durations import format_seconds
 from nico.rules.model import RuleDefinition
 from nico.services import Services
 from nico.store.models import Task, Tray
@@ -41,9 +45,9 @@ TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
 
 @asynccontextmanager
 async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat in the background while a slow call runs, so the server notices a dead
+    """Heartbeat in the background while an activity runs, so the server notices a dead
     worker after HEARTBEAT_TIMEOUT instead of the attempt's full timeout, and a cancel
-    reaches the call."""
+    reaches the call in flight."""
 
     async def pump() -> None:
         while True:
@@ -55,6 +59,40 @@ async def heartbeating() -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
+
+
+class AttemptExpired(Exception):
+    """The attempt used up its time; its work was cancelled before Temporal gave up on it."""
+
+
+@asynccontextmanager
+async def attempt() -> AsyncIterator[None]:
+    """The whole body of an activity: heartbeating, and bounded by the attempt's own
+    deadline (its start-to-close timeout less a little slack), so a slow hardware call is
+    cancelled here rather than left running while Temporal starts the next attempt."""
+    timeout = activity.info().start_to_close_timeout
+    total = timeout.total_seconds() if timeout else None
+    async with heartbeating():
+        deadline = asyncio.timeout(attempt_deadline(total) if total else None)
+        try:
+            async with deadline:
+                yield
+        except TimeoutError:
+            if total and deadline.expired():
+                raise AttemptExpired(f"no answer within {format_seconds(total)}") from None
+            raise
+
+
+@asynccontextmanager
+async def hardware_attempt() -> AsyncIterator[None]:
+    """`attempt()` with its errors mapped for Temporal (retryable or not, attempt number)."""
+    try:
+        async with attempt():
+            yield
+    except HardwareError as exc:
+        raise _hardware_failure(exc) from None
+    except AttemptExpired as exc:
+        raise ApplicationError(str(exc), activity.info().attempt, type="AttemptExpired") from None
 
 
 def _hardware_failure(exc: HardwareError) -> ApplicationError:
@@ -190,92 +228,105 @@ class EngineActivities:
                 .values(firmware_version=version)
             )
 
-    async def _act(self, work: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a hardware call with heartbeats, mapping its errors for Temporal."""
-        try:
-            async with heartbeating():
-                return await work()
-        except HardwareError as exc:
-            raise _hardware_failure(exc) from None
-
     # --- side effects -----------------------------------------------------------------
 
     @activity.defn(name=p.POWER_CONTROL)
-    async def power_control(self, data: p.PowerCommand) -> None:
-        async with self._services.db.session() as session:
-            if await ledger.recorded(session, data.ledger_key) is not None:
-                return
-        ref, backend = await self._act(lambda: self._target(data.tray_id))
-        await self._act(
-            lambda: backend.power_control(ref, data.code, operation_key=data.ledger_key)
-        )
-        async with self._services.db.session() as session:
-            await ledger.record(
-                session, data.ledger_key, data.tray_id, "power", {"code": data.code}
-            )
+    async def power_control(self, data: p.PowerCommand) -> p.PowerResult:
+        """Send a power code once. A cycle (restart, resets) is preceded by an intent in
+        the ledger; a retry that finds the intent but no acceptance sends nothing and says
+        the outcome is unknown (the step's verification then decides)."""
+        async with hardware_attempt():
+            key = data.ledger_key
+            cycle = data.code not in ledger.RESENDABLE_POWER_CODES
+            async with self._services.db.session() as session:
+                entry = await ledger.lookup(session, key)
+            if entry is not None and entry.accepted:
+                return p.PowerResult()
+            if entry is not None and cycle:
+                log.warning(
+                    "%s under %s: earlier attempt's outcome unknown, not resent", data.code, key
+                )
+                return p.PowerResult(outcome_unknown=True)
+            ref, backend = await self._target(data.tray_id)
+            if cycle:
+                async with self._services.db.session() as session:
+                    await ledger.intend(session, key, data.tray_id, "power", {"code": data.code})
+            try:
+                await backend.power_control(ref, data.code, operation_key=key)
+            except HardwareError:
+                # The backend answered: nothing was done, so a retry may send it again.
+                # Anything else (crash, cancel, the attempt's deadline) keeps the intent.
+                if cycle:
+                    async with self._services.db.session() as session:
+                        await ledger.forget(session, key)
+                raise
+            async with self._services.db.session() as session:
+                await ledger.record(session, key, data.tray_id, "power", {"code": data.code})
+            return p.PowerResult()
 
     @activity.defn(name=p.FIRMWARE_START)
     async def firmware_start(self, data: p.FirmwareCommand) -> str:
-        async with self._services.db.session() as session:
-            done = await ledger.recorded(session, data.ledger_key)
-        if done is not None:
-            return str(done["job_id"])
-        ref, backend = await self._act(lambda: self._target(data.tray_id))
-        job_id: str = await self._act(
-            lambda: backend.firmware_start(
+        async with hardware_attempt():
+            async with self._services.db.session() as session:
+                done = await ledger.recorded(session, data.ledger_key)
+            if done is not None:
+                return str(done["job_id"])
+            ref, backend = await self._target(data.tray_id)
+            job_id = await backend.firmware_start(
                 ref, data.version, tuple(data.targets), operation_key=data.ledger_key
             )
-        )
-        async with self._services.db.session() as session:
-            await ledger.record(
-                session,
-                data.ledger_key,
-                data.tray_id,
-                "firmware",
-                {"job_id": job_id, "version": data.version, "operation": data.operation},
-            )
-        return job_id
+            async with self._services.db.session() as session:
+                await ledger.record(
+                    session,
+                    data.ledger_key,
+                    data.tray_id,
+                    "firmware",
+                    {"job_id": job_id, "version": data.version, "operation": data.operation},
+                )
+            return job_id
 
     @activity.defn(name=p.BRING_UP_CONTROL)
     async def bring_up_control(self, data: p.TrayQuery) -> None:
-        ref, backend = await self._act(lambda: self._target(data.tray_id))
-        await self._act(lambda: backend.bring_up_control(ref))
+        async with hardware_attempt():
+            ref, backend = await self._target(data.tray_id)
+            await backend.bring_up_control(ref)
 
     @activity.defn(name=p.INJECT_EXPECTATION)
     async def inject_expectation(self, data: p.TrayQuery) -> None:
-        ref, backend = await self._act(lambda: self._target(data.tray_id))
-        await self._act(lambda: backend.inject_expectation(ref))
+        async with hardware_attempt():
+            ref, backend = await self._target(data.tray_id)
+            await backend.inject_expectation(ref)
 
     # --- reads (retried) ----------------------------------------------------------------
 
     @activity.defn(name=p.POWER_STATUS)
     async def power_status(self, data: p.TrayQuery) -> str:
-        ref, backend = await self._act(lambda: self._target(data.tray_id))
-        state = await self._act(lambda: backend.power_status(ref))
-        await self._record_power(data.tray_id, state.value)
-        return str(state.value)
+        async with hardware_attempt():
+            ref, backend = await self._target(data.tray_id)
+            state = await backend.power_status(ref)
+            await self._record_power(data.tray_id, state.value)
+            return str(state.value)
 
     @activity.defn(name=p.FIRMWARE_VERSIONS)
     async def firmware_versions(self, data: p.TraysQuery) -> list[str]:
-        return [await self._read_version(tray_id) for tray_id in data.tray_ids]
+        async with hardware_attempt():
+            return [await self._read_version(tray_id) for tray_id in data.tray_ids]
 
     async def _read_version(self, tray_id: str) -> str:
-        ref, backend = await self._act(lambda: self._target(tray_id))
-        version: str = await self._act(lambda: backend.firmware_version(ref))
+        ref, backend = await self._target(tray_id)
+        version = await backend.firmware_version(ref)
         await self._record_firmware(tray_id, version)
         return version
 
     # --- polls (one attempt; a failure is an answer, not an error) ------------------------
 
     async def _observe(self, work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
+        """One poll: the answer, or why it could not be read and whether waiting helps."""
         try:
-            async with heartbeating():
+            async with attempt():
                 return await work()
-        except HardwareError as exc:
-            return p.Observation(error=str(exc))
-        except Exception as exc:  # a poll that cannot be read counts as "not yet"
-            log.warning("poll failed: %s", _error_text(exc))
-            return p.Observation(error=_error_text(exc))
+        except Exception as exc:
+            return _failed_observation(exc)
 
     @activity.defn(name=p.OBSERVE_POWER)
     async def observe_power(self, data: p.TrayQuery) -> p.Observation:
@@ -291,19 +342,18 @@ class EngineActivities:
     async def observe_reachability(self, data: p.ReachabilityQuery) -> list[list[p.Observation]]:
         """Per group, one answer per tray: all trays of a need-all group (concurrently);
         for the others, trays one by one until one answers (the rest are `unchecked`)."""
-        refs = await self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
+        refs: dict[str, TrayRef] = {}
 
         async def one(tray_id: str) -> p.Observation:
             ref = refs.get(tray_id)
             if ref is None:
                 return p.Observation(error="tray no longer exists")
-
-            async def work() -> p.Observation:
+            try:
                 if await self._registry.backend_for(ref).reachable(ref):
                     return p.Observation(state=REACHABLE)
-                return p.Observation(error="BMC unreachable")
-
-            return await self._observe(work)
+            except Exception as exc:
+                return _failed_observation(exc)
+            return p.Observation(error="BMC unreachable")
 
         async def group(members: p.ReachGroup) -> list[p.Observation]:
             if members.need_all:
@@ -316,7 +366,9 @@ class EngineActivities:
                     answers.append(await one(tray_id))
             return answers
 
-        return [await group(g) for g in data.groups]
+        async with attempt():
+            refs = await self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
+            return [await group(g) for g in data.groups]
 
     @activity.defn(name=p.OBSERVE_FIRMWARE)
     async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
@@ -354,6 +406,14 @@ class EngineActivities:
             self.observe_firmware,
             self.observe_bring_up,
         ]
+
+
+def _failed_observation(exc: Exception) -> p.Observation:
+    """A poll that could not be read counts as "not yet"."""
+    if isinstance(exc, HardwareError | AttemptExpired):
+        return p.Observation(error=str(exc))
+    log.warning("poll failed: %s", _error_text(exc))
+    return p.Observation(error=_error_text(exc))
 
 
 async def _task_status(session: AsyncSession, task_id: uuid.UUID) -> str:

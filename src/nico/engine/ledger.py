@@ -1,38 +1,90 @@
-"""The operation ledger: hardware side effects already accepted, so none is sent twice.
+"""The operation ledger: hardware side effects sent under a key, so none is sent twice.
 
-An activity retried after a worker crash (or a heartbeat timeout) looks up its key first
-and, if the command was accepted before, returns the recorded result instead of acting.
+An activity retried after a worker crash, an attempt timeout or a heartbeat timeout
+looks its key up first. An *accepted* entry means the BMC took the command: the retry
+returns the recorded result instead of acting. For power codes that are not idempotent
+(a cycle or reset) the activity writes an *intent* before sending; a retry that finds an
+intent without acceptance cannot know whether the BMC acted, and must not send a second
+cycle (docs/engine.md, "Side effects happen once").
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nico.store.models import OperationLedger
+from nico.store.models import OperationLedger, utcnow
+
+# Power codes whose repeat is harmless: the backends treat "already in that state" as a
+# no-op. Every other code (restart, force_restart, warm_reset, cold_reset) cycles the
+# tray each time it is sent.
+RESENDABLE_POWER_CODES = frozenset({"power_on", "force_power_on", "power_off", "force_power_off"})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the ledger holds under a key: the result, and whether the BMC accepted it."""
+
+    result: dict[str, Any]
+    accepted: bool
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def lookup(session: AsyncSession, key: str) -> Entry | None:
+    """The entry under `key`, or None when nothing was sent (or intended) yet."""
+    result = await session.execute(
+        select(OperationLedger.result, OperationLedger.accepted).where(OperationLedger.key == key)
+    )
+    row = result.first()
+    return None if row is None else Entry(dict(row[0] or {}), row[1] is not None)
 
 
 async def recorded(session: AsyncSession, key: str) -> dict[str, Any] | None:
-    """The result recorded under `key`, or None when nothing was accepted yet."""
-    result = await session.execute(select(OperationLedger.result).where(OperationLedger.key == key))
-    row = result.first()
-    return None if row is None else dict(row[0] or {})
+    """The result accepted under `key`, or None when nothing was accepted yet."""
+    entry = await lookup(session, key)
+    return entry.result if entry is not None and entry.accepted else None
+
+
+async def intend(
+    session: AsyncSession, key: str, tray_id: str, action: str, result: dict[str, Any]
+) -> None:
+    """Record that a command is about to be sent (kept if one is already there)."""
+    await session.execute(
+        _insert(session)(OperationLedger)
+        .values(key=key, tray_id=uuid.UUID(tray_id), action=action, result=result)
+        .on_conflict_do_nothing()
+    )
+
+
+async def forget(session: AsyncSession, key: str) -> None:
+    """Drop an intent the backend answered with an error: it says nothing was done, so a
+    retry may send the command again. An accepted entry is never dropped."""
+    await session.execute(
+        delete(OperationLedger).where(
+            OperationLedger.key == key, OperationLedger.accepted.is_(None)
+        )
+    )
 
 
 async def record(
     session: AsyncSession, key: str, tray_id: str, action: str, result: dict[str, Any]
 ) -> None:
-    """Record an accepted side effect (a concurrent duplicate record is ignored)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    """Record an accepted side effect, turning its intent (if any) into acceptance."""
+    values = {"key": key, "tray_id": uuid.UUID(tray_id), "action": action, "result": result}
+    now = utcnow()
     await session.execute(
-        insert(OperationLedger)
-        .values(key=key, tray_id=uuid.UUID(tray_id), action=action, result=result)
-        .on_conflict_do_nothing()
+        _insert(session)(OperationLedger)
+        .values(**values, accepted=now)
+        .on_conflict_do_update(index_elements=["key"], set_={"result": result, "accepted": now})
     )
 
 
@@ -40,7 +92,9 @@ async def count_for_tray(session: AsyncSession, tray_id: uuid.UUID, action: str)
     """How many accepted side effects of `action` the ledger holds for a tray."""
     result = await session.execute(
         select(OperationLedger.key).where(
-            OperationLedger.tray_id == tray_id, OperationLedger.action == action
+            OperationLedger.tray_id == tray_id,
+            OperationLedger.action == action,
+            OperationLedger.accepted.is_not(None),
         )
     )
     return len(result.all())

@@ -89,3 +89,11 @@ def attempts_suffix(action: str, attempts: int) -> str:
     if attempts > 1:
         return f" ({action}, {attempts} attempts)"
     return f" ({action})"
+
+
+def outcome_unknown(code: str) -> str:
+    """Why a power cycle was not sent again after an attempt that never got its answer."""
+    return (
+        f"{code} outcome unknown: an earlier attempt was cut off before the BMC answered, "
+        "so it was not sent again"
+    )

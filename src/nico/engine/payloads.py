@@ -73,6 +73,14 @@ class PowerCommand:
 
 
 @dataclass
+class PowerResult:
+    """`outcome_unknown`: an earlier attempt of this cycle may have reached the BMC but
+    never learned its answer, so the command was not sent again."""
+
+    outcome_unknown: bool = False
+
+
+@dataclass
 class FirmwareCommand:
     ledger_key: str
     tray_id: str

@@ -34,6 +34,11 @@ POLL_ATTEMPT_TIMEOUT = 60.0
 # 80% of the timeout, so within ~4s).
 HEARTBEAT_TIMEOUT = 5.0
 HEARTBEAT_EVERY = 1.0
+# An activity attempt ends itself this long before its start-to-close timeout (at most
+# this fraction of it), cancelling the hardware call in flight, so Temporal never starts
+# a retry while the first attempt's request is still on the wire.
+ATTEMPT_SLACK = 5.0
+ATTEMPT_SLACK_FRACTION = 0.1
 # Slack added to derived budgets (workflow task latency, report writes).
 STEP_MARGIN = 60.0
 TASK_MARGIN = 300.0
@@ -94,6 +99,11 @@ def attempt_timeout(action: ActionConfig) -> float:
     if action.timeout is not None and action.timeout.seconds > 0 and not is_polling(action):
         return action.timeout.seconds
     return DEFAULT_ATTEMPT_TIMEOUT
+
+
+def attempt_deadline(start_to_close: float) -> float:
+    """Seconds an attempt with this start-to-close timeout gives its own work."""
+    return start_to_close - min(ATTEMPT_SLACK, start_to_close * ATTEMPT_SLACK_FRACTION)
 
 
 def retry_of(step: SequenceStep) -> RetryPolicy:

@@ -180,7 +180,8 @@ class StepWorkflow:
             for slot, action in actions:
                 await run_tray_action(ctx, tray, slot, action)
         except ActionFailed as exc:
-            self._failures.append((tray.name, exc.reason))
+            reason = "; ".join([exc.reason, *ctx.notes.get(tray.id, ())])
+            self._failures.append((tray.name, reason))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must fail the tray, not wedge the workflow

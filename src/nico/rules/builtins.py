@@ -34,12 +34,19 @@ RETRY_SWITCH = _retry(3, "5s", 2)
 RETRY_COMPUTE = _retry(3, "1s", 2)
 RETRY_VERIFY = _retry(2, "5s", 1.5, "10s")
 RETRY_BY_TYPE = {SHELF: RETRY_SHELF, SWITCH: RETRY_SWITCH, COMPUTE: RETRY_COMPUTE}
-TIMEOUT_BY_TYPE = {SHELF: "20m", SWITCH: "15m", COMPUTE: "20m"}
+TIMEOUT_BY_TYPE = {SHELF: "25m", SWITCH: "20m", COMPUTE: "20m"}
+
+# One PowerControl / FirmwareControl start attempt outlasts one Redfish request's worst
+# case at the defaults (a POST answered 503 three times: 4 x NICO_REDFISH_TIMEOUT 30s +
+# 3 x 30s Retry-After = 3.5m) and a reset fallback's wait for Off (NICO_REDFISH_POWER_WAIT
+# 2m) with its requests. A slower call is cut by the engine at the attempt's deadline,
+# and a retry never sends a cycle twice (docs/engine.md).
+HARDWARE_CALL_TIMEOUT = "4m"
 
 
 def power(operation: str | None = None) -> Wire:
-    # A BMC answers a reset request in seconds; the state change is what verify waits for.
-    action: Wire = {"name": "PowerControl", "timeout": "1m"}
+    # A BMC usually answers a reset in seconds; the state change is what verify waits for.
+    action: Wire = {"name": "PowerControl", "timeout": HARDWARE_CALL_TIMEOUT}
     if operation is not None:
         action["parameters"] = {"operation": operation}
     return action
@@ -136,15 +143,15 @@ FORCE_OFF_SETTLE = {COMPUTE: "10s", SWITCH: "5s", SHELF: "5s"}
 def _reset_steps() -> list[Wire]:
     """Switches first so compute comes back to a ready fabric; shelves keep power."""
     return [
-        step(SWITCH, 1, power(), post=[verify_power("on", "10m", "15s")]),
-        step(COMPUTE, 2, power(), post=[verify_power("on", "10m", "15s")]),
+        step(SWITCH, 1, power(), post=[verify_power("on", "10m", "15s")], timeout="25m"),
+        step(COMPUTE, 2, power(), post=[verify_power("on", "10m", "15s")], timeout="25m"),
     ]
 
 
 def _firmware(verify: Wire) -> list[Wire]:
     firmware = {
         "name": "FirmwareControl",
-        "timeout": "2m",
+        "timeout": HARDWARE_CALL_TIMEOUT,
         "parameters": {"poll_interval": "15s", "poll_timeout": "45m"},
     }
     retry = _retry(2, "30s", 1.5, "2m")
@@ -164,7 +171,7 @@ def _bring_up() -> list[Wire]:
             2,
             power("power_on"),
             post=[verify_power("on"), reachable([SWITCH, COMPUTE], "10m", "15s")],
-            timeout="25m",
+            timeout="30m",
             retry=retry,
         ),
         step(
@@ -172,6 +179,7 @@ def _bring_up() -> list[Wire]:
             3,
             power("power_on"),
             post=[verify_power("on"), {"name": "VerifyFirmwareConsistency", "timeout": "1m"}],
+            timeout="25m",
             retry=retry,
         ),
         step(
@@ -183,7 +191,7 @@ def _bring_up() -> list[Wire]:
                 {"name": "WaitBringUp", "timeout": "30m", "pollInterval": "30s"},
                 verify_power("on"),
             ],
-            timeout="45m",
+            timeout="55m",
             retry=retry,
         ),
     ]

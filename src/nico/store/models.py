@@ -273,8 +273,10 @@ class IdempotencyKey(Base):
 
 
 class OperationLedger(Base):
-    """Side effects already sent to hardware, keyed per task/step/tray/action, so a
-    retried or replayed activity does not send a power cycle or firmware flash twice."""
+    """Side effects sent to hardware, keyed per task/step/tray/action, so a retried or
+    replayed activity does not send a power cycle or firmware flash twice. A row with
+    `accepted` unset is an intent: written before a power cycle is sent, so a retry that
+    finds it knows an earlier attempt may have reached the BMC."""
 
     __tablename__ = "operation_ledger"
 
@@ -283,6 +285,7 @@ class OperationLedger(Base):
     action: Mapped[str] = mapped_column(String(64), nullable=False)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    accepted: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 # --- simulator -------------------------------------------------------------------------
