@@ -100,9 +100,12 @@ class Settings(BaseSettings):
         "re-dispatches it or fails it for a closed or missing workflow.",
     )
     cancel_wait: float = Field(
-        5.0,
-        description="Seconds a cancel waits for the workflow to stop gracefully before it "
-        "terminates the workflow.",
+        15.0,
+        description="Seconds a cancel waits for the workflow to stop gracefully (it then "
+        "finalizes its own report) before terminating it. After a terminate the cancel "
+        "finalizes the workflow's live report if its worker still answers, else the last "
+        "saved one, losing counts since that save. Longer: a slower cancel answer when "
+        "workers are overloaded; shorter: more terminates.",
     )
 
     # --- demo seed -----------------------------------------------------------------

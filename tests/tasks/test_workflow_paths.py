@@ -144,6 +144,35 @@ async def test_graceful_cancel_finalizes_the_report_and_promotes_the_queue(
         await cancel_task(services, queued, rack.site_id)
 
 
+async def test_hard_cancel_finalizes_the_live_report_not_a_lagging_saved_one(
+    temporal_env: WorkflowEnvironment, services: Services, rack: MadeRack, sleepy_rule: uuid.UUID
+) -> None:
+    async with running_worker(temporal_env.client, services):
+        groups = await whole_rack(services, rack)
+        [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
+        running = await wait_status(services, task_id, "Running")
+        for _ in range(100):  # the live save of stage 1 running
+            running = await load_task(services, task_id)
+            if running.report and running.report["stages"][0]["status"] == "running":
+                break
+            await asyncio.sleep(0.05)
+        # The saved report lags the workflow's (a save not yet made under load).
+        assert running.report is not None
+        stale = {**running.report, "stages": [dict(s) for s in running.report["stages"]]}
+        stale["stages"][0] = {**stale["stages"][0], "status": "pending"}
+        async with services.db.session() as session:
+            await session.execute(update(Task).where(Task.id == task_id).values(report=stale))
+
+        # No time to stop gracefully: the cancel terminates the workflow itself.
+        task = await cancel_task(services, task_id, rack.site_id, wait=0.0)
+
+    assert (task.status, task.message) == ("Terminated", "Cancelled by user")
+    assert task.report is not None
+    first = task.report["stages"][0]
+    assert (first["status"], first["error"]) == ("failed", "cancelled by user")
+    assert first["startedAt"] and first["finishedAt"]
+
+
 async def test_cancel_without_a_worker_terminates_and_finalizes_itself(
     no_worker: Client, services: Services, rack: MadeRack
 ) -> None:

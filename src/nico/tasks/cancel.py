@@ -5,8 +5,10 @@
 - Waiting, or Pending before its workflow was started: Terminated at once.
 - Pending / Running with a workflow: ask the workflow to cancel; it finalizes the report
   and writes Terminated itself. If it has not done so within NICO_CANCEL_WAIT seconds
-  (worker down, workflow stuck), the workflow is terminated and the stored report is
-  finalized here.
+  (worker down or overloaded, workflow stuck), the workflow is terminated and the
+  freshest report there is gets finalized here: the workflow's live report if its worker
+  still answers a query, else the last one it saved (live counts since then are lost,
+  which is why the default wait is generous).
 
 Either way the rack's queue is then promoted. Hardware commands already sent to a BMC
 are not recalled; cancel stops everything that was not yet sent.
@@ -18,9 +20,14 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
 
 from nico.domain import TaskStatus
 from nico.engine.client import cancel_task_workflow, terminate_task_workflow
+from nico.engine.workflows import TaskWorkflow
 from nico.errors import Conflict, NotFound, ServiceUnavailable
 from nico.services import Services
 from nico.store import tasks as task_store
@@ -32,6 +39,8 @@ log = logging.getLogger("nico.tasks")
 
 CANCELLED = "Cancelled by user"
 TASK_NOT_FOUND = "Task not found"
+# How long a hard cancel asks the workflow for its live report before using the saved one.
+LIVE_REPORT_TIMEOUT = timedelta(seconds=2)
 
 
 async def _load(services: Services, task_id: uuid.UUID, site_id: uuid.UUID) -> Task:
@@ -42,8 +51,13 @@ async def _load(services: Services, task_id: uuid.UUID, site_id: uuid.UUID) -> T
     return task
 
 
-async def _terminate_row(services: Services, task: Task, status: TaskStatus) -> bool:
-    """CAS `status` -> Terminated with a finalized report."""
+async def _terminate_row(
+    services: Services,
+    task: Task,
+    status: TaskStatus,
+    report: dict[str, Any] | None = None,
+) -> bool:
+    """CAS `status` -> Terminated with `report` (default: the stored one) finalized."""
     async with services.db.session() as session:
         return await task_store.transition_task(
             session,
@@ -51,8 +65,19 @@ async def _terminate_row(services: Services, task: Task, status: TaskStatus) -> 
             TaskStatus.TERMINATED,
             message=CANCELLED,
             expected=status,
-            report=finalize_cancelled(task.report),
+            report=finalize_cancelled(task.report if report is None else report),
         )
+
+
+async def _live_report(client: Client, task_id: uuid.UUID) -> dict[str, Any] | None:
+    """The workflow's in-memory report, live counts included, if its worker answers in
+    time; None when it does not (worker down) or the workflow has no report yet."""
+    handle = client.get_workflow_handle(str(task_id))
+    try:
+        return await handle.query(TaskWorkflow.report, rpc_timeout=LIVE_REPORT_TIMEOUT)
+    except Exception as exc:
+        log.info("task %s: no live report from its workflow (%s)", task_id, exc)
+        return None
 
 
 async def _wait_finished(services: Services, task: Task, wait: float) -> Task:
@@ -101,16 +126,22 @@ async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, w
         raise ServiceUnavailable(
             "Temporal is not reachable from this process; the task cannot be cancelled now"
         )
+    live: dict[str, Any] | None = None
     if await cancel_task_workflow(client, str(task.id)):
         current = await _wait_finished(services, task, wait)
         if TaskStatus(current.status).finished:
             return
         log.warning("task %s did not stop within %.1fs; terminating its workflow", task.id, wait)
+        live = await _live_report(client, task.id)
         await terminate_task_workflow(client, str(task.id), CANCELLED)
-        task, status = current, TaskStatus(current.status)
+        # Re-read after the terminate: a save that landed meanwhile is the freshest one.
+        task = await _load(services, task.id, task.site_id)
+        status = TaskStatus(task.status)
+        if status.finished:
+            return
     # No workflow to ask (gone or closed) or it did not answer: finish the row here.
     for _ in range(5):
-        if await _terminate_row(services, task, status):
+        if await _terminate_row(services, task, status, live):
             return
         task = await _load(services, task.id, task.site_id)
         status = TaskStatus(task.status)
