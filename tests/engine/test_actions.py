@@ -4,6 +4,7 @@ operator reads when it fails (time-skipping Temporal server)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from nico.domain import TaskStatus
@@ -22,6 +23,11 @@ from tests.engine.support import (
     sim_state,
     step,
 )
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
 
 SHELVES_ON = step("PowerShelf", 1, act("PowerControl", operation="on"))
 
@@ -119,6 +125,24 @@ async def test_verify_power_status_reports_the_state_it_stayed_in(engine: Engine
     assert task.report is not None
     shelves = task.report["stages"][0]["steps"][0]
     assert (shelves["completedComponents"], shelves["failedComponents"]) == (1, 1)
+
+
+async def test_polls_stop_at_once_when_waiting_cannot_help(engine: Engine) -> None:
+    # Redfish trays with no BMC address: every read is refused for good, not "not yet".
+    rack = await make_rack(engine.services, compute=0, switches=0, shelves=1, backend="redfish")
+    verify = act("VerifyPowerStatus", "30m", "10s", expected_status="on")
+    reach = act("VerifyReachability", "30m", "10s", component_types=["PowerShelf"])
+    expected = {
+        verify["name"]: "power status not readable: tray shelf-01 has no BMC address in inventory",
+        reach["name"]: "not reachable: shelf-01: tray shelf-01 has no BMC address in inventory",
+    }
+    for poll in (verify, reach):
+        task = await run(engine, rack, step("PowerShelf", 1, poll))
+        assert task.status == TaskStatus.FAILED.value
+        assert step_error(task) == f"1 of 1 PowerShelf failed: shelf-01: {expected[poll['name']]}"
+        assert task.report is not None
+        only = task.report["stages"][0]["steps"][0]
+        assert seconds_between(only["startedAt"], only["finishedAt"]) < 60  # not 30m
 
 
 # --- VerifyReachability -----------------------------------------------------------------

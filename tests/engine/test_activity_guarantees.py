@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from nico.domain import TaskStatus
 from nico.engine import ledger
 from nico.engine.activities import EngineActivities
-from nico.engine.payloads import PowerCommand, PowerResult, TrayQuery
+from nico.engine.payloads import FirmwareQuery, PowerCommand, PowerResult, TrayQuery
 from nico.services import Services
 from nico.store.models import Tray
 from nico.store.simulator import FaultKind
@@ -190,3 +190,15 @@ async def test_a_cycle_the_bmc_refused_is_retried(engine: Engine) -> None:
     assert state is not None and state.power_ops == 1
     async with engine.services.db.session() as session:
         assert await ledger.count_for_tray(session, uuid.UUID(shelf.id), "power") == 1
+
+
+async def test_a_firmware_job_the_bmc_no_longer_knows_is_a_final_answer(
+    services: Services,
+) -> None:
+    rack = await make_rack(services, compute=0, switches=0, shelves=1)
+    shelf = rack.of("PowerShelf")[0]
+    observation = await activity_env().run(
+        EngineActivities(services, None).observe_firmware, FirmwareQuery(shelf.id, "sim-gone")
+    )
+    assert observation.error == "BMC knows no firmware job sim-gone"
+    assert observation.retryable is False

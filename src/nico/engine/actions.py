@@ -140,6 +140,16 @@ async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
     return result
 
 
+def not_read(obs: p.Observation | None, what: str) -> str:
+    """Why a poll got no answer ("not yet"); raises ActionFailed at once when the backend
+    says waiting cannot help (a tray or job that no longer exists, bad credentials)."""
+    if obs is None or not obs.error:
+        return f"{what} not readable"
+    if not obs.retryable:
+        raise ActionFailed(f"{what} not readable: {obs.error}")
+    return obs.error
+
+
 async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]) -> str | None:
     """Probe now, then every `interval` until it returns None (done) or `timeout` passes;
     returns the last reason it was not done yet, or None on success."""
@@ -247,7 +257,7 @@ async def _verify_power_status(
     async def probe() -> str | None:
         obs = await observe(p.OBSERVE_POWER, p.TrayQuery(tray.id), p.Observation)
         if obs is None or obs.error:
-            return obs.error if obs and obs.error else "power status not readable"
+            return not_read(obs, "power status")
         seen.append(obs.state or PowerState.UNKNOWN.value)
         return None if obs.state == expected.value else f"power state {obs.state}"
 
@@ -284,10 +294,18 @@ async def _verify_reachability(
         if answers is None:
             return "reachability not checked (poll failed)"
         missing: list[str] = []
+        hopeless: list[str] = []
         for (_, members), group, found in zip(groups, query.groups, answers, strict=True):
-            down = [(t, a.error) for t, a in zip(members, found, strict=True) if a.error]
+            down = [(t, a) for t, a in zip(members, found, strict=True) if a.error]
             if group.need_all or not any(a.state == REACHABLE for a in found):
-                missing.extend(f"{t.name}: {error}" for t, error in down)
+                missing.extend(f"{t.name}: {a.error}" for t, a in down)
+                # Waiting cannot help a tray whose answer refuses us; in a one-is-enough
+                # group only when no other tray could still come up.
+                fatal = [f"{t.name}: {a.error}" for t, a in down if not a.retryable]
+                if fatal and (group.need_all or len(fatal) == len(down)):
+                    hopeless.extend(fatal)
+        if hopeless:
+            raise ActionFailed(f"not reachable: {'; '.join(hopeless)}")
         return "; ".join(missing) if missing else None
 
     reason = await poll(bounds, probe)
@@ -317,7 +335,7 @@ async def _firmware_control(
     async def probe() -> str | None:
         obs = await observe(p.OBSERVE_FIRMWARE, p.FirmwareQuery(tray.id, job_id), p.Observation)
         if obs is None or obs.error:
-            return obs.error if obs and obs.error else "firmware status not readable"
+            return not_read(obs, "firmware status")
         if obs.state == FirmwareJobState.COMPLETED.value:
             return None
         if obs.state == FirmwareJobState.FAILED.value:
@@ -360,7 +378,7 @@ async def _wait_bring_up(
     async def probe() -> str | None:
         obs = await observe(p.OBSERVE_BRING_UP, p.TrayQuery(tray.id), p.Observation)
         if obs is None or obs.error:
-            return obs.error if obs and obs.error else "bring-up status not readable"
+            return not_read(obs, "bring-up status")
         return None if obs.state == BringUpState.INGESTED.value else f"bring-up {obs.state}"
 
     reason = await poll(bounds, probe)

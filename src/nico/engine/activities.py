@@ -347,7 +347,7 @@ class EngineActivities:
         async def one(tray_id: str) -> p.Observation:
             ref = refs.get(tray_id)
             if ref is None:
-                return p.Observation(error="tray no longer exists")
+                return p.Observation(error="tray no longer exists", retryable=False)
             try:
                 if await self._registry.backend_for(ref).reachable(ref):
                     return p.Observation(state=REACHABLE)
@@ -409,8 +409,11 @@ class EngineActivities:
 
 
 def _failed_observation(exc: Exception) -> p.Observation:
-    """A poll that could not be read counts as "not yet"."""
-    if isinstance(exc, HardwareError | AttemptExpired):
+    """A poll that could not be read: "not yet", unless the backend says waiting cannot
+    help (bad credentials, untrusted TLS, a job or tray that no longer exists)."""
+    if isinstance(exc, HardwareError):
+        return p.Observation(error=str(exc), retryable=exc.retryable)
+    if isinstance(exc, AttemptExpired):
         return p.Observation(error=str(exc))
     log.warning("poll failed: %s", _error_text(exc))
     return p.Observation(error=_error_text(exc))

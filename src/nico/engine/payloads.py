@@ -120,12 +120,14 @@ class FirmwareQuery:
 
 @dataclass
 class Observation:
-    """One poll's answer: a state, or why it could not be read (a failed poll = not yet)."""
+    """One poll's answer: a state, or why it could not be read. A failed poll means "not
+    yet" unless `retryable` is False: then waiting cannot help and the poll ends."""
 
     state: str | None = None
     error: str | None = None
     percent: int | None = None
     detail: str | None = None
+    retryable: bool = True
 
 
 @dataclass
