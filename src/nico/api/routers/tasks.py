@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import optional_uuid, parse_uuid, require_site
 from nico.api.body_errors import SummarizedRoute, validation_summary
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
@@ -143,8 +143,8 @@ async def list_site_tasks(
     ] = None,
 ) -> JSONResponse:
     errors: list[tuple[str, str]] = []
-    rack = _optional_uuid(rack_id, "rackId", errors)
-    tray = _optional_uuid(tray_id, "trayId", errors)
+    rack = optional_uuid(rack_id, "rackId", errors)
+    tray = optional_uuid(tray_id, "trayId", errors)
     kind: str | None = None
     if operation_type is not None:
         try:
@@ -164,18 +164,6 @@ async def list_site_tasks(
         tray_id=tray,
         operation_type=kind,
     )
-
-
-def _optional_uuid(
-    value: str | None, field: str, errors: list[tuple[str, str]]
-) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        errors.append((field, "must be a valid UUID"))
-        return None
 
 
 async def _get(services: Services, org: str, id: str, site_id: str | None) -> JSONResponse:
