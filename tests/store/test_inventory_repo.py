@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from nico import provisioning
+from nico.domain import ComponentType
 from nico.errors import Conflict, NicoError
 from nico.schemas.inventory import RackCreateRequest
 from nico.secretbox import SecretBox
 from nico.store import inventory
 from nico.store.db import Database
-from nico.store.inventory import Page, TrayFilter
+from nico.store.inventory import Page, TraySelector
 from nico.store.models import Bmc, Provider, Site, Task, Tray
 from tests.support.inventory import nvl72_body
 
@@ -130,16 +131,17 @@ async def test_tray_filters_and_totals(any_database: Database) -> None:
     async def listed(page: Page | None = None, **where: Any) -> tuple[list[str], int]:
         async with any_database.session() as session:
             rows, total = await inventory.list_trays(
-                session, TrayFilter(site_id=site.id, **where), page or Page(limit=100)
+                session, site.id, TraySelector(**where), page or Page(limit=100)
             )
         return [f"{rack.name}/{tray.name}" for tray, rack in rows], total
 
     names, total = await listed()
     assert total == 70 and names[0] == "a/powershelf-01" and names[35] == "b/powershelf-01"
     assert (await listed(rack_id=rack_a))[1] == 35
-    assert (await listed(rack_name="b", type="NVLSwitch"))[1] == 9
+    assert (await listed(rack_name="b", type=ComponentType.NVLSWITCH))[1] == 9
     assert (await listed(rack_name="a", slot_id=15))[0] == ["a/nvswitch-01"]
-    assert (await listed(type="Compute", component_ids=("a/compute-02", "b/compute-03")))[0] == [
+    compute = ComponentType.COMPUTE
+    assert (await listed(type=compute, component_ids=("a/compute-02", "b/compute-03")))[0] == [
         "a/compute-02",
         "b/compute-03",
     ]

@@ -12,10 +12,11 @@ image URL (the site's firmware catalog maps versions to images).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from nico.api.tray_selector import FILTER_FIELDS, tray_selector
 from nico.domain import (
     BRING_UP_CODES,
     FIRMWARE_CODES,
@@ -23,12 +24,11 @@ from nico.domain import (
     POWER_STATE_TO_CODE,
     ComponentType,
 )
-from nico.errors import ValidationFailed
 from nico.hardware.redfish.catalog import is_image_uri
 from nico.rules.durations import DurationError, parse_duration
 from nico.schemas.common import RequestModel, ResponseModel
+from nico.store.inventory import TraySelector
 from nico.tasks.conflicts import ConflictStrategy
-from nico.tasks.targets import TraySelector
 
 POWER_STATES = tuple(POWER_STATE_TO_CODE)
 MAX_QUEUE_TIMEOUT_SECONDS = 24 * 3600.0
@@ -246,15 +246,19 @@ class RackFilter(RequestModel):
 
 
 class TrayFilter(RequestModel):
-    """Trays of the site (upstream's TrayFilter; all given fields compose with AND)."""
+    """Trays of the site (upstream's TrayFilter; all given fields compose with AND).
 
-    rack_id: uuid.UUID | None = None
+    Ids stay strings here so `selector` reports a bad one the way `GET /tray` does."""
+
+    rack_id: str | None = Field(None, json_schema_extra={"format": "uuid"})
     rack_name: str | None = None
     type: str | None = Field(None, description="Compute, NVLSwitch or PowerShelf.")
     component_ids: list[str] | None = Field(
         None, description="External component ids; needs `type`."
     )
-    ids: list[uuid.UUID] | None = Field(None, description="Tray ids.")
+    ids: list[Annotated[str, Field(json_schema_extra={"format": "uuid"})]] | None = Field(
+        None, description="Tray ids."
+    )
     slot_id: int | None = Field(None, description="Slot; needs rackId or rackName.")
 
     def is_empty(self) -> bool:
@@ -271,41 +275,18 @@ class TrayFilter(RequestModel):
         )
 
     def selector(self, summary: str) -> TraySelector:
-        """Check upstream's TrayFilter rules; 400 naming each offending field."""
-        errors: list[tuple[str, str]] = []
-        kind: ComponentType | None = None
-        if self.type is not None:
-            try:
-                kind = ComponentType.parse(self.type)
-            except ValueError:
-                kind = None
-            if kind is None or not kind.operable:
-                names = " ".join(t.value for t in OPERABLE_COMPONENT_TYPES)
-                errors.append(("filter.type", f"must be one of [{names}]"))
-        has_rack = self.rack_id is not None or self.rack_name is not None
-        if self.rack_id is not None and self.rack_name is not None:
-            errors.append(("filter.rackId", "rackId and rackName are mutually exclusive"))
-        if has_rack and (self.ids or self.component_ids):
-            errors.append(
-                ("filter.rackId", "rackId/rackName cannot be combined with ids/componentIds")
-            )
-        if self.component_ids and self.type is None:
-            errors.append(("filter.componentIds", "type is required when componentIds is provided"))
-        if self.component_ids is not None and any(not c.strip() for c in self.component_ids):
-            errors.append(("filter.componentIds", "must not contain empty strings"))
-        if self.slot_id is not None and self.slot_id < 0:
-            errors.append(("filter.slotId", "must be >= 0"))
-        elif self.slot_id is not None and not has_rack:
-            errors.append(("filter.slotId", "rackId or rackName is required when slotId is set"))
-        if errors:
-            raise ValidationFailed(summary, errors)
-        return TraySelector(
+        """Check upstream's TrayFilter rules (the `GET /tray` validator); 400 naming each
+        offending field."""
+        return tray_selector(
             rack_id=self.rack_id,
             rack_name=self.rack_name,
-            type=kind,
-            component_ids=tuple(self.component_ids or ()),
-            ids=tuple(self.ids or ()),
+            type=self.type,
+            component_ids=self.component_ids or [],
+            ids=self.ids or [],
             slot_id=self.slot_id,
+            fields=FILTER_FIELDS,
+            types=OPERABLE_COMPONENT_TYPES,
+            summary=summary,
         )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from nico.domain import TaskStatus
+from nico.domain import ComponentType, TaskStatus
 from nico.store.models import Bmc, Provider, Rack, Site, Task, Tray
 
 # Any SELECT, whatever its row shape (SQLAlchemy 2.1 types rows as a variadic tuple).
@@ -157,16 +157,19 @@ async def active_task_ids(session: AsyncSession, rack_id: uuid.UUID) -> list[uui
 
 
 @dataclass(frozen=True)
-class TrayFilter:
-    """What `GET /tray` narrows by; empty tuples mean no restriction."""
+class TraySelector:
+    """Which trays of a site (`GET /tray` filters, an operation's `filter`): every given
+    field narrows (AND); empty tuples and None mean no restriction. Already validated."""
 
-    site_id: uuid.UUID
     rack_id: uuid.UUID | None = None
     rack_name: str | None = None
-    type: str | None = None
-    ids: tuple[uuid.UUID, ...] = ()
+    type: ComponentType | None = None
     component_ids: tuple[str, ...] = ()
+    ids: tuple[uuid.UUID, ...] = ()
     slot_id: int | None = None
+
+    def names_a_rack(self) -> bool:
+        return self.rack_id is not None or self.rack_name is not None
 
 
 TRAY_ORDER_FIELDS: dict[str, InstrumentedAttribute[Any]] = {
@@ -175,31 +178,46 @@ TRAY_ORDER_FIELDS: dict[str, InstrumentedAttribute[Any]] = {
     "model": Tray.model,
     "type": Tray.type,
 }
+# Physical order: rack name, slot, index, host.
+_TRAY_PHYSICAL = (Rack.name, Tray.slot_id, Tray.tray_idx, Tray.host_id, Tray.name)
+
+
+def _selected(site_id: uuid.UUID, selector: TraySelector) -> AnySelect:
+    """The one query behind the tray list and an operation's target selection."""
+    query = select(Tray, Rack).join(Rack, Rack.id == Tray.rack_id)
+    query = query.where(Tray.site_id == site_id)
+    if selector.rack_id is not None:
+        query = query.where(Tray.rack_id == selector.rack_id)
+    if selector.rack_name is not None:
+        query = query.where(Rack.name == selector.rack_name)
+    if selector.type is not None:
+        query = query.where(Tray.type == selector.type.value)
+    if selector.ids:
+        query = query.where(Tray.id.in_(list(selector.ids)))
+    if selector.component_ids:
+        query = query.where(Tray.component_id.in_(list(selector.component_ids)))
+    if selector.slot_id is not None:
+        query = query.where(Tray.slot_id == selector.slot_id)
+    return query
 
 
 async def list_trays(
-    session: AsyncSession, where: TrayFilter, page: Page
+    session: AsyncSession, site_id: uuid.UUID, selector: TraySelector, page: Page
 ) -> tuple[list[tuple[Tray, Rack]], int]:
-    """Trays with their rack. Default order is physical: rack name, slot, index, host."""
-    query = select(Tray, Rack).join(Rack, Rack.id == Tray.rack_id)
-    query = query.where(Tray.site_id == where.site_id)
-    if where.rack_id is not None:
-        query = query.where(Tray.rack_id == where.rack_id)
-    if where.rack_name is not None:
-        query = query.where(Rack.name == where.rack_name)
-    if where.type is not None:
-        query = query.where(Tray.type == where.type)
-    if where.ids:
-        query = query.where(Tray.id.in_(list(where.ids)))
-    if where.component_ids:
-        query = query.where(Tray.component_id.in_(list(where.component_ids)))
-    if where.slot_id is not None:
-        query = query.where(Tray.slot_id == where.slot_id)
-    physical = (Rack.name, Tray.slot_id, Tray.tray_idx, Tray.host_id, Tray.name)
+    """One page of the selected trays with their rack, in physical order by default."""
+    query = _selected(site_id, selector)
     total = await _count(session, query)
-    ordered = _ordered(query, page, TRAY_ORDER_FIELDS, physical, Tray.id)
+    ordered = _ordered(query, page, TRAY_ORDER_FIELDS, _TRAY_PHYSICAL, Tray.id)
     rows = await session.execute(ordered.offset(page.offset).limit(page.limit))
     return [(tray, rack) for tray, rack in rows.all()], total
+
+
+async def selected_trays(
+    session: AsyncSession, site_id: uuid.UUID, selector: TraySelector
+) -> list[tuple[Tray, Rack]]:
+    """Every selected tray with its rack, in physical order."""
+    query = _selected(site_id, selector).order_by(*_TRAY_PHYSICAL, Tray.id)
+    return [(tray, rack) for tray, rack in (await session.execute(query)).all()]
 
 
 async def get_tray(

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import OPERABLE_COMPONENT_TYPES, ComponentType, OperationType
 from nico.errors import NotFound, ValidationFailed
+from nico.store import inventory
+from nico.store.inventory import TraySelector
 from nico.store.models import Rack, Tray
 from nico.tasks.conflicts import TaskFootprint
 
@@ -42,18 +44,6 @@ class RackTargets:
 
     def footprint(self, operation_type: OperationType) -> TaskFootprint:
         return TaskFootprint.of(operation_type, self.targets_map())
-
-
-@dataclass(frozen=True)
-class TraySelector:
-    """A validated tray filter (see `nico.schemas.operations.TrayFilter`)."""
-
-    rack_id: uuid.UUID | None = None
-    rack_name: str | None = None
-    type: ComponentType | None = None
-    component_ids: tuple[str, ...] = ()
-    ids: tuple[uuid.UUID, ...] = ()
-    slot_id: int | None = None
 
 
 def _ordered(trays: Sequence[Tray]) -> tuple[Tray, ...]:
@@ -157,32 +147,15 @@ async def trays_by_selector(
 ) -> list[RackTargets]:
     """Trays picked by a filter (None = every operable tray of the site), grouped by rack.
 
-    Unknown ids, component ids or racks are a 400 naming the filter field; a `slotId`
-    that matches nothing selects nothing (the caller answers `{"taskIds": []}`).
+    The same query as `GET /tray` (`inventory.selected_trays`). Unknown ids, component
+    ids or racks are a 400 naming the filter field; a `slotId` that matches nothing
+    selects nothing (the caller answers `{"taskIds": []}`).
     """
     selector = selector or TraySelector()
-    query = select(Tray).where(Tray.site_id == site_id)
-    if selector.rack_id is not None or selector.rack_name is not None:
-        rack_query = select(Rack).where(Rack.site_id == site_id)
-        if selector.rack_id is not None:
-            rack_query = rack_query.where(Rack.id == selector.rack_id)
-            field, shown = "filter.rackId", str(selector.rack_id)
-        else:
-            rack_query = rack_query.where(Rack.name == selector.rack_name)
-            field, shown = "filter.rackName", repr(selector.rack_name)
-        rack = (await session.execute(rack_query)).scalar_one_or_none()
-        if rack is None:
-            raise ValidationFailed(FILTER_FAILED, [(field, f"no rack {shown} in the site")])
-        query = query.where(Tray.rack_id == rack.id)
-    if selector.type is not None:
-        query = query.where(Tray.type == selector.type.value)
-    if selector.slot_id is not None:
-        query = query.where(Tray.slot_id == selector.slot_id)
-    if selector.ids:
-        query = query.where(Tray.id.in_(selector.ids))
-    if selector.component_ids:
-        query = query.where(Tray.component_id.in_(selector.component_ids))
-    trays = list((await session.execute(query)).scalars())
+    rows = await inventory.selected_trays(session, site_id, selector)
+    if not rows and selector.names_a_rack():
+        await _check_rack_exists(session, site_id, selector)
+    trays = [tray for tray, _ in rows]
     _check_named_trays(selector, trays)
     if selector.ids or selector.component_ids:
         for tray in trays:
@@ -194,7 +167,21 @@ async def trays_by_selector(
         if selector.slot_id is not None:
             return []
         raise ValidationFailed(FILTER_FAILED, [("filter", "matches no operable tray")])
-    return _group(await _racks(session, list({t.rack_id for t in operable})), operable)
+    return _group({rack.id: rack for _, rack in rows}, operable)
+
+
+async def _check_rack_exists(
+    session: AsyncSession, site_id: uuid.UUID, selector: TraySelector
+) -> None:
+    if selector.rack_id is not None:
+        rack = await inventory.get_rack(session, site_id, selector.rack_id)
+        field, shown = "filter.rackId", str(selector.rack_id)
+    else:
+        assert selector.rack_name is not None
+        rack = await inventory.get_rack_by_name(session, site_id, selector.rack_name)
+        field, shown = "filter.rackName", repr(selector.rack_name)
+    if rack is None:
+        raise ValidationFailed(FILTER_FAILED, [(field, f"no rack {shown} in the site")])
 
 
 def _check_named_trays(selector: TraySelector, trays: Sequence[Tray]) -> None:
