@@ -13,6 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
+from nico.domain import OperationType
+from nico.rules.model import ActionName
 from nico.services import Services
 from tests.rules.support import BASE, make_rack, make_site, seed_004_text, seed_example_rule
 
@@ -428,11 +430,14 @@ async def test_rules_need_a_provider_admin(
 async def test_openapi_documents_the_rule_contract(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     schemas = spec["components"]["schemas"]
+    # Seed 004's schema names, derived from the enums the code runs on.
+    assert schemas["OperationRuleOperationType"]["enum"] == [t.value for t in OperationType]
     assert schemas["OperationRuleOperationType"]["enum"] == [
         "PowerControl",
         "FirmwareControl",
         "BringUp",
     ]
+    assert schemas["ActionConfigName"]["enum"] == [a.value for a in ActionName]
     assert len(schemas["ActionConfigName"]["enum"]) == 11
     path = "/v2/org/{org}/nico/task/rule"
     create_schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]

@@ -8,34 +8,36 @@ responses are rendered by `rule_wire` from the stored, already-normalized defini
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nico.domain import OperationType
+from nico.rules.model import ActionName
 from nico.schemas.common import ResponseModel, UtcTimestamp, rfc3339
 from nico.store.models import OperationRule as OperationRuleRow
 
 
-class OperationRuleOperationType(StrEnum):
-    """Seed 004's enum plus `BringUp` (our addition: bring_up and ingest rules)."""
+def _named_copy(name: str, source: type[StrEnum], doc: str) -> Any:
+    """`source`'s members under seed 004's schema name (OpenAPI names an enum's schema
+    after its class), so the wire enum can never drift from the one the code uses."""
+    copy = StrEnum(name, {member.name: member.value for member in source})  # type: ignore[misc]  # functional API with computed members
+    copy.__doc__ = doc
+    return copy
 
-    POWER_CONTROL = "PowerControl"
-    FIRMWARE_CONTROL = "FirmwareControl"
-    BRING_UP = "BringUp"
 
-
-class ActionConfigName(StrEnum):
-    SLEEP = "Sleep"
-    POWER_CONTROL = "PowerControl"
-    VERIFY_POWER_STATUS = "VerifyPowerStatus"
-    VERIFY_REACHABILITY = "VerifyReachability"
-    GET_POWER_STATUS = "GetPowerStatus"
-    FIRMWARE_CONTROL = "FirmwareControl"
-    VERIFY_FIRMWARE_VERSION = "VerifyFirmwareVersion"
-    VERIFY_FIRMWARE_CONSISTENCY = "VerifyFirmwareConsistency"
-    BRING_UP_CONTROL = "BringUpControl"
-    WAIT_BRING_UP = "WaitBringUp"
-    INJECT_EXPECTATION = "InjectExpectation"
+if TYPE_CHECKING:
+    OperationRuleOperationType = OperationType
+    ActionConfigName = ActionName
+else:
+    OperationRuleOperationType = _named_copy(
+        "OperationRuleOperationType",
+        OperationType,
+        "Seed 004's enum plus `BringUp` (our addition: bring_up and ingest rules).",
+    )
+    ActionConfigName = _named_copy(
+        "ActionConfigName", ActionName, "Executor-agnostic action names (seed 004)."
+    )
 
 
 class _Wire(BaseModel):
