@@ -210,6 +210,7 @@ def parse_action_name(value: Any) -> ActionName:
 
 
 def snake(key: str) -> str:
+    """`maxParallel` -> `max_parallel`: upstream's spelling of a seed 004 key."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 

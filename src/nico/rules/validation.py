@@ -11,7 +11,7 @@ from typing import Any
 
 from nico.domain import ComponentType, OperationType
 from nico.errors import ValidationFailed
-from nico.rules.actions import ACTION_SCHEMAS, check_parameters, parse_action_name
+from nico.rules.actions import ACTION_SCHEMAS, check_parameters, parse_action_name, snake
 from nico.rules.durations import DurationError, GoDuration, parse_duration
 from nico.rules.model import RULE_DEFINITION_VERSION, RuleDefinition
 
@@ -100,7 +100,7 @@ def object_fields(
     if not isinstance(raw, Mapping):
         errors.append((path or "body", "must be an object"))
         return None
-    by_spelling = {k: k for k in keys} | {_snake(k): k for k in keys}
+    by_spelling = {k: k for k in keys} | {snake(k): k for k in keys}
     out: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
@@ -112,10 +112,6 @@ def object_fields(
         elif value is not None:
             out[canonical] = value
     return out
-
-
-def _snake(key: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
 def _int(value: Any, path: str, minimum: int, errors: Errors) -> int | None:
