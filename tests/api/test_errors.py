@@ -44,3 +44,34 @@ async def test_provider_is_created_once(client: httpx.AsyncClient, auth: dict[st
     assert first.json()["id"] == second.json()["id"]
     assert first.json()["org"] == "demo"
     assert first.json()["created"].endswith("Z")
+
+
+async def test_one_wording_for_the_same_mistake_on_every_route(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Routes with their own summary and routes without word field problems alike."""
+    site = await client.post(f"{BASE}/site", json={"name": "s1"}, headers=auth)
+    site_id = site.json()["id"]
+    generic = await client.post(
+        f"{BASE}/site", json={"name": "s2", "description": 5, "capabilities": [1]}, headers=auth
+    )
+    summarized = await client.patch(
+        f"{BASE}/rack/power",
+        json={"siteId": site_id, "state": "on", "all": True, "description": 5, "filter": [1]},
+        headers=auth,
+    )
+    assert generic.json()["data"] == {
+        "description": "must be a string",
+        "capabilities": "must be an object",
+    }
+    assert summarized.json()["data"] == {
+        "description": "must be a string",
+        "filter": "must be an object",
+    }
+    query = await client.get(
+        f"{BASE}/task", params={"siteId": site_id, "activeOnly": "maybe"}, headers=auth
+    )
+    assert (query.status_code, query.json()["data"]) == (
+        400,
+        {"activeOnly": "must be true or false"},
+    )

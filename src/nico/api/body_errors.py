@@ -14,30 +14,11 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from nico.api.errors import field_path
+from nico.api.errors import field_problem
 from nico.errors import ValidationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "__nico_validation_summary__"
-
-_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "uuid_parsing": "must be a valid UUID",
-    "uuid_type": "must be a valid UUID",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "dict_type": "must be an object",
-    "list_type": "must be a list",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "string_type": "must be a string",
-}
-
-
-_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
 
 
 def validation_summary(summary: str) -> Callable[[F], F]:
@@ -57,13 +38,7 @@ def body_errors(errors: Sequence[Any]) -> list[tuple[str, str]] | None:
         loc = list(error.get("loc", ()))
         if not loc or loc[0] != "body" or error.get("type") == "json_invalid":
             return None
-        kind = str(error.get("type", ""))
-        message = _MESSAGES.get(kind) or str(error.get("msg", "is invalid"))
-        if len(loc) == 1 and kind in _NOT_AN_OBJECT:
-            message = "must be a JSON object sent with Content-Type: application/json"
-        for prefix in ("Value error, ", "Assertion failed, "):
-            message = message.removeprefix(prefix)
-        out.append((field_path(loc[1:]) or "body", message))
+        out.append(field_problem(error))
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,12 +40,38 @@ def field_path(loc: Sequence[str | int]) -> str:
     return out
 
 
-def _clean_message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "is invalid"))
+# Our words for pydantic's error types (pydantic's own text for anything else).
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "uuid_parsing": "must be a valid UUID",
+    "uuid_type": "must be a valid UUID",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "string_type": "must be a string",
+}
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
+def field_problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(field path, message) for one request validation error: the one wording every
+    400 uses, whether the route names its own summary or not."""
+    loc = list(error.get("loc", ()))
+    kind = str(error.get("type", ""))
+    path = field_path(loc[1:]) or (str(loc[0]) if loc else "body")
+    message = _MESSAGES.get(kind) or str(error.get("msg", "is invalid"))
+    if loc == ["body"] and kind in _NOT_AN_OBJECT:
+        message = "must be a JSON object sent with Content-Type: application/json"
     for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            message = message[len(prefix) :]
-    return message
+        message = message.removeprefix(prefix)
+    return path, message
 
 
 def validation_response(exc: RequestValidationError) -> JSONResponse:
@@ -54,22 +80,13 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     data: dict[str, str] = {}
     query_missing: list[str] = []
     for error in errors:
-        loc = list(error.get("loc", ()))
-        where = loc[0] if loc else "body"
-        path = field_path(loc[1:]) or str(where)
-        kind = error.get("type", "")
-        if kind == "json_invalid":
+        if error.get("type") == "json_invalid":
             return error_response(400, "Failed to parse request data: body is not valid JSON")
-        if where in ("query", "path", "header") and kind == "missing":
+        path, message = field_problem(error)
+        loc = list(error.get("loc", ()))
+        if loc[:1] and loc[0] in ("query", "path", "header") and error.get("type") == "missing":
             query_missing.append(path)
-            data.setdefault(path, "is required")
-            continue
-        if kind == "missing":
-            data.setdefault(path, "is required")
-        elif kind == "extra_forbidden":
-            data.setdefault(path, "is not a known field")
-        else:
-            data.setdefault(path, _clean_message(error))
+        data.setdefault(path, message)
     if (
         data
         and all(e.get("loc", ())[:1] == ("query",) for e in errors)
