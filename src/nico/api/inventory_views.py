@@ -6,6 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nico.config import Settings
+from nico.hardware.registry import effective_backend
 from nico.schemas import inventory as wire
 from nico.store import inventory
 from nico.store.models import Bmc, Rack, Tray
@@ -22,12 +24,7 @@ def bmc_view(bmc: Bmc) -> wire.BmcOut:
     )
 
 
-def tray_backend(tray: Tray, rack_backend: str | None, default: str) -> str:
-    """The backend that drives the tray: its own, else its rack's, else NICO_BACKEND."""
-    return tray.backend or rack_backend or default
-
-
-def tray_view(tray: Tray, rack: Rack, bmcs: list[Bmc], default_backend: str) -> wire.Tray:
+def tray_view(tray: Tray, rack: Rack, bmcs: list[Bmc], settings: Settings) -> wire.Tray:
     return wire.Tray(
         id=tray.id,
         component_id=tray.component_id or "",
@@ -45,7 +42,8 @@ def tray_view(tray: Tray, rack: Rack, bmcs: list[Bmc], default_backend: str) -> 
         bmcs=[bmc_view(b) for b in bmcs],
         rack_id=tray.rack_id,
         rack_name=rack.name,
-        backend=tray_backend(tray, rack.backend, default_backend),
+        # What the worker will drive it with (the registry's own resolution).
+        backend=effective_backend(tray.backend, rack.backend, settings),
     )
 
 
@@ -71,7 +69,7 @@ def component_view(tray: Tray, bmcs: list[Bmc], backend: str) -> wire.RackCompon
 
 
 async def rack_views(
-    session: AsyncSession, racks: list[Rack], *, with_components: bool, default_backend: str
+    session: AsyncSession, racks: list[Rack], *, with_components: bool, settings: Settings
 ) -> list[wire.Rack]:
     """Racks, each with its trays and their BMCs when asked (three queries in all)."""
     trays: dict[uuid.UUID, list[Tray]] = {}
@@ -86,7 +84,7 @@ async def rack_views(
         components = None
         if with_components:
             components = [
-                component_view(t, bmcs[t.id], tray_backend(t, rack.backend, default_backend))
+                component_view(t, bmcs[t.id], effective_backend(t.backend, rack.backend, settings))
                 for t in trays[rack.id]
             ]
         location = wire.LocationOut.model_validate(rack.location) if rack.location else None
@@ -102,7 +100,7 @@ async def rack_views(
                 # Upstream omits an empty component list (`omitempty`).
                 components=components or None,
                 site_id=rack.site_id,
-                backend=rack.backend or default_backend,
+                backend=effective_backend(None, rack.backend, settings),
                 created=rack.created,
                 updated=rack.updated,
             )

@@ -54,12 +54,11 @@ async def rack_in_site(
 )
 async def create_rack(org: str, body: RackCreateRequest, services: ServicesDep) -> Rack:
     """BMC passwords are stored encrypted and never returned."""
-    default_backend = services.settings.backend
     async with services.db.session() as session:
         site = await require_site(session, org, body.site_id, in_body=True)
         rack = await provisioning.import_rack(session, site, body, services.secrets)
         (view,) = await rack_views(
-            session, [rack], with_components=True, default_backend=default_backend
+            session, [rack], with_components=True, settings=services.settings
         )
     return view
 
@@ -94,7 +93,7 @@ async def list_racks(
             session,
             racks,
             with_components=includeComponents,
-            default_backend=services.settings.backend,
+            settings=services.settings,
         )
     set_pagination_header(response, page, total)
     return views
@@ -119,7 +118,7 @@ async def get_rack(
             session,
             [rack],
             with_components=includeComponents,
-            default_backend=services.settings.backend,
+            settings=services.settings,
         )
     return view
 

@@ -54,7 +54,6 @@ async def list_trays(
     ] = None,
     slotId: Annotated[int | None, Query(description="Rack slot; needs rackId or rackName")] = None,
 ) -> list[Tray]:
-    default_backend = services.settings.backend
     async with services.db.session() as session:
         site = await require_site(session, org, siteId)
         selector = tray_selector(
@@ -74,7 +73,7 @@ async def list_trays(
         )
         bmcs = await inventory.bmcs_of_trays(session, [tray.id for tray, _ in rows])
     set_pagination_header(response, page, total)
-    return [tray_view(tray, rack, bmcs[tray.id], default_backend) for tray, rack in rows]
+    return [tray_view(tray, rack, bmcs[tray.id], services.settings) for tray, rack in rows]
 
 
 @router.get(
@@ -97,4 +96,4 @@ async def get_tray(
             raise NotFound(TRAY_NOT_FOUND)
         tray, rack = found
         bmcs = await inventory.bmcs_of_trays(session, [tray.id])
-    return tray_view(tray, rack, bmcs[tray.id], services.settings.backend)
+    return tray_view(tray, rack, bmcs[tray.id], services.settings)
