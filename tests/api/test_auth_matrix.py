@@ -494,3 +494,19 @@ async def test_oidc_refusals_on_every_route(
     app, client = oidc_http
     token, expected = oidc_cases(signing_key)[case]
     assert await refusals(client, nico_routes(app), bearer(token), expected) == []
+
+
+async def test_the_site_guard_runs_after_request_parsing(
+    http: httpx.AsyncClient, auth: dict[str, str], sites: dict[str, str]
+) -> None:
+    """What docs/architecture.md says: the role is checked before validation, the site's
+    owner and Flow flag after it."""
+    for site in ("other", "disabled"):
+        body = {"siteId": sites[site], "state": "sideways", "all": True}
+        response = await http.patch("/v2/org/demo/nico/rack/power", json=body, headers=auth)
+        assert response.status_code == 400, response.text
+        assert "state" in response.json()["data"]
+    viewer = bearer(dev_token(realm_access={"roles": ["demo:PROVIDER_VIEWER"]}))
+    body = {"siteId": sites["enabled"], "state": "sideways", "all": True}
+    response = await http.patch("/v2/org/demo/nico/rack/power", json=body, headers=viewer)
+    assert (response.status_code, response.json()["message"]) == (403, NOT_ADMIN)
