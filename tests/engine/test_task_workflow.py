@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.worker import Replayer
 
 from nico.domain import ComponentType, TaskStatus
 from nico.engine.client import WorkflowState, cancel_task_workflow, task_workflow_state
-from nico.engine.payloads import TaskWorkflowResult
+from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TrayTarget
+from nico.engine.payloads import StepInput, TaskWorkflowResult
 from nico.engine.worker import workflow_runner
 from nico.engine.workflows import StepWorkflow, TaskWorkflow
 from nico.rules.model import RuleDefinition
@@ -370,6 +371,93 @@ async def test_cancel_interrupts_a_hardware_call_in_flight(engine: Engine) -> No
     assert (await load_task(engine.services, payload.task_id)).status == "Terminated"
     await asyncio.sleep(5)  # past the moment the command would have reached the BMC
     assert await sim_state(engine.services, shelf.id) is None
+
+
+async def run_directly(engine: Engine, workflow: str, arg: Any, workflow_id: str) -> Any:
+    """Start a workflow as is, bypassing the client's checks of the rule, and wait for it
+    in real time (these end within seconds)."""
+    handle = await engine.client.start_workflow(
+        workflow,
+        arg,
+        id=workflow_id,
+        task_queue=engine.services.settings.temporal_task_queue,
+        execution_timeout=timedelta(hours=2),
+    )
+    for _ in range(200):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(0.05)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        return exc
+
+
+async def test_a_rule_snapshot_the_engine_cannot_read_fails_the_task(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=1, switches=0, shelves=0)
+    broken = rule({"componentType": "Compute", "stage": 1})  # no mainOperation
+    payload = await make_task(engine.services, rack, broken)
+    result = await run_directly(engine, TASK_WORKFLOW, payload, payload.task_id)
+    task = await load_task(engine.services, payload.task_id)
+    assert task.status == TaskStatus.FAILED.value
+    assert task.message == "internal error: KeyError: 'mainOperation'"
+    assert task.report is None  # it never began
+    assert isinstance(result, WorkflowFailureError)  # ended, not retried until it times out
+    assert await task_workflow_state(engine.client, payload.task_id) is WorkflowState.FAILED
+    assert engine.finished_racks == [rack.rack_id]  # the rack's queue can move on
+
+
+async def test_an_engine_error_after_the_task_began_finalizes_its_report(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=1, switches=0, shelves=0)
+    payload = await make_task(
+        engine.services, rack, rule(step("Compute", 1, act("Sleep", duration="1s")))
+    )
+    # A stale step workflow already holds the id the task's first step needs.
+    squatter = await engine.client.start_workflow(
+        STEP_WORKFLOW,
+        StepInput(
+            task_id=payload.task_id,
+            stage=1,
+            position=0,
+            step=step("Compute", 1, act("Sleep", duration="1h")),
+            trays=payload.trays,
+            task_trays=payload.trays,
+            operation_type="PowerControl",
+            operation_code="power_on",
+            info={},
+        ),
+        id=f"{payload.task_id}/stage-1/step-0",
+        task_queue=engine.services.settings.temporal_task_queue,
+    )
+    try:
+        await run_directly(engine, TASK_WORKFLOW, payload, payload.task_id)
+    finally:
+        await squatter.terminate()
+    task = await load_task(engine.services, payload.task_id)
+    assert task.status == TaskStatus.FAILED.value
+    assert task.message is not None
+    assert task.message.startswith("internal error: WorkflowAlreadyStartedError")
+    assert task.report is not None
+    assert task.report["error"] == task.message
+    assert stage(task.report, 1)["status"] == "failed"
+    assert list(validator("TaskReportV1").iter_errors(task.report)) == []
+
+
+async def test_a_step_the_engine_cannot_read_fails_instead_of_hanging(engine: Engine) -> None:
+    step_input = StepInput(
+        task_id=str(uuid.uuid4()),
+        stage=1,
+        position=0,
+        step={"componentType": "Compute", "stage": 1},  # no mainOperation
+        trays=[TrayTarget(str(uuid.uuid4()), "compute-01", "Compute")],
+        task_trays=[],
+        operation_type="PowerControl",
+        operation_code="power_on",
+        info={},
+    )
+    result = await run_directly(engine, STEP_WORKFLOW, step_input, f"step-{uuid.uuid4()}")
+    assert (result["status"], result["total"], result["completed"]) == ("failed", 1, 0)
+    assert result["error"] == "internal error: KeyError: 'mainOperation'"
 
 
 async def test_recorded_histories_replay_deterministically(engine: Engine) -> None:

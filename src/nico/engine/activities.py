@@ -172,7 +172,8 @@ class EngineActivities:
 
     @activity.defn(name=p.FINISH_TASK)
     async def finish_task(self, data: p.FinishTaskInput) -> bool:
-        """Running -> final status (CAS), then tell the task manager the rack freed up."""
+        """Running (or Pending) -> final status (CAS), then tell the task manager the rack
+        freed up."""
         async with self._services.db.session() as session:
             changed = await transition_task(
                 session,
@@ -180,7 +181,7 @@ class EngineActivities:
                 TaskStatus(data.status),
                 message=data.message,
                 report=data.report,
-                expected=TaskStatus.RUNNING,
+                expected=TaskStatus(data.expected),
             )
         await self._notify_finished(data.rack_id, rack=True)
         return changed

@@ -97,3 +97,8 @@ def outcome_unknown(code: str) -> str:
         f"{code} outcome unknown: an earlier attempt was cut off before the BMC answered, "
         "so it was not sent again"
     )
+
+
+def internal_error(exc: BaseException) -> str:
+    """A bug or unreadable input in the engine's own code, as the task or step error."""
+    return f"internal error: {type(exc).__name__}: {exc}"

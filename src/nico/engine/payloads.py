@@ -63,6 +63,9 @@ class FinishTaskInput:
     status: str
     message: str
     report: dict[str, Any] | None
+    # The status the task must still be in: Running, or Pending when it failed before
+    # it began.
+    expected: str = "Running"
 
 
 @dataclass

@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from nico.tasks.report import CANCELLED_BY_USER, PlannedStep, TaskReport
 
 CANCELLED_MESSAGE = "Cancelled by user"
+# The failure type of a task that ended Failed (the workflow then ends FAILED too).
+TASK_FAILED = "TaskFailed"
 
 # Task-row activities: short and retried generously (a database blip must not fail a
 # task); the final status write retries until it lands, bounded by the workflow timeout.
@@ -81,6 +83,24 @@ class StepWorkflow:
 
     @workflow.run
     async def run(self, data: p.StepInput) -> p.StepResult:
+        """The step's outcome; a bug in this code fails the step with what went wrong
+        instead of retrying the workflow task until the step's execution timeout."""
+        try:
+            return await self._run(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            workflow.logger.exception("step workflow failed unexpectedly")
+            return p.StepResult(
+                status="failed",
+                total=len(data.trays),
+                completed=self._completed,
+                failed=len(self._failures),
+                peak_in_flight=self._peak,
+                error=messages.internal_error(exc),
+            )
+
+    async def _run(self, data: p.StepInput) -> p.StepResult:
         step = SequenceStep.from_wire(data.step)
         ctx = StepContext(input=data, step=step)
         budget = step_budget(step, len(data.trays))
@@ -186,7 +206,7 @@ class StepWorkflow:
             raise
         except Exception as exc:  # a bug must fail the tray, not wedge the workflow
             workflow.logger.exception("tray %s failed unexpectedly", tray.name)
-            self._failures.append((tray.name, f"internal error: {exc}"))
+            self._failures.append((tray.name, messages.internal_error(exc)))
         else:
             self._completed += 1
         finally:
@@ -239,6 +259,8 @@ class TaskWorkflow:
         self._saved = 0
         self._closing = False
         self._summaries: list[p.StepSummary] = []
+        self._begun = False  # the task row is Running (begin_task moved it)
+        self._flusher: asyncio.Task[None] | None = None
 
     @workflow.signal(name=p.STEP_PROGRESS_SIGNAL)
     def step_progress(self, progress: p.StepProgress) -> None:
@@ -258,6 +280,38 @@ class TaskWorkflow:
 
     @workflow.run
     async def run(self, data: TaskWorkflowInput) -> p.TaskWorkflowResult:
+        """The task's outcome. Any unexpected error (a rule snapshot that cannot be read, a
+        bug) fails the task through the normal finish path, instead of retrying the
+        workflow task while the task stays Running until the execution timeout."""
+        try:
+            return await self._run(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ApplicationError) and exc.type == TASK_FAILED:
+                raise
+            return await self._fail_unexpectedly(data, exc)
+
+    async def _fail_unexpectedly(
+        self, data: TaskWorkflowInput, exc: Exception
+    ) -> p.TaskWorkflowResult:
+        workflow.logger.exception("task workflow failed unexpectedly")
+        message = messages.internal_error(exc)
+        if self._begun and self._report is not None:
+            self._report.finalize_cancelled(workflow.now(), message)
+        try:
+            return await self._finish(data, TaskStatus.FAILED, message)
+        except ApplicationError:
+            raise
+        except Exception as again:  # cannot even finish: fail the run (the reconciler
+            # then fails the task), never loop on the workflow task
+            raise ApplicationError(
+                f"{message}; writing the final status failed: {again}",
+                type=TASK_FAILED,
+                non_retryable=True,
+            ) from again
+
+    async def _run(self, data: TaskWorkflowInput) -> p.TaskWorkflowResult:
         rule = RuleDefinition.from_wire(data.rule_definition)
         by_type: dict[str, list[TrayTarget]] = {}
         for tray in data.trays:
@@ -293,11 +347,12 @@ class TaskWorkflow:
         )
         if not begin.started:
             if begin.error:
-                raise ApplicationError(begin.error, type="TaskFailed", non_retryable=True)
+                raise ApplicationError(begin.error, type=TASK_FAILED, non_retryable=True)
             return p.TaskWorkflowResult(status=begin.status, message="task was no longer Pending")
+        self._begun = True
 
         budget = task_budget(rule, {k: len(v) for k, v in by_type.items()})
-        flusher = asyncio.create_task(self._flush(data.task_id))
+        self._flusher = asyncio.create_task(self._flush(data.task_id))
         body = asyncio.create_task(self._run_stages(data, stages, by_type))
         try:
             await workflow.wait_condition(body.done, timeout=budget)
@@ -305,25 +360,27 @@ class TaskWorkflow:
             body.cancel()
             await _settle(body)
             report.finalize_cancelled(workflow.now(), messages.task_over_budget(budget))
-            return await self._finish(data, flusher, TaskStatus.FAILED, report.error or "")
+            return await self._finish(data, TaskStatus.FAILED, report.error or "")
         except asyncio.CancelledError:
             body.cancel()
             await _settle(body)
             report.finalize_cancelled(workflow.now(), CANCELLED_BY_USER)
-            await self._finish(data, flusher, TaskStatus.TERMINATED, CANCELLED_MESSAGE)
+            await self._finish(data, TaskStatus.TERMINATED, CANCELLED_MESSAGE)
             raise
         failure = body.result()
         if failure is not None:
-            return await self._finish(data, flusher, TaskStatus.FAILED, failure)
-        return await self._finish(data, flusher, TaskStatus.SUCCEEDED, "Succeeded")
+            return await self._finish(data, TaskStatus.FAILED, failure)
+        return await self._finish(data, TaskStatus.SUCCEEDED, "Succeeded")
 
     async def _finish(
-        self, data: TaskWorkflowInput, flusher: asyncio.Task[None], status: TaskStatus, message: str
+        self, data: TaskWorkflowInput, status: TaskStatus, message: str
     ) -> p.TaskWorkflowResult:
-        """Stop live saves, write the final status with the final report (CAS)."""
+        """Stop live saves, write the final status with the final report (CAS: from
+        Running, or from Pending when the task failed before it began)."""
         self._closing = True
-        await _settle(flusher)
-        assert self._report is not None
+        if self._flusher is not None:
+            await _settle(self._flusher)
+        report = self._report.to_wire() if self._begun and self._report is not None else None
         await workflow.execute_activity(
             p.FINISH_TASK,
             p.FinishTaskInput(
@@ -331,14 +388,15 @@ class TaskWorkflow:
                 rack_id=data.rack_id,
                 status=status.value,
                 message=message,
-                report=self._report.to_wire(),
+                report=report,
+                expected=(TaskStatus.RUNNING if self._begun else TaskStatus.PENDING).value,
             ),
             result_type=bool,
             start_to_close_timeout=_ROW_TIMEOUT,
             retry_policy=_FINAL_RETRY,
         )
         if status is TaskStatus.FAILED:
-            raise ApplicationError(message, type="TaskFailed", non_retryable=True)
+            raise ApplicationError(message, type=TASK_FAILED, non_retryable=True)
         return p.TaskWorkflowResult(status=status.value, message=message, steps=self._summaries)
 
     async def _flush(self, task_id: str) -> None:
