@@ -7,79 +7,19 @@ running task, replay an Idempotency-Key; every task body is checked against seed
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from nico.api.app import create_app
 from nico.services import Services
-from nico.tasks.background import on_task_finished
-from tests.support.inventory import MadeRack, make_site_with_rack
+from tests.support.inventory import make_site_with_rack
+from tests.support.live import BASE, Live, live_api
 from tests.support.seed000 import assert_valid_task, assert_valid_tasks
-from tests.support.temporal import running_worker, wait_for_task_workflow
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
-
-BASE = "/v2/org/demo/nico"
-
-
-@dataclass
-class Live:
-    http: httpx.AsyncClient
-    rack: MadeRack
-    env: WorkflowEnvironment
-
-    @property
-    def site(self) -> dict[str, str]:
-        return {"siteId": str(self.rack.site_id)}
-
-    async def operate(
-        self, method: str, path: str, body: dict[str, Any], **headers: str
-    ) -> list[str]:
-        response = await self.http.request(
-            method, BASE + path, json=self.site | body, headers=headers
-        )
-        assert response.status_code == 200, response.text
-        ids: list[str] = response.json()["taskIds"]
-        return ids
-
-    async def task(self, task_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"{BASE}/task/{task_id}", params=self.site)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        assert_valid_task(body)
-        return body
-
-    async def finished(self, task_id: str) -> dict[str, Any]:
-        """Let the workflow run to its end (skipping time), then read the task."""
-        await wait_for_task_workflow(self.env, task_id)
-        return await self.task(task_id)
-
-    async def until(
-        self, task_id: str, status: str, stage_status: str | None = None
-    ) -> dict[str, Any]:
-        """Poll (in real time, so nothing skips ahead) until the task, and optionally its
-        first report stage, reach the given statuses."""
-        for _ in range(200):
-            body = await self.task(task_id)
-            stages = body.get("report", {}).get("stages", [{}])
-            if body["status"] == status and stage_status in (None, stages[0].get("status")):
-                return body
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"task {task_id} never reached {status}/{stage_status}: {body}")
-
-    async def power_on(self) -> None:
-        """The simulated rack starts unpowered; most operations need it on."""
-        [task_id] = await self.operate("PATCH", f"/rack/{self.rack.rack_id}/power", {"state": "on"})
-        assert (await self.finished(task_id))["status"] == "Succeeded"
 
 
 @pytest.fixture
@@ -87,29 +27,8 @@ async def live(
     temporal_env: WorkflowEnvironment, services: Services, auth: dict[str, str]
 ) -> AsyncIterator[Live]:
     rack = await make_site_with_rack(services)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    async with running_worker(
-        temporal_env.client, services, on_task_finished=on_task_finished(services)
-    ):
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
-                await asyncio.sleep(0.02)
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=30
-            ) as http:
-                yield Live(http, rack, temporal_env)
-        finally:
-            server.should_exit = True
-            await serving
-            sock.close()
+    async with live_api(services, temporal_env, auth, rack) as served:
+        yield served
 
 
 def all_completed(report: dict[str, Any]) -> bool:

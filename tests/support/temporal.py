@@ -93,7 +93,10 @@ async def wait_for_task_workflow(
     its client), time skips while this waits — durable timers (Sleep, polls, backoff)
     then take no real time."""
     client = env if isinstance(env, Client) else env.client
-    handle = client.get_workflow_handle(str(task_id), result_type=TaskWorkflowResult)
+    # With a run id the SDK polls again when a long poll ends empty (after ~20 s of real
+    # time); without one it raises "No completion event found".
+    run_id = (await client.get_workflow_handle(str(task_id)).describe()).run_id
+    handle = client.get_workflow_handle(str(task_id), run_id=run_id, result_type=TaskWorkflowResult)
     unlocked = None if isinstance(env, Client) else getattr(env, "time_skipping_unlocked", None)
     async with unlocked() if unlocked is not None else contextlib.nullcontext():
         try:
