@@ -31,6 +31,7 @@ from nico.hardware.interface import (
 )
 from nico.hardware.redfish.catalog import FirmwareCatalog
 from nico.hardware.redfish.client import RedfishClient
+from nico.hardware.redfish.errors import AnswerLost, ResetOutcomeUnknown
 from nico.hardware.redfish.reset_types import (
     SETTLED_STATE,
     ResetPlan,
@@ -76,6 +77,8 @@ REMEMBERED_KEYS = 10_000
 # A job id for an update the BMC finished before answering (no task to poll).
 FINISHED_JOB_PREFIX = "finished:"
 _OFF_RESET_TYPES = frozenset({"ForceOff", "GracefulShutdown"})
+# Reset types that cycle the tray each time they are carried out: never sent twice.
+CYCLING_RESET_TYPES = frozenset({"GracefulRestart", "ForceRestart", "PowerCycle"})
 
 
 class _PowerTarget:
@@ -119,7 +122,8 @@ class RedfishBackend:
 
         Nothing is sent when no plan fits the BMC's allowable values, or when the tray
         already is in the state an on/off code asks for. A key that already succeeded
-        in this process is not sent again.
+        in this process is not sent again (across processes the engine's ledger
+        decides). A cycling reset whose answer is lost raises `ResetOutcomeUnknown`.
         """
         async with self._once(operation_key):
             if operation_key in self._done_power_keys:
@@ -188,9 +192,17 @@ class RedfishBackend:
             if sequence and step.reset_type in _OFF_RESET_TYPES and state == PowerState.OFF:
                 continue
             action = f"{model.reset_action.lstrip('#')} {step.reset_type}"
-            response = await client.request(
-                "POST", target.action.target, json={"ResetType": step.reset_type}
-            )
+            try:
+                response = await client.request(
+                    "POST", target.action.target, json={"ResetType": step.reset_type}
+                )
+            except AnswerLost as exc:
+                if step.reset_type not in CYCLING_RESET_TYPES:
+                    raise  # on/off again is harmless: a retry may resend it
+                raise ResetOutcomeUnknown(
+                    f"{exc} after sending {action}: it may have been carried out, so it "
+                    "is not sent again"
+                ) from None
             client.raise_for_status(response, action)
             log.info("BMC %s accepted %s for tray %s", client.bmc, action, tray.id)
             state = PowerState.UNKNOWN

@@ -19,6 +19,29 @@ _RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 _MAX_DETAIL = 500
 
 
+class AnswerLost(HardwareError):
+    """The request went out on an open connection but no answer came back, so the BMC
+    may have acted on it (retryable: a read or an idempotent command may be repeated)."""
+
+
+class ResetOutcomeUnknown(Exception):
+    """A reset that cycles the tray got no answer: it may have been carried out.
+
+    Deliberately not a `HardwareError`: the engine keeps the command's intent in its
+    ledger and never sends the cycle again; the rule's verification decides.
+    """
+
+
+# Transport failures after the request may have reached the BMC (no connection failure).
+_MAYBE_DELIVERED = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every secret that appears in `text` with `***`."""
     for secret in secrets:
@@ -87,6 +110,8 @@ def error_from_transport(
         text = f"BMC {bmc} unreachable: no answer within the timeout ({type(exc).__name__})"
     else:
         text = f"BMC {bmc} unreachable: {_reason(exc)}"
+    if isinstance(exc, _MAYBE_DELIVERED):
+        return AnswerLost(redact(text, secrets), retryable=True)
     return HardwareError(redact(text, secrets), retryable=True)
 
 
