@@ -28,8 +28,9 @@ DEFAULT_ATTEMPT_TIMEOUT = 120.0
 # One poll (a single status read) of a polling action.
 POLL_ATTEMPT_TIMEOUT = 60.0
 # An activity that stops heartbeating for this long is presumed dead (worker crash) and
-# retried elsewhere. Calls heartbeat every HEARTBEAT_EVERY seconds once they have run that
-# long (quick calls never do); the server answers a heartbeat with "cancel requested",
+# retried elsewhere. Activities heartbeat every HEARTBEAT_EVERY seconds through their whole
+# body, database work included, once they have run that long (quick ones never do); the
+# server answers a heartbeat with "cancel requested",
 # which is how a cancel reaches a call in flight (the SDK sends at most one heartbeat per
 # 80% of the timeout, so within ~4s).
 HEARTBEAT_TIMEOUT = 5.0
