@@ -3,25 +3,20 @@ all-or-nothing, export reads back; once through a real uvicorn server over HTTP.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
 from nico.api.app import create_app
 from nico.cli import rules as rules_cli
 from nico.cli.rules import CliError, export_rules, import_rules
-from nico.config import Settings
-from nico.services import Services, build_services
+from nico.services import Services
 from tests.rules.support import BASE, make_site
 from tests.support.postgres import run_blocking
 
@@ -194,34 +189,6 @@ async def test_site_is_picked_when_the_org_has_one(
 
 
 # --- the real HTTP path -----------------------------------------------------------------
-
-
-@pytest.fixture
-def live_server(settings: Settings) -> Iterator[tuple[str, Services]]:
-    """The real app under uvicorn on a free 127.0.0.1 port, in its own thread and loop."""
-    services = build_services(settings, create_keys=True)
-    run_blocking(services.db.migrate())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
-    )
-
-    def serve() -> None:
-        asyncio.run(server.serve(sockets=[sock]))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        threading.Event().wait(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        run_blocking(services.db.dispose())
 
 
 def test_cli_imports_and_exports_over_http(

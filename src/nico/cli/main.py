@@ -10,6 +10,7 @@ import typer
 from nico.cli import db as db_cli
 from nico.cli import rules as rules_cli
 from nico.cli import serve as serve_cli
+from nico.cli import sim as sim_cli
 from nico.cli import token as token_cli
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ serve_cli.register(app)
 token_cli.register(app)
 app.add_typer(db_cli.app, name="db")
 app.add_typer(rules_cli.app, name="rule")
+app.add_typer(sim_cli.app, name="sim")
 
 
 def main() -> None:

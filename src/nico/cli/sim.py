@@ -1,0 +1,291 @@
+"""`nico sim fault add|list|clear`: simulator fault drills over the API.
+
+Racks and trays are named as operators know them (`--rack rack-01 --tray compute-07`)
+or by id; names are resolved through the API, so the CLI needs nothing but a token.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from nico.cli.http import (
+    DEFAULT_API_URL,
+    ApiTarget,
+    ApiUrl,
+    CliError,
+    Org,
+    Site,
+    Token,
+    base_path,
+    error_message,
+    fail,
+    get_all,
+    pick_site,
+    run,
+    target,
+)
+
+app = typer.Typer(help="Rack simulator: fault drills.", no_args_is_help=True)
+fault_app = typer.Typer(
+    help="Inject, list and clear faults of simulated trays (see docs/drills.md).",
+    no_args_is_help=True,
+)
+app.add_typer(fault_app, name="fault")
+
+FAULT_HELP = (
+    "unreachable, power-fails, power-hangs, firmware-fails, firmware-hangs or "
+    "slow:<duration> (e.g. slow:5s)."
+)
+RackOption = Annotated[
+    str | None, typer.Option("--rack", help="Rack name or id (names --tray's rack).")
+]
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class SiteView:
+    """One site as the commands see it: its id and its racks by id."""
+
+    client: httpx.AsyncClient
+    org: str
+    site_id: str
+    racks: dict[str, str]
+
+    @classmethod
+    async def load(cls, client: httpx.AsyncClient, org: str, site: str | None) -> SiteView:
+        site_id = await pick_site(client, org, site)
+        racks = await get_all(client, f"{base_path(org)}/rack", {"siteId": site_id})
+        return cls(client, org, site_id, {str(r["id"]): str(r["name"]) for r in racks})
+
+    @property
+    def base(self) -> str:
+        return base_path(self.org)
+
+    def rack_id(self, rack: str) -> str:
+        """A rack's id from its name or id."""
+        if rack in self.racks:
+            return rack
+        found = [rack_id for rack_id, name in self.racks.items() if name == rack]
+        if not found:
+            known = ", ".join(sorted(self.racks.values())) or "none"
+            raise CliError(f"no rack {rack!r} in site {self.site_id} (racks: {known})")
+        return found[0]
+
+    async def tray_ids(self, trays: list[str], rack: str | None) -> list[str]:
+        """Tray ids from names (unique in the rack, or in the site without --rack) or ids."""
+        params = {"siteId": self.site_id}
+        if rack is not None:
+            params["rackId"] = self.rack_id(rack)
+        named = [t for t in trays if not _is_uuid(t)]
+        listed = await get_all(self.client, f"{self.base}/tray", params) if named else []
+        ids = []
+        for tray in trays:
+            if _is_uuid(tray):
+                ids.append(tray)
+                continue
+            matches = [t for t in listed if t["name"] == tray]
+            if not matches:
+                where = f"rack {rack}" if rack else f"site {self.site_id}"
+                raise CliError(f"no tray named {tray!r} in {where}")
+            if len(matches) > 1:
+                racks = ", ".join(sorted(str(m["rackName"]) for m in matches))
+                raise CliError(f"tray name {tray!r} is in several racks ({racks}): pass --rack")
+            ids.append(str(matches[0]["id"]))
+        return ids
+
+    def target_text(self, fault: dict[str, Any]) -> str:
+        """`rack-01/compute-07`, `NVLSwitch trays of rack-01`, `every tray of the site`."""
+        rack = self.racks.get(str(fault.get("rackId")), fault.get("rackId"))
+        if fault.get("trayId"):
+            return f"{rack}/{fault.get('trayName') or fault['trayId']}"
+        kind = f"{fault['componentType']} trays" if fault.get("componentType") else "every tray"
+        return f"{kind} of {rack}" if rack else f"{kind} of the site"
+
+
+def describe(site: SiteView, fault: dict[str, Any]) -> str:
+    remaining = "unlimited" if fault["remaining"] is None else f"{fault['remaining']} left"
+    expires = f"until {fault['expires']}" if fault["expires"] else "no expiry"
+    return f"{fault['id']}  {fault['fault']} on {site.target_text(fault)} ({remaining}, {expires})"
+
+
+async def add_fault(
+    client: httpx.AsyncClient,
+    *,
+    org: str,
+    site: str | None,
+    fault: str,
+    rack: str | None,
+    trays: list[str],
+    component_type: str | None,
+    count: int | None,
+    expiry: str | None,
+) -> list[str]:
+    view = await SiteView.load(client, org, site)
+    body: dict[str, Any] = {"siteId": view.site_id, "fault": fault}
+    if trays:
+        body["trayIds"] = await view.tray_ids(trays, rack)
+    elif rack is not None:
+        body["rackId"] = view.rack_id(rack)
+    if component_type is not None:
+        body["componentType"] = component_type
+    if count is not None:
+        body["count"] = count
+    if expiry is not None:
+        body["expiry"] = expiry
+    response = await client.post(f"{view.base}/simulator/fault", json=body)
+    if response.status_code != 201:
+        raise CliError(error_message(response))
+    faults = response.json()
+    return [f"added {len(faults)} fault(s):"] + [f"  {describe(view, f)}" for f in faults]
+
+
+async def list_faults(
+    client: httpx.AsyncClient, *, org: str, site: str | None, rack: str | None, tray: str | None
+) -> list[str]:
+    view = await SiteView.load(client, org, site)
+    params = await _filters(view, rack, tray)
+    faults = await get_all(client, f"{view.base}/simulator/fault", params)
+    if not faults:
+        return ["no active faults"]
+    return [describe(view, f) for f in faults]
+
+
+async def clear_faults(
+    client: httpx.AsyncClient,
+    *,
+    org: str,
+    site: str | None,
+    fault_id: str | None,
+    rack: str | None,
+    tray: str | None,
+) -> list[str]:
+    view = await SiteView.load(client, org, site)
+    path = f"{view.base}/simulator/fault"
+    if fault_id is not None:
+        response = await client.delete(f"{path}/{fault_id}", params={"siteId": view.site_id})
+        if response.status_code != 204:
+            raise CliError(error_message(response))
+        return [f"cleared fault {fault_id}"]
+    response = await client.delete(path, params=await _filters(view, rack, tray))
+    if response.status_code != 200:
+        raise CliError(error_message(response))
+    return [f"cleared {response.json()['deleted']} fault(s)"]
+
+
+async def _filters(view: SiteView, rack: str | None, tray: str | None) -> dict[str, str]:
+    params = {"siteId": view.site_id}
+    if tray is not None:
+        [params["trayId"]] = await view.tray_ids([tray], rack)
+    elif rack is not None:
+        params["rackId"] = view.rack_id(rack)
+    return params
+
+
+def _api(api_url: str, org: str, token: str | None) -> ApiTarget:
+    try:
+        return target(api_url, org, token)
+    except CliError as exc:
+        raise fail(exc) from None
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+@fault_app.command("add")
+def add_command(
+    fault: Annotated[str, typer.Argument(help=FAULT_HELP)],
+    tray: Annotated[
+        list[str] | None,
+        typer.Option("--tray", help="Tray name or id; repeatable (one fault per tray)."),
+    ] = None,
+    rack: RackOption = None,
+    component_type: Annotated[
+        str | None, typer.Option("--type", help="Only trays of this type: Compute, NVLSwitch...")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Fire this many times (default: unlimited).")
+    ] = None,
+    expiry: Annotated[
+        str | None,
+        typer.Option("--expiry", help='Stop after a Go duration ("30m") or at an RFC 3339 time.'),
+    ] = None,
+    site: Site = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    org: Org = "demo",
+    token: Token = None,
+) -> None:
+    """Inject a fault: into --tray trays, or --type/--rack trays, or every tray of the site."""
+    api = _api(api_url, org, token)
+
+    async def work() -> list[str]:
+        async with api.client() as client:
+            return await add_fault(
+                client,
+                org=org,
+                site=site,
+                fault=fault,
+                rack=rack,
+                trays=tray or [],
+                component_type=component_type,
+                count=count,
+                expiry=expiry,
+            )
+
+    _echo(run(work()))
+
+
+@fault_app.command("list")
+def list_command(
+    rack: RackOption = None,
+    tray: Annotated[str | None, typer.Option("--tray", help="Tray name or id.")] = None,
+    site: Site = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    org: Org = "demo",
+    token: Token = None,
+) -> None:
+    """List the faults that can still fire (optionally only a rack's or a tray's)."""
+    api = _api(api_url, org, token)
+
+    async def work() -> list[str]:
+        async with api.client() as client:
+            return await list_faults(client, org=org, site=site, rack=rack, tray=tray)
+
+    _echo(run(work()))
+
+
+@fault_app.command("clear")
+def clear_command(
+    fault_id: Annotated[
+        str | None, typer.Argument(help="Clear only this fault (an id from `list`).")
+    ] = None,
+    rack: RackOption = None,
+    tray: Annotated[str | None, typer.Option("--tray", help="Tray name or id.")] = None,
+    site: Site = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    org: Org = "demo",
+    token: Token = None,
+) -> None:
+    """Clear one fault, a tray's or a rack's faults, or every fault of the site."""
+    api = _api(api_url, org, token)
+
+    async def work() -> list[str]:
+        async with api.client() as client:
+            return await clear_faults(
+                client, org=org, site=site, fault_id=fault_id, rack=rack, tray=tray
+            )
+
+    _echo(run(work()))
