@@ -109,6 +109,17 @@ async def wait_status(services: Services, task_id: uuid.UUID, status: str) -> Ta
     raise AssertionError(f"task {task_id} is {task.status}, never {status}")
 
 
+async def wait_first_stage_running(services: Services, task_id: uuid.UUID) -> Task:
+    """The task once its saved report shows stage 1 running (Running comes just before)."""
+    await wait_status(services, task_id, "Running")
+    for _ in range(200):
+        task = await load_task(services, task_id)
+        if task.report and task.report["stages"][0]["status"] == "running":
+            return task
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} never showed stage 1 running: {task.report}")
+
+
 async def workflow_closed(client: Client, task_id: uuid.UUID) -> bool:
     for _ in range(100):
         if await task_workflow_state(client, task_id) is not WorkflowState.RUNNING:
@@ -128,7 +139,7 @@ async def test_graceful_cancel_finalizes_the_report_and_promotes_the_queue(
         [queued] = await manager.submit(
             services, request(rack, sleepy_rule, ConflictStrategy.QUEUE), groups
         )
-        running = await wait_status(services, task_id, "Running")
+        running = await wait_first_stage_running(services, task_id)
         assert running.workflow_id == str(task_id)
 
         task = await cancel_task(services, task_id, rack.site_id)
@@ -150,12 +161,7 @@ async def test_hard_cancel_finalizes_the_live_report_not_a_lagging_saved_one(
     async with running_worker(temporal_env.client, services):
         groups = await whole_rack(services, rack)
         [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
-        running = await wait_status(services, task_id, "Running")
-        for _ in range(100):  # the live save of stage 1 running
-            running = await load_task(services, task_id)
-            if running.report and running.report["stages"][0]["status"] == "running":
-                break
-            await asyncio.sleep(0.05)
+        running = await wait_first_stage_running(services, task_id)
         # The saved report lags the workflow's (a save not yet made under load).
         assert running.report is not None
         stale = {**running.report, "stages": [dict(s) for s in running.report["stages"]]}
