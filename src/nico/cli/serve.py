@@ -34,6 +34,21 @@ def start_services(settings: Settings, *, create_keys: bool) -> Services:
     return services
 
 
+SQLITE_SPLIT_WARNING = (
+    "nico %s is using SQLite (%s): task submission, conflict checks and queue promotion "
+    "are serialized only within one process, so a separate `nico api` and `nico worker` on "
+    "one SQLite file can start conflicting tasks. Split deployments need PostgreSQL "
+    "(NICO_DATABASE_URL); for a single host run `nico serve`."
+)
+
+
+def warn_if_sqlite(services: Services, command: str) -> None:
+    """Split commands (`nico api`, `nico worker`) say loudly when they run on SQLite,
+    whose rack locks are per process (tests still run a worker on SQLite, so no refusal)."""
+    if services.db.is_sqlite:
+        logging.getLogger("nico").warning(SQLITE_SPLIT_WARNING, command, services.db.url)
+
+
 async def prepare(services: Services) -> DemoInventory | None:
     """Create/migrate the schema and seed the demo inventory (NICO_SEED_DEMO)."""
     await services.db.migrate()
@@ -116,6 +131,7 @@ def register(app: typer.Typer) -> None:
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=False)
+        warn_if_sqlite(services, "worker")
 
         async def main() -> None:
             try:
@@ -133,6 +149,7 @@ def register(app: typer.Typer) -> None:
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=False)
+        warn_if_sqlite(services, "api")
 
         async def main() -> None:
             try:

@@ -4,13 +4,15 @@ PostgreSQL: `pg_advisory_xact_lock` per rack inside the transaction, so API repl
 workers on any host serialize on the same rack and the lock ends with the commit.
 SQLite: an in-process asyncio lock per rack, held until the transaction has committed.
 That is correct for one process (what `nico serve` runs); several processes on one SQLite
-file are not supported for task submission.
+file are not supported for task submission (`nico api` / `nico worker` warn about it).
+A rack's local lock lives only while someone holds or awaits it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -23,7 +25,11 @@ from nico.store.db import Database
 # application's advisory locks in a shared database.
 _LOCK_NAMESPACE = 0x6E69636F  # "nico"
 
-_local_locks: dict[tuple[int, uuid.UUID], asyncio.Lock] = {}
+# Weak values: a lock nobody holds or waits for is dropped, so the map does not grow with
+# every rack (and every event loop) ever locked.
+_local_locks: weakref.WeakValueDictionary[tuple[int, uuid.UUID], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def advisory_key(rack_id: uuid.UUID) -> int:
@@ -37,7 +43,8 @@ def _local_lock(rack_id: uuid.UUID) -> asyncio.Lock:
     key = (id(asyncio.get_running_loop()), rack_id)
     lock = _local_locks.get(key)
     if lock is None:
-        lock = _local_locks[key] = asyncio.Lock()
+        lock = asyncio.Lock()
+        _local_locks[key] = lock
     return lock
 
 

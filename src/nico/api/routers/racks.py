@@ -21,6 +21,7 @@ from nico.errors import NotFound
 from nico.schemas.inventory import Rack, RackCreateRequest
 from nico.store import inventory
 from nico.store import models as db
+from nico.tasks.locks import locked_racks
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -133,5 +134,8 @@ async def delete_rack(
     """409 while a task on the rack is Pending, Waiting or Running; task history stays."""
     async with services.db.session() as session:
         rack = await rack_in_site(session, org, siteId, id)
+    # The task manager's rack lock (also the in-process one on SQLite): a submission in
+    # flight commits its task first, and then this delete refuses.
+    async with locked_racks(services.db, [rack.id]) as session:
         await provisioning.delete_rack(session, rack)
     return Response(status_code=204)
