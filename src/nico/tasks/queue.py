@@ -54,7 +54,12 @@ async def _promote_once(
         for task in waiting:
             if task.queue_expires_at is not None and task.queue_expires_at <= now:
                 await task_store.transition_task(
-                    session, task.id, TaskStatus.TERMINATED, message=EXPIRED, now=now
+                    session,
+                    task.id,
+                    TaskStatus.TERMINATED,
+                    message=EXPIRED,
+                    expected=TaskStatus.WAITING,
+                    now=now,
                 )
                 continue
             candidate = footprint(task)
@@ -70,15 +75,22 @@ async def _promote_once(
                     pinned_rule_id=task.pinned_rule_id,
                 )
             except NicoError as exc:
-                await task_store.transition_task(session, task.id, TaskStatus.PENDING, now=now)
-                await task_store.transition_task(
-                    session,
-                    task.id,
-                    TaskStatus.FAILED,
-                    message=f"Rule resolution failed when the task left the queue: {exc.message}",
-                    now=now,
+                # Waiting -> Pending -> Failed, each step only from where this pass left it
+                # (a concurrent cancel of the Waiting task wins).
+                left = await task_store.transition_task(
+                    session, task.id, TaskStatus.PENDING, expected=TaskStatus.WAITING, now=now
                 )
-                failed = True
+                if left:
+                    await task_store.transition_task(
+                        session,
+                        task.id,
+                        TaskStatus.FAILED,
+                        message="Rule resolution failed when the task left the queue: "
+                        f"{exc.message}",
+                        expected=TaskStatus.PENDING,
+                        now=now,
+                    )
+                    failed = True
                 continue
             moved = await task_store.transition_task(
                 session,
