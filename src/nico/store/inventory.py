@@ -16,13 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from nico.domain import ComponentType, TaskStatus
+from nico.domain import ComponentType
 from nico.store.models import Bmc, Provider, Rack, Site, Task, Tray
+from nico.store.tasks import NOT_FINISHED
 
 # Any SELECT, whatever its row shape (SQLAlchemy 2.1 types rows as a variadic tuple).
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
-
-ACTIVE_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -139,15 +138,18 @@ async def list_racks(
     return await _paged(session, query, page, RACK_ORDER_FIELDS, (Rack.name,), Rack.id)
 
 
-async def lock_rack(session: AsyncSession, rack_id: uuid.UUID) -> None:
-    """Row lock (PostgreSQL) so a task cannot be submitted while the rack is deleted."""
-    await session.execute(select(Rack.id).where(Rack.id == rack_id).with_for_update())
+async def lock_rack(session: AsyncSession, rack_id: uuid.UUID) -> bool:
+    """Row-lock the rack (PostgreSQL; SQLite has no row locks, callers also hold the task
+    manager's rack lock) so a task submission and a rack delete run one after the other.
+    False when the rack does not exist (any more)."""
+    found = await session.execute(select(Rack.id).where(Rack.id == rack_id).with_for_update())
+    return found.scalar_one_or_none() is not None
 
 
 async def active_task_ids(session: AsyncSession, rack_id: uuid.UUID) -> list[uuid.UUID]:
     query = (
         select(Task.id)
-        .where(Task.rack_id == rack_id, Task.status.in_([s.value for s in ACTIVE_TASK_STATUSES]))
+        .where(Task.rack_id == rack_id, Task.status.in_(NOT_FINISHED))
         .order_by(Task.created, Task.id)
     )
     return list((await session.execute(query)).scalars())

@@ -203,13 +203,6 @@ async def default_keys(session: AsyncSession, site_id: uuid.UUID) -> set[tuple[s
 # --- rack associations ------------------------------------------------------------------
 
 
-async def get_rack(session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID) -> Rack | None:
-    rack = await session.get(Rack, rack_id)
-    if rack is None or rack.site_id != site_id:
-        return None
-    return rack
-
-
 async def get_association(
     session: AsyncSession, rack_id: uuid.UUID, operation_type: str, operation_code: str
 ) -> RackRuleAssociation | None:

@@ -82,12 +82,10 @@ async def save_running_report(
 
 # --- queries used by the task manager and the task endpoints --------------------------
 
+# Tasks that hold their trays: running, or dispatched to run (the conflict check's set).
 ACTIVE_FOR_CONFLICTS: tuple[str, ...] = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
-NOT_FINISHED: tuple[str, ...] = (
-    TaskStatus.PENDING.value,
-    TaskStatus.RUNNING.value,
-    TaskStatus.WAITING.value,
-)
+# Not finished (`activeOnly=true`, what blocks a rack delete): derived from the domain.
+NOT_FINISHED: tuple[str, ...] = tuple(s.value for s in TaskStatus if s.active)
 
 
 async def add_task(session: AsyncSession, task: Task) -> Task:
@@ -122,15 +120,6 @@ async def rack_tasks(
         .execution_options(populate_existing=True)
     )
     return list(result.scalars())
-
-
-async def count_waiting(session: AsyncSession, rack_id: uuid.UUID) -> int:
-    result = await session.execute(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.rack_id == rack_id, Task.status == TaskStatus.WAITING.value)
-    )
-    return int(result.scalar_one())
 
 
 async def racks_with_waiting(session: AsyncSession) -> list[uuid.UUID]:

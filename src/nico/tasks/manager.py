@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import OperationType, TaskStatus
 from nico.errors import Conflict, NotFound
 from nico.services import Services
+from nico.store import inventory
 from nico.store import tasks as task_store
-from nico.store.models import Rack, Task, utcnow
+from nico.store.models import Task, utcnow
 from nico.tasks import idempotency
 from nico.tasks.conflicts import ConflictStrategy, first_conflict
 from nico.tasks.dispatch import Dispatch, RuleChoice, choose_rule, dispatch_task
@@ -56,16 +56,6 @@ def _conflict_error(targets: RackTargets, other: Task) -> Conflict:
         f"({other.operation_type} {other.operation_code}, {other.status})",
         {"rackId": str(targets.rack.id), "conflictingTaskId": str(other.id)},
     )
-
-
-async def _lock_rack_row(session: AsyncSession, targets: RackTargets) -> None:
-    """Row-lock the rack (PostgreSQL) so a concurrent rack delete either waits for this
-    task and then refuses, or wins and this submission answers 404."""
-    found = await session.execute(
-        select(Rack.id).where(Rack.id == targets.rack.id).with_for_update()
-    )
-    if found.scalar_one_or_none() is None:
-        raise NotFound(RACK_NOT_FOUND)
 
 
 async def _tasks_ahead(session: AsyncSession, rack_id: uuid.UUID) -> list[Task]:
@@ -134,7 +124,10 @@ async def _create_tasks(
             for targets in racks
         ]
         for targets, choice in zip(racks, choices, strict=True):
-            await _lock_rack_row(session, targets)
+            # A concurrent rack delete either waits for this task and then refuses, or
+            # wins and this submission answers 404.
+            if not await inventory.lock_rack(session, targets.rack.id):
+                raise NotFound(RACK_NOT_FOUND)
             ahead = await _tasks_ahead(session, targets.rack.id)
             by_id = {t.id: t for t in ahead}
             hit = first_conflict(

@@ -21,6 +21,7 @@ from nico.errors import NotFound, ValidationFailed
 from nico.rules import requests as rule_requests
 from nico.rules.resolution import check_pinned, resolve_rule
 from nico.schemas.rules import RackRule, RackRuleRequest, request_body_schema
+from nico.store import inventory
 from nico.store import rules as rule_store
 from nico.store.models import Rack, Site
 
@@ -45,7 +46,7 @@ def _operation(type_raw: str, code_raw: str) -> tuple[OperationType, str]:
 
 
 async def _rack(session: AsyncSession, site: Site, rack_id: uuid.UUID) -> Rack:
-    rack = await rule_store.get_rack(session, site.id, rack_id)
+    rack = await inventory.get_rack(session, site.id, rack_id)
     if rack is None:
         raise NotFound(RACK_NOT_FOUND)
     return rack

@@ -33,6 +33,7 @@ from nico.schemas.rules import (
     request_body_schema,
     rule_wire,
 )
+from nico.store import inventory
 from nico.store import rules as rule_store
 from nico.store.models import OperationRule as OperationRuleRow
 from nico.store.models import Site, Tray
@@ -179,7 +180,7 @@ async def validate_rule(org: str, request: Request, services: ServicesDep) -> di
         definition = parsed.definition
         trays: list[PlanTray] = []
         if parsed.rack_id is not None:
-            rack = await rule_store.get_rack(session, site.id, parsed.rack_id)
+            rack = await inventory.get_rack(session, site.id, parsed.rack_id)
             if rack is None:
                 raise BadRequest(RACK_MISSING, {"rackId": "does not exist in the site"})
             if definition is None:
