@@ -242,7 +242,12 @@ class RedfishClient:
     # --- auth -------------------------------------------------------------------
 
     def _secrets(self) -> tuple[str | None, ...]:
-        return (self._password, self._token)
+        # A BMC may echo the Authorization header it got: its base64 is a secret too.
+        return (self._password, self._token, self._basic_credential() if self._password else None)
+
+    def _basic_credential(self) -> str:
+        pair = f"{self._username or ''}:{self._password or ''}".encode()
+        return base64.b64encode(pair).decode("ascii")
 
     async def _auth_headers(self) -> tuple[dict[str, str], str | None]:
         """Headers for the next request, and the session token they carry (if any)."""
@@ -256,8 +261,7 @@ class RedfishClient:
             token = self._token
             return {"X-Auth-Token": token}, token
         if self._auth_mode == "basic":
-            pair = f"{self._username or ''}:{self._password or ''}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}, None
+            return {"Authorization": "Basic " + self._basic_credential()}, None
         return {}, None
 
     async def _discover_auth_mode(self) -> str:
