@@ -17,12 +17,14 @@ from temporalio.testing import ActivityEnvironment
 from nico.domain import TaskStatus
 from nico.engine import ledger
 from nico.engine.activities import EngineActivities
+from nico.engine.contracts import TaskWorkflowInput
 from nico.engine.payloads import FirmwareQuery, PowerCommand, PowerResult, TrayQuery
 from nico.services import Services
 from nico.store.models import Tray
 from nico.store.simulator import FaultKind
 from tests.engine.conftest import Engine
 from tests.engine.support import (
+    SimRack,
     act,
     add_fault,
     load_tray,
@@ -134,26 +136,32 @@ async def test_a_cycle_whose_first_attempt_went_unanswered_is_not_sent_again(
     assert state is not None and state.power_ops == 1
 
 
-async def test_a_cycle_cut_off_by_its_attempt_is_verified_not_resent(engine: Engine) -> None:
-    rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
-    shelf = rack.of("PowerShelf")[0]
-    # The first call hangs past its 3s attempt; a retry would find the BMC answering.
-    await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=10, remaining=1)
-    payload = await make_task(
+async def verified_cold_reset(
+    engine: Engine, rack: SimRack, attempt: str, attempts: int
+) -> TaskWorkflowInput:
+    """A cold_reset task on the rack's shelves, each verified On within 1m."""
+    return await make_task(
         engine.services,
         rack,
         rule(
             step(
                 "PowerShelf",
                 1,
-                act("PowerControl", "3s"),
+                act("PowerControl", attempt),
                 post=[act("VerifyPowerStatus", "1m", "5s", expected_status="on")],
-                retry=retry(3),
+                retry=retry(attempts),
             )
         ),
         operation_code="cold_reset",
     )
-    task, _ = await engine.run(payload)
+
+
+async def test_a_cycle_cut_off_by_its_attempt_is_verified_not_resent(engine: Engine) -> None:
+    rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
+    shelf = rack.of("PowerShelf")[0]
+    # The first call hangs past its 3s attempt; a retry would find the BMC answering.
+    await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=10, remaining=1)
+    task, _ = await engine.run(await verified_cold_reset(engine, rack, "3s", attempts=3))
     assert task.status == TaskStatus.FAILED.value
     assert task.report is not None
     error = task.report["stages"][0]["steps"][0]["error"]
@@ -170,21 +178,7 @@ async def test_a_cycle_the_bmc_refused_is_retried(engine: Engine) -> None:
     rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
     shelf = rack.of("PowerShelf")[0]
     await add_fault(engine.services, rack, FaultKind.POWER_FAIL.value, remaining=1)
-    payload = await make_task(
-        engine.services,
-        rack,
-        rule(
-            step(
-                "PowerShelf",
-                1,
-                act("PowerControl"),
-                post=[act("VerifyPowerStatus", "1m", "5s", expected_status="on")],
-                retry=retry(2),
-            )
-        ),
-        operation_code="cold_reset",
-    )
-    task, _ = await engine.run(payload)
+    task, _ = await engine.run(await verified_cold_reset(engine, rack, "1m", attempts=2))
     assert task.status == TaskStatus.SUCCEEDED.value, task.message
     state = await sim_state(engine.services, shelf.id)
     assert state is not None and state.power_ops == 1
