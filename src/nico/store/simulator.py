@@ -206,11 +206,13 @@ async def list_live_faults(
     total = (
         await session.execute(select(func.count()).select_from(SimFault).where(*where))
     ).scalar_one()
+    # Faults made by one request share `created`: they list in the order it answered.
     query = (
         select(SimFault, Tray.name)
         .outerjoin(Tray, Tray.id == SimFault.tray_id)
+        .outerjoin(Rack, Rack.id == SimFault.rack_id)
         .where(*where)
-        .order_by(SimFault.created, SimFault.id)
+        .order_by(SimFault.created, Rack.name, Tray.name, SimFault.id)
         .offset(offset)
         .limit(limit)
     )
