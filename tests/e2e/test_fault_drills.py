@@ -5,28 +5,15 @@ failed, the error naming the trays, the counts, the task's status and message)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from nico.services import Services
-from tests.support.inventory import make_site_with_rack
-from tests.support.live import BASE, Live, live_api
+from tests.support.live import BASE, Live
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
 FAULTS = f"{BASE}/simulator/fault"
-
-
-@pytest.fixture
-async def live(
-    temporal_env: WorkflowEnvironment, services: Services, auth: dict[str, str]
-) -> AsyncIterator[Live]:
-    rack = await make_site_with_rack(services)
-    async with live_api(services, temporal_env, auth, rack) as served:
-        yield served
 
 
 async def inject(live: Live, fault: str, *trays: str, **scope: Any) -> list[dict[str, Any]]:

@@ -8,27 +8,14 @@ running task, replay an Idempotency-Key; every task body is checked against seed
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from nico.services import Services
-from tests.support.inventory import make_site_with_rack
-from tests.support.live import BASE, Live, live_api
+from tests.support.live import BASE, Live
 from tests.support.seed000 import assert_valid_task, assert_valid_tasks
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
-
-
-@pytest.fixture
-async def live(
-    temporal_env: WorkflowEnvironment, services: Services, auth: dict[str, str]
-) -> AsyncIterator[Live]:
-    rack = await make_site_with_rack(services)
-    async with live_api(services, temporal_env, auth, rack) as served:
-        yield served
 
 
 def all_completed(report: dict[str, Any]) -> bool:
