@@ -49,3 +49,19 @@ async def engine(temporal_env: WorkflowEnvironment, services: Services) -> Async
 
     async with running_worker(temporal_env.client, services, on_task_finished=finished):
         yield rig
+
+
+@pytest.fixture
+async def dev_engine(
+    temporal_dev_env: WorkflowEnvironment, services: Services
+) -> AsyncIterator[Engine]:
+    """A worker on the dev server (real time), for tests that would upset the
+    time-skipping server: it stops skipping time for good after a child workflow start
+    fails, which would hang every later test that waits on a timer."""
+    rig = Engine(temporal_dev_env, services)
+
+    async def finished(rack_id: uuid.UUID) -> None:
+        rig.finished_racks.append(rack_id)
+
+    async with running_worker(temporal_dev_env.client, services, on_task_finished=finished):
+        yield rig
