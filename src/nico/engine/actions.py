@@ -112,6 +112,9 @@ async def call(
             start_to_close_timeout=timedelta(seconds=attempt_timeout(action)),
             heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
             retry_policy=_retry_policy(ctx),
+            # A cancel (task cancel, step timeout) waits until the call has stopped, so
+            # nothing still talks to the hardware once the step reports.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
     except ActivityError as exc:
         if isinstance(exc.cause, TemporalCancelledError):
@@ -132,6 +135,9 @@ async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
             start_to_close_timeout=timedelta(seconds=POLL_ATTEMPT_TIMEOUT),
             heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
             retry_policy=TemporalRetryPolicy(maximum_attempts=1),
+            # A cancel (task cancel, step timeout) waits until the call has stopped, so
+            # nothing still talks to the hardware once the step reports.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
     except ActivityError as exc:
         if isinstance(exc.cause, TemporalCancelledError):
