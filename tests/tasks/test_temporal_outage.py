@@ -109,8 +109,13 @@ async def test_outage_stops_promotion_and_fails_nothing(
 
 @pytest.mark.temporal
 async def test_reconciler_starts_what_the_outage_left_once_temporal_is_back(
-    services: Services, rack: MadeRack, temporal_down: Client, temporal_env: WorkflowEnvironment
+    services: Services,
+    rack: MadeRack,
+    temporal_down: Client,
+    private_temporal_env: WorkflowEnvironment,
 ) -> None:
+    # The dispatched workflow has no worker: a server of its own keeps it off the shared one.
+    temporal_env = private_temporal_env
     services.settings.temporal_task_queue = f"idle-{uuid.uuid4().hex}"
     services.temporal = temporal_down
     [task_id] = await manager.submit(

@@ -71,11 +71,14 @@ async def sleepy_rule(services: Services, rack: MadeRack) -> uuid.UUID:
 
 
 @pytest.fixture
-async def no_worker(temporal_env: WorkflowEnvironment, services: Services) -> AsyncIterator[Client]:
-    """Temporal reachable, but nobody polls this test's task queue."""
+async def no_worker(
+    private_temporal_env: WorkflowEnvironment, services: Services
+) -> AsyncIterator[Client]:
+    """Temporal reachable, but nobody polls this test's task queue (a server of the
+    test's own: workflows nobody runs would stop the shared one from skipping time)."""
     services.settings.temporal_task_queue = f"idle-{uuid.uuid4().hex}"
-    services.temporal = temporal_env.client
-    yield temporal_env.client
+    services.temporal = private_temporal_env.client
+    yield private_temporal_env.client
     services.temporal = None
 
 
@@ -156,9 +159,13 @@ async def test_graceful_cancel_finalizes_the_report_and_promotes_the_queue(
 
 
 async def test_hard_cancel_finalizes_the_live_report_not_a_lagging_saved_one(
-    temporal_env: WorkflowEnvironment, services: Services, rack: MadeRack, sleepy_rule: uuid.UUID
+    private_temporal_env: WorkflowEnvironment,
+    services: Services,
+    rack: MadeRack,
+    sleepy_rule: uuid.UUID,
 ) -> None:
-    async with running_worker(temporal_env.client, services):
+    # A hard terminate abandons work in flight: keep it off the shared server.
+    async with running_worker(private_temporal_env.client, services):
         groups = await whole_rack(services, rack)
         [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
         running = await wait_first_stage_running(services, task_id)
