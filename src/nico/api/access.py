@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.errors import BadRequest, Forbidden, PreconditionFailed
+from nico.ids import NOT_A_UUID, as_uuid
 from nico.store import inventory
 from nico.store.models import Provider, Site
 
@@ -17,38 +18,11 @@ SITE_FOREIGN = "Site specified in request doesn't belong to current org's Provid
 FLOW_DISABLED = "Site does not have NICo Flow enabled"
 
 
-NOT_A_UUID = "must be a valid UUID"
-FieldErrors = list[tuple[str, str]]
-
-
-def as_uuid(value: object) -> uuid.UUID | None:
-    """`value` as a UUID, or None when it is not one (the one place ids are parsed)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
 def parse_uuid(value: str | None, message: str, field: str) -> uuid.UUID:
     """400 with `message` when `value` is not a UUID (a malformed id is 400 everywhere)."""
     parsed = None if value is None else as_uuid(value)
     if parsed is None:
         raise BadRequest(message, {field: NOT_A_UUID})
-    return parsed
-
-
-def optional_uuid(
-    value: str | uuid.UUID | None, field: str, errors: FieldErrors, *, problem: str = NOT_A_UUID
-) -> uuid.UUID | None:
-    """None when absent; a malformed value adds `(field, problem)` to `errors`, so one
-    400 can name every bad field."""
-    if value is None:
-        return None
-    parsed = as_uuid(value)
-    if parsed is None:
-        errors.append((field, problem))
     return parsed
 
 

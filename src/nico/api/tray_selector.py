@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nico.api.access import FieldErrors, optional_uuid
 from nico.domain import ComponentType
 from nico.errors import ValidationFailed
+from nico.ids import FieldErrors, optional_uuid
 from nico.store.inventory import TraySelector
 
 

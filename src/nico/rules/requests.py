@@ -13,6 +13,7 @@ from typing import Any
 
 from nico.domain import OperationType
 from nico.errors import ValidationFailed
+from nico.ids import optional_uuid
 from nico.rules.model import RuleDefinition
 from nico.rules.validation import Errors, check_rule_definition, object_fields
 
@@ -101,14 +102,6 @@ def _definition(
     )
     errors.extend(problems)
     return RuleDefinition.from_wire(wire) if wire is not None else None
-
-
-def _uuid(value: Any, path: str, errors: Errors) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        errors.append((path, "must be a valid UUID"))
-        return None
 
 
 @dataclass(frozen=True)
@@ -200,8 +193,8 @@ def parse_validate(body: Any) -> ValidateRule:
         type_path="operationType",
         code_path="operationCode",
     )
-    rack_id = _uuid(fields["rackId"], "rackId", errors) if "rackId" in fields else None
-    rule_id = _uuid(fields["ruleId"], "ruleId", errors) if "ruleId" in fields else None
+    rack_id = optional_uuid(fields.get("rackId"), "rackId", errors)
+    rule_id = optional_uuid(fields.get("ruleId"), "ruleId", errors)
     definition = None
     if "ruleDefinition" in fields:
         if rule_id is not None:
@@ -225,7 +218,7 @@ def parse_rule_id(body: Any) -> uuid.UUID:
     if "ruleId" not in fields:
         errors.append(("ruleId", "is required"))
     else:
-        rule_id = _uuid(fields["ruleId"], "ruleId", errors)
+        rule_id = optional_uuid(fields["ruleId"], "ruleId", errors)
     if errors:
         raise ValidationFailed(INVALID_REQUEST, errors)
     assert rule_id is not None

@@ -20,6 +20,7 @@ from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
 from nico.errors import NotFound, ValidationFailed
 from nico.hardware.registry import effective_backend
+from nico.ids import optional_uuid
 from nico.schemas.simulator import (
     FaultCreateRequest,
     FaultsCleared,
@@ -64,13 +65,6 @@ def view(fault: SimFault, tray_name: str | None) -> SimulatorFault:
     )
 
 
-def _uuid_or_none(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
-
-
 def _require_simulated(services: Services, trays: Iterable[tuple[Tray, Rack]]) -> None:
     """404 naming the first tray another backend drives."""
     for tray, rack in trays:
@@ -99,17 +93,15 @@ async def _scope(
     errors: list[tuple[str, str]] = []
     rack_id = None
     if body.rack_id is not None:
-        rack_id = _uuid_or_none(body.rack_id)
-        if rack_id is None:
-            errors.append(("rackId", "must be a valid UUID"))
+        rack_id = optional_uuid(body.rack_id, "rackId", errors)
     tray_ids: list[uuid.UUID] | None = None
     if body.tray_ids is not None:
         tray_ids = []
         for i, raw in enumerate(body.tray_ids):
-            tray_id = _uuid_or_none(raw)
+            tray_id = optional_uuid(raw, f"trayIds[{i}]", errors)
             if tray_id is None:
-                errors.append((f"trayIds[{i}]", "must be a valid UUID"))
-            elif tray_id in tray_ids:
+                continue
+            if tray_id in tray_ids:
                 errors.append((f"trayIds[{i}]", "is listed twice"))
             else:
                 tray_ids.append(tray_id)

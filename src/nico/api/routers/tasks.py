@@ -14,12 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from nico.api.access import optional_uuid, parse_uuid, require_site
+from nico.api.access import parse_uuid, require_site
 from nico.api.body_errors import SummarizedRoute, validation_summary
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
 from nico.domain import OperationType, TaskStatus
 from nico.errors import NotFound, ValidationFailed
+from nico.ids import optional_uuid
 from nico.schemas.tasks import CancelTaskRequest
 from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
