@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from nico.rules.model import ActionConfig, ActionName, SequenceStep
 
 T = TypeVar("T")
-REACHABLE = "reachable"
 
 
 class ActionFailed(Exception):
@@ -303,7 +302,7 @@ async def _verify_reachability(
         hopeless: list[str] = []
         for (_, members), group, found in zip(groups, query.groups, answers, strict=True):
             down = [(t, a) for t, a in zip(members, found, strict=True) if a.error]
-            if group.need_all or not any(a.state == REACHABLE for a in found):
+            if group.need_all or not any(a.state == p.REACHABLE for a in found):
                 missing.extend(f"{t.name}: {a.error}" for t, a in down)
                 # Waiting cannot help a tray whose answer refuses us; in a one-is-enough
                 # group only when no other tray could still come up.

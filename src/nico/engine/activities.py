@@ -38,7 +38,6 @@ from nico.store.tasks import save_running_report, transition_task
 
 log = logging.getLogger(__name__)
 
-REACHABLE = "reachable"
 
 TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
 
@@ -351,7 +350,7 @@ class EngineActivities:
                 return p.Observation(error="tray no longer exists", retryable=False)
             try:
                 if await self._registry.backend_for(ref).reachable(ref):
-                    return p.Observation(state=REACHABLE)
+                    return p.Observation(state=p.REACHABLE)
             except Exception as exc:
                 return _failed_observation(exc)
             return p.Observation(error="BMC unreachable")
@@ -361,7 +360,7 @@ class EngineActivities:
                 return list(await asyncio.gather(*(one(t) for t in members.tray_ids)))
             answers: list[p.Observation] = []
             for tray_id in members.tray_ids:
-                if any(a.state == REACHABLE for a in answers):
+                if any(a.state == p.REACHABLE for a in answers):
                     answers.append(p.Observation(state="unchecked"))
                 else:
                     answers.append(await one(tray_id))

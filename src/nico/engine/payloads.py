@@ -121,6 +121,9 @@ class FirmwareQuery:
     job_id: str
 
 
+REACHABLE = "reachable"  # Observation.state of a BMC that answered
+
+
 @dataclass
 class Observation:
     """One poll's answer: a state, or why it could not be read. A failed poll means "not
