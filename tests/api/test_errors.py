@@ -75,3 +75,17 @@ async def test_one_wording_for_the_same_mistake_on_every_route(
         400,
         {"activeOnly": "must be true or false"},
     )
+
+
+async def test_a_query_value_of_the_wrong_type_is_a_parse_error(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.get(
+        f"{BASE}/task",
+        params={"siteId": "00000000-0000-0000-0000-000000000000", "activeOnly": "maybe"},
+        headers=auth,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["message"].startswith("Failed to parse request data: ")
+    assert body["data"] == {"activeOnly": "must be true or false"}

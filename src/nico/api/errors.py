@@ -19,6 +19,9 @@ log = logging.getLogger("nico.api")
 NOT_FOUND_PATH = "The requested path was not found"
 METHOD_NOT_ALLOWED = "The requested method is not allowed for this path"
 UNEXPECTED = "An unexpected error occurred while processing the request"
+# Upstream's words: a value of the wrong type cannot be parsed; a parsed one can be invalid.
+PARSE_FAILED = "Failed to parse request data"
+VALIDATE_FAILED = "Failed to validate request data"
 
 
 def error_body(message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     query_missing: list[str] = []
     for error in errors:
         if error.get("type") == "json_invalid":
-            return error_response(400, "Failed to parse request data: body is not valid JSON")
+            return error_response(400, f"{PARSE_FAILED}: body is not valid JSON")
         path, message = field_problem(error)
         loc = list(error.get("loc", ()))
         if loc[:1] and loc[0] in ("query", "path", "header") and error.get("type") == "missing":
@@ -97,9 +100,9 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
         first = query_missing[0]
         return error_response(400, f"{first} query parameter is required", data)
     if errors and all(next(iter(e.get("loc", ("body",)))) == "body" for e in errors):
-        summary = "Failed to validate request data"
+        summary = VALIDATE_FAILED
     else:
-        summary = "Invalid request parameters"
+        summary = PARSE_FAILED
     detail = "; ".join(f"{k}: {v}" for k, v in data.items())
     return error_response(400, f"{summary}: {detail}" if detail else summary, data)
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.api.errors import VALIDATE_FAILED
 from nico.api.routers.rules import _object, read_json
 from nico.domain import OperationType
 from nico.errors import NotFound, ValidationFailed
@@ -40,7 +41,7 @@ def _operation(type_raw: str, code_raw: str) -> tuple[OperationType, str]:
         type_raw, code_raw, errors, type_path="operationType", code_path="operationCode"
     )
     if errors:
-        raise ValidationFailed("Invalid request parameters", errors)
+        raise ValidationFailed(VALIDATE_FAILED, errors)
     assert operation_type is not None and code is not None
     return operation_type, code
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.api.errors import VALIDATE_FAILED
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.domain import ComponentType, OperationType
 from nico.errors import BadRequest, Conflict, NotFound, ValidationFailed
@@ -93,7 +94,7 @@ def _operation_filter(type_raw: str | None, code_raw: str | None) -> tuple[str |
         if code not in allowed:
             errors.append(("operationCode", f"must be one of [{' '.join(allowed)}]"))
     if errors:
-        raise ValidationFailed("Invalid request parameters", errors)
+        raise ValidationFailed(VALIDATE_FAILED, errors)
     return (operation_type.value if operation_type else None), code
 
 
