@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any constant: replicas starting together on PostgreSQL migrate one after another.
+MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -61,8 +63,12 @@ class Database:
                 raise
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+        """Bring the schema to the newest migration (idempotent). On PostgreSQL a
+        transaction-scoped advisory lock makes concurrent starters wait their turn
+        instead of racing to create the same tables."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             await conn.run_sync(_upgrade_head)
 
     async def dispose(self) -> None:
