@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     auth_issuer: str | None = Field(
         None, description="Expected `iss` of OIDC tokens; required with NICO_AUTH_JWKS_URL."
     )
-    auth_audience: str | None = Field(None, description="Expected `aud` of OIDC tokens.")
+    auth_audience: str | None = Field(
+        None,
+        description=(
+            "Expected `aud` of OIDC tokens. Unset: any audience is accepted; set it in production."
+        ),
+    )
     auth_roles_claim: str = Field(
         "realm_access.roles", description="Dot path of the claim holding `org:ROLE` entries."
     )
@@ -79,7 +84,12 @@ class Settings(BaseSettings):
     redfish_verify_tls: bool = Field(True, description="Verify BMC TLS certificates.")
     redfish_ca_bundle: str | None = Field(None, description="CA bundle file for BMC TLS.")
     redfish_timeout: float = Field(30.0, description="Per-request timeout to a BMC, seconds.")
-    bmc_concurrency: int = Field(4, description="Max concurrent requests per BMC.")
+    bmc_concurrency: int = Field(
+        4,
+        description=(
+            "Max concurrent requests per BMC in one worker process (N workers: up to N times this)."
+        ),
+    )
     redfish_power_wait: float = Field(
         120.0,
         description="Seconds a Redfish power fallback (e.g. ForceOff, wait, On) waits for "
