@@ -20,3 +20,12 @@ async def test_seed_paths_are_served(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "get" in paths["/v2/org/{org}/nico/tray/{id}/task"]
     assert "get" in paths["/v2/org/{org}/nico/task/rule/{id}"]
+
+
+async def test_fault_request_offers_only_the_types_a_fault_can_target(
+    client: httpx.AsyncClient,
+) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    field = schemas["FaultCreateRequest"]["properties"]["componentType"]
+    offered = [choice.get("enum") for choice in field["anyOf"] if "enum" in choice]
+    assert offered == [["Compute", "NVLSwitch", "PowerShelf"]]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import Field, StrictInt, WithJsonSchema, field_validator
 
 from nico.domain import OPERABLE_COMPONENT_TYPES, ComponentType
 from nico.rules.durations import DurationError, format_seconds, parse_duration
@@ -35,7 +35,8 @@ WIRE_KINDS: dict[str, FaultKind] = {
 }
 _WIRE_NAMES = {kind: name for name, kind in WIRE_KINDS.items()}
 FAULT_CHOICES = ", ".join([*WIRE_KINDS, "slow:<duration>"])
-OPERABLE_NAMES = ", ".join(t.value for t in OPERABLE_COMPONENT_TYPES)
+OPERABLE_VALUES = [t.value for t in OPERABLE_COMPONENT_TYPES]
+OPERABLE_NAMES = ", ".join(OPERABLE_VALUES)
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,11 @@ class FaultCreateRequest(RequestModel):
         "componentType or rackId.",
     )
     rack_id: str | None = Field(None, description="Only trays of this rack.")
-    component_type: ComponentType | None = Field(
-        None, description=f"Only trays of this type: {OPERABLE_NAMES} (case-insensitive)."
-    )
+    # The schema lists only the types a fault can target, not every inventory type.
+    component_type: Annotated[
+        ComponentType | None,
+        WithJsonSchema({"anyOf": [{"type": "string", "enum": OPERABLE_VALUES}, {"type": "null"}]}),
+    ] = Field(None, description=f"Only trays of this type: {OPERABLE_NAMES} (case-insensitive).")
     fault: str = Field(
         description="unreachable (every BMC call fails), power-fails (power commands are "
         "rejected), power-hangs (accepted, the state never changes), firmware-fails (the "
