@@ -98,9 +98,9 @@ async def test_targets_narrow_the_update_to_the_named_parts(
     emulator = emulator_factory(systems=(FakeSystem("node1"),))
     target = tray(emulator.endpoint())
 
-    # A version that is itself an image URL needs no catalog entry.
     image = "http://images.example/bios-4.2.0.bin"
-    job_id = await backend.firmware_start(target, image, ("BIOS",), operation_key=key())
+    backend.set_firmware_catalog(SITE_ID, {"Compute": {"4.2.0": image}})
+    job_id = await backend.firmware_start(target, "4.2.0", ("BIOS",), operation_key=key())
     await run_to_end(backend, target, job_id)
 
     # BMC firmware is what the tray reports; only the BIOS moved.

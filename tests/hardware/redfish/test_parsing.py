@@ -93,10 +93,8 @@ def test_catalog_accepts_type_aliases_and_falls_back_to_any_type() -> None:
     )
     assert catalog.image_uri(ComponentType.NVLSWITCH, "1.0") == ("1.0", "https://i/sw-1.0.bin")
     assert catalog.image_uri(ComponentType.POWERSHELF, "2.0") == ("2.0", "https://i/2")
-    assert catalog.image_uri(ComponentType.COMPUTE, " https://i/x.bin") == (
-        "https://i/x.bin",
-        "https://i/x.bin",
-    )
+    with pytest.raises(HardwareError, match=r"no image for Compute version https://i/x\.bin"):
+        catalog.image_uri(ComponentType.COMPUTE, " https://i/x.bin")
     with pytest.raises(HardwareError, match="lists no image for Compute"):
         FirmwareCatalog(None).image_uri(ComponentType.COMPUTE, None)
 

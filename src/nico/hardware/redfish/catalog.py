@@ -6,9 +6,10 @@ for any type) from version to image URI:
     {"Compute": {"2.1.0": "https://fw.example/compute-2.1.0.fwpkg"},
      "*": {"1.0.0": "https://fw.example/any-1.0.0.bin"}}
 
-Resolution order for `firmware_start(version)`: a version that is itself an image URL
-is used as is; else the tray type's entry, then `*`; no version means the highest
-version the catalog lists for the type. Anything else fails before the BMC is asked.
+Resolution order for `firmware_start(version)`: the tray type's entry, then `*`; no
+version means the highest version the catalog lists for the type. Anything else fails
+before the BMC is asked. A version is never an image URL: the API refuses one, so the
+version a task verifies is always the version the operator named.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ class FirmwareCatalog:
 
     def image_uri(self, component_type: ComponentType, version: str | None) -> tuple[str, str]:
         """(version, image URI) to install; HardwareError when the catalog has none."""
-        if version is not None and is_image_uri(version):
-            return version.strip(), version.strip()
         offered = self.versions(component_type)
         if version is None or not version.strip():
             if not offered:
@@ -77,8 +76,8 @@ class FirmwareCatalog:
             known = ", ".join(sorted(offered, key=version_sort_key)) or "none"
             raise HardwareError(
                 f"site firmware catalog has no image for {component_type.value} version "
-                f"{version.strip()} (versions listed: {known}); add it to the site's firmware "
-                "catalog or pass the image URL as the version",
+                f"{version.strip()} (versions listed: {known}); add it to the site's "
+                "redfish.firmwareCatalog",
                 retryable=False,
             )
         return version.strip(), uri
