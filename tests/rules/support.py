@@ -12,9 +12,7 @@ from typing import Any
 from nico.store.db import Database
 from nico.store.models import Provider, Rack, Site, Tray
 
-SEED_004 = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "004_362c069b7f1e0e7a.txt"
-)
+SEED_004 = Path(__file__).resolve().parents[1] / "contracts" / "004_362c069b7f1e0e7a.txt"
 BASE = "/v2/org/demo/nico"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "000_d2449f1917dfb267.txt"
+SEED = Path(__file__).resolve().parents[1] / "contracts" / "000_d2449f1917dfb267.txt"
 
 
 def seed_text() -> str:
