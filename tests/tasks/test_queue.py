@@ -204,6 +204,29 @@ async def test_expired_queue_entries_are_terminated_by_the_sweep(
     assert task.finished is not None
 
 
+async def test_expired_entries_behind_a_blocked_head_expire_and_free_their_slots(
+    svc: Services, rack: MadeRack
+) -> None:
+    c0 = await trays(svc, rack, 0)
+    await submit_one(svc, power(rack), c0)
+    head = await submit_one(svc, power(rack, ConflictStrategy.QUEUE), c0)
+    behind = [
+        await submit_one(svc, power(rack, ConflictStrategy.QUEUE, timeout=5), c0) for _ in range(4)
+    ]
+    async with svc.db.session() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id.in_(behind))
+            .values(queue_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    await sweep_queues(svc)
+    assert [(await load_task(svc, t)).status for t in behind] == ["Terminated"] * 4
+    assert (await load_task(svc, head)).status == "Waiting"
+    # The queue holds only the head now: a new request queues instead of "queue is full".
+    later = await submit_one(svc, power(rack, ConflictStrategy.QUEUE), c0)
+    assert (await load_task(svc, later)).status == "Waiting"
+
+
 async def test_rule_deleted_while_queued_fails_the_task_at_promotion(
     svc: Services, rack: MadeRack
 ) -> None:

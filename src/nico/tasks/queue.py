@@ -1,13 +1,13 @@
 """The per-rack waiting queue: expiry and FIFO promotion.
 
 `promote_rack` runs whenever a task of the rack finishes (workflow end, dispatch failure,
-cancel) and from the periodic sweep. Under the rack lock it terminates expired entries,
-then promotes Waiting tasks oldest first and stops at the first that still conflicts
-(head-of-line: no later Waiting task passes it). A new submission is checked against the
-Waiting tasks too, so it never overtakes a queued task it conflicts with (it is rejected
-or queues behind it). The rule is resolved at promotion; if that fails
-(for example a pinned rule was deleted while the task waited) the task fails with the
-reason instead of staying Pending forever.
+cancel) and from the periodic sweep. Under the rack lock it terminates every expired
+entry (wherever it stands in the queue), then promotes Waiting tasks oldest first and
+stops at the first that still conflicts (head-of-line: no later Waiting task passes it).
+A new submission is checked against the Waiting tasks too, so it never overtakes a
+queued task it conflicts with (it is rejected or queues behind it). The rule is resolved
+at promotion; if that fails (for example a pinned rule was deleted while the task
+waited) the task fails with the reason instead of staying Pending forever.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ async def _promote_once(
             footprint(t)
             for t in await task_store.rack_tasks(session, rack_id, task_store.ACTIVE_FOR_CONFLICTS)
         ]
+        # Expire every entry first: one behind a blocked head must not outstay its
+        # queueTimeout, hold a queue slot or block a new submission.
         for task in waiting:
             if task.queue_expires_at is not None and task.queue_expires_at <= now:
                 await task_store.transition_task(
@@ -61,7 +63,8 @@ async def _promote_once(
                     expected=TaskStatus.WAITING,
                     now=now,
                 )
-                continue
+        waiting = [t for t in waiting if t.queue_expires_at is None or t.queue_expires_at > now]
+        for task in waiting:
             candidate = footprint(task)
             if first_conflict(candidate, active) is not None:
                 break
