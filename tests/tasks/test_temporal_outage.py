@@ -17,9 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from nico.domain import OperationType
 from nico.engine.client import WorkflowState, task_workflow_state
+from nico.errors import ServiceUnavailable
 from nico.services import Services
 from nico.store.models import Task, utcnow
 from nico.tasks import manager, targets
+from nico.tasks.cancel import cancel_task
 from nico.tasks.conflicts import ConflictStrategy
 from nico.tasks.queue import promote_rack
 from nico.tasks.reconcile import reconcile
@@ -130,3 +132,25 @@ async def test_reconciler_starts_what_the_outage_left_once_temporal_is_back(
     task = await load_task(services, task_id)
     assert task.status == "Pending" and task.workflow_id == str(task_id)
     assert await task_workflow_state(temporal_env.client, task_id) is WorkflowState.RUNNING
+
+
+async def test_cancel_during_an_outage_answers_503_and_changes_nothing(
+    services: Services, rack: MadeRack, temporal_down: Client
+) -> None:
+    services.temporal = None
+    [task_id] = await manager.submit(
+        services, power_on(rack, ConflictStrategy.REJECT), await whole_rack(services, rack)
+    )
+    async with services.db.session() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(status="Running", workflow_id=str(task_id), message="Running stage 1/3")
+        )
+    services.temporal = temporal_down
+
+    with pytest.raises(ServiceUnavailable, match="Temporal is not reachable"):
+        await cancel_task(services, task_id, rack.site_id, wait=0.1)
+
+    task = await load_task(services, task_id)
+    assert (task.status, task.message) == ("Running", "Running stage 1/3")

@@ -32,6 +32,7 @@ from nico.errors import Conflict, NotFound, ServiceUnavailable
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import Task
+from nico.tasks.dispatch import temporal_unreachable
 from nico.tasks.queue import promote_rack
 from nico.tasks.report import finalize_cancelled
 
@@ -39,6 +40,7 @@ log = logging.getLogger("nico.tasks")
 
 CANCELLED = "Cancelled by user"
 TASK_NOT_FOUND = "Task not found"
+TEMPORAL_DOWN = "Temporal is not reachable; the task cannot be cancelled now, try again"
 # How long a hard cancel asks the workflow for its live report before using the saved one.
 LIVE_REPORT_TIMEOUT = timedelta(seconds=2)
 
@@ -123,9 +125,19 @@ async def cancel_task(
 async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, wait: float) -> None:
     client = services.temporal
     if client is None:
-        raise ServiceUnavailable(
-            "Temporal is not reachable from this process; the task cannot be cancelled now"
-        )
+        raise ServiceUnavailable(TEMPORAL_DOWN)
+    try:
+        await _cancel_or_terminate(services, client, task, status, wait)
+    except Exception as exc:
+        if not temporal_unreachable(exc):
+            raise
+        log.warning("task %s: Temporal unreachable while cancelling (%s)", task.id, exc)
+        raise ServiceUnavailable(TEMPORAL_DOWN) from exc
+
+
+async def _cancel_or_terminate(
+    services: Services, client: Client, task: Task, status: TaskStatus, wait: float
+) -> None:
     live: dict[str, Any] | None = None
     if await cancel_task_workflow(client, str(task.id)):
         current = await _wait_finished(services, task, wait)
@@ -147,3 +159,4 @@ async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, w
         status = TaskStatus(task.status)
         if status.finished:
             return
+    raise Conflict(f"task {task.id} kept changing while being cancelled; try again")

@@ -156,6 +156,12 @@ async def dispatch_task(services: Services, task_id: uuid.UUID) -> Dispatch:
         task = await task_store.get_task(session, task_id)
         cancelled = task is not None and task.status == TaskStatus.TERMINATED.value
     if cancelled:
-        # Cancelled between commit and start: the workflow must not run.
-        await cancel_task_workflow(client, str(task_id))
+        # Cancelled between commit and start: the workflow must not run. If Temporal is
+        # unreachable now, its begin step refuses the Terminated task anyway.
+        try:
+            await cancel_task_workflow(client, str(task_id))
+        except Exception as exc:
+            if not temporal_unreachable(exc):
+                raise
+            log.warning("task %s: could not cancel its new workflow (%s)", task_id, exc)
     return Dispatch.STARTED
