@@ -7,14 +7,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import update
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from nico.domain import OperationType, TaskStatus
+from nico.engine import activities
 from nico.engine.client import WorkflowState, task_workflow_state, terminate_task_workflow
 from nico.services import Services
 from nico.store.models import OperationRule, Task, utcnow
@@ -331,3 +334,99 @@ async def test_upgrade_without_a_version_installs_and_verifies_the_catalogs_high
     assert (task.status, task.message) == ("Succeeded", "Succeeded")
     shown = await client.get(f"{BASE}/tray/{tray}?siteId={rack.site_id}", headers=auth)
     assert shown.json()["firmwareVersion"] == "2.10.0"
+
+
+class Gate:
+    """Holds a real step of the engine (a database write, an inventory read) until the
+    test opens it, so a cancel can land exactly while that step is in flight."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def hold(self) -> None:
+        self.entered.set()
+        await self.opened.wait()
+
+
+async def cancel_reached_workflow(client: Client, task_id: uuid.UUID) -> None:
+    """Until the workflow has run a workflow task after the cancel request."""
+    requested = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+    handled = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    handle = client.get_workflow_handle(str(task_id))
+    for _ in range(200):
+        events = [event.event_type async for event in handle.fetch_history_events()]
+        if requested in events and handled in events[events.index(requested) :]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cancel never reached the workflow")
+
+
+async def test_cancel_while_the_task_begins_ends_it_terminated_not_failed(
+    temporal_env: WorkflowEnvironment,
+    services: Services,
+    rack: MadeRack,
+    sleepy_rule: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate()
+    tray_refs = services.backends.tray_refs
+
+    async def held_tray_refs(ids: Any) -> Any:  # begin_task's first read
+        await gate.hold()
+        return await tray_refs(ids)
+
+    monkeypatch.setattr(services.backends, "tray_refs", held_tray_refs)
+    async with running_worker(temporal_env.client, services):
+        groups = await whole_rack(services, rack)
+        [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
+        await asyncio.wait_for(gate.entered.wait(), 30)
+        cancelling = asyncio.create_task(cancel_task(services, task_id, rack.site_id, wait=30))
+        await cancel_reached_workflow(temporal_env.client, task_id)
+        gate.opened.set()
+        task = await cancelling
+
+    assert (task.status, task.message) == ("Terminated", "Cancelled by user")
+    assert task.report is not None and task.report["error"] == "cancelled by user"
+    assert [s["status"] for s in task.report["stages"]] == ["pending", "pending"]
+
+
+async def test_cancel_while_the_final_status_is_written_keeps_the_outcome(
+    temporal_env: WorkflowEnvironment,
+    services: Services,
+    rack: MadeRack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with services.db.session() as session:
+        rule = OperationRule(
+            site_id=rack.site_id,
+            name="quick",
+            operation_type="PowerControl",
+            operation_code="power_on",
+            rule_definition={**SLEEP_RULE, "steps": SLEEP_RULE["steps"][1:]},
+        )
+        session.add(rule)
+        await session.flush()
+        quick = rule.id
+    gate = Gate()
+    transition = activities.transition_task
+
+    async def held_transition(session: Any, task_id: Any, status: TaskStatus, **kw: Any) -> Any:
+        if status is TaskStatus.SUCCEEDED:
+            await gate.hold()
+        return await transition(session, task_id, status, **kw)
+
+    monkeypatch.setattr(activities, "transition_task", held_transition)
+    async with running_worker(temporal_env.client, services):
+        groups = await whole_rack(services, rack)
+        [task_id] = await manager.submit(services, request(rack, quick), groups)
+        await asyncio.wait_for(gate.entered.wait(), 30)
+        cancelling = asyncio.create_task(cancel_task(services, task_id, rack.site_id, wait=30))
+        await cancel_reached_workflow(temporal_env.client, task_id)
+        gate.opened.set()
+        task = await cancelling
+
+    # Every stage had completed: the task is Succeeded, not an internal error.
+    assert (task.status, task.message) == ("Succeeded", "Succeeded")
+    assert task.report is not None and "error" not in task.report
+    assert [s["status"] for s in task.report["stages"]] == ["completed"]

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from nico.tasks.report import CANCELLED_BY_USER, PlannedStep, TaskReport
 
 CANCELLED_MESSAGE = "Cancelled by user"
+_T = TypeVar("_T")
 # The failure type of a task that ended Failed (the workflow then ends FAILED too).
 TASK_FAILED = "TaskFailed"
 
@@ -332,24 +333,30 @@ class TaskWorkflow:
             ]
         )
         self._report = report
-        begin = await workflow.execute_activity(
-            p.BEGIN_TASK,
-            p.BeginTaskInput(
-                task_id=data.task_id,
-                rule_definition=data.rule_definition,
-                trays=data.trays,
-                report=report.to_wire(),
-                message="Starting",
-            ),
-            result_type=p.BeginTaskResult,
-            start_to_close_timeout=_ROW_TIMEOUT,
-            retry_policy=_ROW_RETRY,
+        begin, cancelled = await _land(
+            workflow.start_activity(
+                p.BEGIN_TASK,
+                p.BeginTaskInput(
+                    task_id=data.task_id,
+                    rule_definition=data.rule_definition,
+                    trays=data.trays,
+                    report=report.to_wire(),
+                    message="Starting",
+                ),
+                result_type=p.BeginTaskResult,
+                start_to_close_timeout=_ROW_TIMEOUT,
+                retry_policy=_ROW_RETRY,
+            )
         )
         if not begin.started:
             if begin.error:
                 raise ApplicationError(begin.error, type=TASK_FAILED, non_retryable=True)
             return p.TaskWorkflowResult(status=begin.status, message="task was no longer Pending")
         self._begun = True
+        if cancelled:  # cancelled while it began: Running now, so end it as cancelled
+            report.finalize_cancelled(workflow.now(), CANCELLED_BY_USER)
+            await self._finish(data, TaskStatus.TERMINATED, CANCELLED_MESSAGE)
+            raise asyncio.CancelledError()
 
         budget = task_budget(rule, {k: len(v) for k, v in by_type.items()})
         self._flusher = asyncio.create_task(self._flush(data.task_id))
@@ -381,19 +388,23 @@ class TaskWorkflow:
         if self._flusher is not None:
             await _settle(self._flusher)
         report = self._report.to_wire() if self._begun and self._report is not None else None
-        await workflow.execute_activity(
-            p.FINISH_TASK,
-            p.FinishTaskInput(
-                task_id=data.task_id,
-                rack_id=data.rack_id,
-                status=status.value,
-                message=message,
-                report=report,
-                expected=(TaskStatus.RUNNING if self._begun else TaskStatus.PENDING).value,
-            ),
-            result_type=bool,
-            start_to_close_timeout=_ROW_TIMEOUT,
-            retry_policy=_FINAL_RETRY,
+        # A cancel arriving now does not interrupt the write: the task keeps the outcome
+        # it reached (and the cancel finds it finished).
+        await _land(
+            workflow.start_activity(
+                p.FINISH_TASK,
+                p.FinishTaskInput(
+                    task_id=data.task_id,
+                    rack_id=data.rack_id,
+                    status=status.value,
+                    message=message,
+                    report=report,
+                    expected=(TaskStatus.RUNNING if self._begun else TaskStatus.PENDING).value,
+                ),
+                result_type=bool,
+                start_to_close_timeout=_ROW_TIMEOUT,
+                retry_policy=_FINAL_RETRY,
+            )
         )
         if status is TaskStatus.FAILED:
             raise ApplicationError(message, type=TASK_FAILED, non_retryable=True)
@@ -563,6 +574,16 @@ class TaskWorkflow:
             else:  # cancelled with the task: counts now, status when the report is finalized
                 self._report.update_counts(number, entry.position, result.completed, result.failed)
         self._touch()
+
+
+async def _land(activity: workflow.ActivityHandle[_T]) -> tuple[_T, bool]:
+    """Await a task-row write to its end even if the workflow is cancelled meanwhile (a
+    cancelled write would leave the row half-way: the status is the task's truth).
+    Returns the result and whether a cancel arrived while waiting."""
+    try:
+        return await asyncio.shield(activity), False
+    except asyncio.CancelledError:
+        return await activity, True
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:
