@@ -33,10 +33,6 @@ class WorkflowState(StrEnum):
     CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
     MISSING = "MISSING"
 
-    @property
-    def closed(self) -> bool:
-        return self not in (WorkflowState.RUNNING, WorkflowState.MISSING)
-
 
 _STATUS_TO_STATE: dict[WorkflowExecutionStatus, WorkflowState] = {
     WorkflowExecutionStatus.RUNNING: WorkflowState.RUNNING,

@@ -70,10 +70,17 @@ def sibling_cancelled(failed_type: str) -> str:
     return f"cancelled: the {failed_type} step of this stage failed"
 
 
-def running_message(stage_index: int, stage_count: int, component_types: Sequence[str]) -> str:
-    """Short task message while a stage runs: `Running stage 2/3: NVLSwitch`."""
+def running_message(
+    stage_number: int, stage_index: int, stage_count: int, component_types: Sequence[str]
+) -> str:
+    """Short task message while a stage runs: `Running stage 2/3: NVLSwitch`; with gaps
+    in the rule's stage numbers, the number the report shows comes first:
+    `Running stage 5 (2/3): NVLSwitch`."""
     kinds = ", ".join(component_types) if component_types else "nothing targeted"
-    return f"Running stage {stage_index}/{stage_count}: {kinds}"
+    place = f"{stage_index}/{stage_count}"
+    if stage_number != stage_index:
+        place = f"{stage_number} ({place})"
+    return f"Running stage {place}: {kinds}"
 
 
 def stage_failed(number: int, error: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from nico.rules.durations import DurationError, GoDuration, format_seconds, parse_duration
+from nico.rules.durations import DurationError, GoDuration, parse_duration
 from nico.rules.model import ActionConfig, ActionName, RetryPolicy, RuleDefinition, SequenceStep
 
 # Retry of one action call when the step has no `retry`.
@@ -178,7 +178,3 @@ def execution_timeout(budget_seconds: float) -> timedelta:
     when the workflow cannot even run its own timeout handling (the reconciler then fails
     the task)."""
     return timedelta(seconds=budget_seconds * 1.25 + 600.0)
-
-
-def describe(seconds: float) -> str:
-    return format_seconds(seconds)

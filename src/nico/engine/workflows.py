@@ -457,7 +457,7 @@ class TaskWorkflow:
             active = [a for a in active if a.trays]
             report.begin_stage(stage.number, workflow.now())
             self._message = messages.running_message(
-                index, len(stages), [a.step.component_type.value for a in active]
+                stage.number, index, len(stages), [a.step.component_type.value for a in active]
             )
             self._touch()
             error = await self._run_stage(data, stage, active) if active else None

@@ -285,9 +285,6 @@ class TaskReport:
         if not self.error:
             self.error = truncate_error(reason)
 
-    def running_stage(self) -> StageReport | None:
-        return next((s for s in self.stages if s.status is ReportStatus.RUNNING), None)
-
 
 def finalize_cancelled(
     report: Mapping[str, Any] | None,
