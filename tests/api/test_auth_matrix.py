@@ -5,6 +5,7 @@ can be refused, in upstream's order (upstream-rest-contract §1.2-1.4)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -510,3 +511,37 @@ async def test_the_site_guard_runs_after_request_parsing(
     body = {"siteId": sites["enabled"], "state": "sideways", "all": True}
     response = await http.patch("/v2/org/demo/nico/rack/power", json=body, headers=viewer)
     assert (response.status_code, response.json()["message"]) == (403, NOT_ADMIN)
+
+
+async def test_an_unreachable_identity_provider_is_503_not_a_bad_token(
+    tmp_path: Path,
+    secret_key: str,
+    signing_key: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the IdP is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/realms/nico/certs"
+    settings = Settings(
+        data_dir=tmp_path / "idp-down",
+        secret_key=secret_key,
+        auth_dev_key=None,
+        auth_jwks_url=down,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
+        seed_demo=False,
+    )
+    services = build_services(settings, create_keys=False)
+    await services.db.migrate()
+    transport = httpx.ASGITransport(app=create_app(services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
+            response = await client.get(
+                "/v2/org/demo/nico/infrastructure-provider/current",
+                headers=bearer(oidc_token(signing_key)),
+            )
+    finally:
+        await services.db.dispose()
+    assert response.status_code == 503
+    assert response.json()["message"].startswith("Identity provider unreachable")
+    assert "cannot fetch signing keys from NICO_AUTH_JWKS_URL" in caplog.text

@@ -10,6 +10,7 @@ used as an HMAC secret.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ import jwt
 
 from nico.auth.principal import Principal
 from nico.config import Settings
-from nico.errors import Forbidden, Unauthorized
+from nico.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 DEV_ISSUER = "nico-dev"
 DEV_ALGORITHM = "HS256"
@@ -29,6 +30,13 @@ UNPARSEABLE = "Error parsing the token claims"
 INVALID_TOKEN = "Invalid authorization token in request"
 EXPIRED = "Authorization token in request has expired"
 BAD_AUDIENCE = "Token audience does not match issuer configuration"
+JWKS_UNREACHABLE = (
+    "Identity provider unreachable: cannot fetch its signing keys to verify the token; try again"
+)
+# Seconds to wait for the identity provider's JWKS document (PyJWT's default is 30).
+JWKS_TIMEOUT = 10
+
+log = logging.getLogger("nico.auth")
 NO_ROLES = "User does not have any roles assigned"
 
 # Signatures an OIDC issuer may use: public-key algorithms only (no HS*, no `none`).
@@ -94,7 +102,9 @@ class TokenVerifier:
         self.settings = settings
         self.dev_key = dev_key
         self._jwks: jwt.PyJWKClient | None = (
-            jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True, lifespan=300)
+            jwt.PyJWKClient(
+                settings.auth_jwks_url, cache_keys=True, lifespan=300, timeout=JWKS_TIMEOUT
+            )
             if settings.auth_jwks_url
             else None
         )
@@ -120,6 +130,10 @@ class TokenVerifier:
             raise invalid_token(f"unsupported algorithm {algorithm}")
         try:
             signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientConnectionError as exc:
+            # The identity provider is down, not the token bad: say so, and log it.
+            log.warning("cannot fetch signing keys from NICO_AUTH_JWKS_URL: %s", exc)
+            raise ServiceUnavailable(JWKS_UNREACHABLE) from exc
         except jwt.PyJWKClientError as exc:
             raise invalid_token("signing key not found") from exc
         declared = declared_algorithm(signing_key)
