@@ -175,3 +175,19 @@ async def test_a_tray_without_a_bmc_fails_clearly(backend: RedfishBackend) -> No
         await backend.power_status(tray(None, name="compute-07"))
     assert "compute-07 has no BMC address" in str(failed.value)
     assert failed.value.retryable is False
+
+
+async def test_a_bmc_failing_its_service_root_is_asked_again_not_downgraded_to_basic_auth(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    emulator = emulator_factory(systems=(FakeSystem("node1"),), sessions=True)
+    target = tray(emulator.endpoint())
+    emulator.inject_fault(status=500, count=1, method="GET", path="/redfish/v1/")
+
+    with pytest.raises(HardwareError) as failed:
+        await backend.power_status(target)
+    assert "HTTP 500" in str(failed.value) and failed.value.retryable is True
+
+    # Once the BMC answers, the client finds its sessions and uses them.
+    assert await backend.power_status(target) == PowerState.OFF
+    assert emulator.stats()["logins"] == 1

@@ -291,6 +291,12 @@ class RedfishClient:
             if response.status_code == 503 and attempt < READ_RETRIES:
                 await asyncio.sleep(retry_after_seconds(response, attempt + 1))
                 continue
+            if response.status_code >= 500:
+                # A BMC still booting or overloaded: decide nothing now (deciding "basic"
+                # would cost it a PAM login per request for the life of the process).
+                raise error_from_response(
+                    self.bmc, "the Redfish service root", response, self._secrets()
+                )
             if not response.is_success:
                 # Some BMCs protect even the root: fall back to basic auth.
                 return {}
