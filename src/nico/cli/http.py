@@ -4,12 +4,15 @@ the site, the NICo error text, and how a failure ends the command (message, exit
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+
+from nico.config import Settings
 
 DEFAULT_API_URL = "http://127.0.0.1:8388"
 PAGE_SIZE = 100
@@ -36,7 +39,9 @@ class ApiTarget:
 
 
 def base_path(org: str) -> str:
-    return f"/v2/org/{org}/nico"
+    """The org's API root, with the same NICO_API_NAME the server uses."""
+    api_name = os.environ.get("NICO_API_NAME") or Settings.model_fields["api_name"].default
+    return f"/v2/org/{org}/{api_name}"
 
 
 def error_message(response: httpx.Response) -> str:

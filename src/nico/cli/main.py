@@ -1,4 +1,4 @@
-"""`nico` command line: serve, api, worker, token, db, rule, sim, rack, tray, task."""
+"""`nico` command line: serve, api, worker, token, db, rule, sim."""
 
 from __future__ import annotations
 
