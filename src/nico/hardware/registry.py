@@ -22,7 +22,7 @@ from nico.store.models import Bmc, Rack, Site, Tray
 
 KNOWN_BACKENDS = ("simulator", "redfish")
 # Which of a tray's BMCs the backends talk to, in order of preference.
-_BMC_PREFERENCE = ("host", "bmc")
+_BMC_PREFERENCE = ("host",)  # stored BMC types: Host, Dpu, Unknown
 
 
 class BackendRegistry:
