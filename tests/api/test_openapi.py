@@ -1,5 +1,8 @@
 """/openapi.json describes what the service really answers."""
 
+import uuid
+from typing import Any
+
 import httpx
 
 
@@ -29,3 +32,26 @@ async def test_fault_request_offers_only_the_types_a_fault_can_target(
     field = schemas["FaultCreateRequest"]["properties"]["componentType"]
     offered = [choice.get("enum") for choice in field["anyOf"] if "enum" in choice]
     assert offered == [["Compute", "NVLSwitch", "PowerShelf"]]
+
+
+async def test_every_get_that_documents_site_id_as_required_refuses_to_run_without_it(
+    client: httpx.AsyncClient, make_token: Any
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    headers = {"Authorization": f"Bearer {make_token()}"}
+    # The org's provider exists (the site checks come after it, in upstream's order).
+    await client.get("/v2/org/demo/nico/infrastructure-provider/current", headers=headers)
+    checked = 0
+    for path, operations in paths.items():
+        get = operations.get("get")
+        site = [p for p in (get or {}).get("parameters", []) if p["name"] == "siteId"]
+        if not site:
+            continue
+        assert site[0]["required"] is True and site[0]["schema"]["format"] == "uuid", path
+        url = path.replace("{org}", "demo").replace("{id}", str(uuid.uuid4()))
+        url = url.replace("{operationType}", "PowerControl").replace("{operationCode}", "power_on")
+        response = await client.get(url, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert "siteId" in response.json()["message"], path
+        checked += 1
+    assert checked >= 8  # racks, trays, rules, tasks, rack/tray task lists, faults
