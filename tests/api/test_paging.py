@@ -41,6 +41,8 @@ async def tray_page(
         ({"pageNumber": "0"}, "pageNumber"),
         ({"pageNumber": "-1"}, "pageNumber"),
         ({"pageNumber": "1.5"}, "pageNumber"),
+        ({"pageNumber": "2147483648"}, "pageNumber"),
+        ({"pageNumber": str(2**62)}, "pageNumber"),
     ],
 )
 async def test_bad_paging_is_400_on_every_list(
@@ -97,6 +99,15 @@ async def test_paging_messages(
         f"{BASE}/tray", params={"siteId": site_id, "pageSize": 101}, headers=auth
     )
     assert too_big.json()["data"] == {"pageSize": "must be less than or equal to 100"}
+    far = await client.get(
+        f"{BASE}/tray", params={"siteId": site_id, "pageNumber": 2**62}, headers=auth
+    )
+    assert far.json() == {
+        "source": "nico",
+        "message": "Failed to validate pagination request data: "
+        "pageNumber: must be less than or equal to 2147483647",
+        "data": {"pageNumber": "must be less than or equal to 2147483647"},
+    }
     zero = await client.get(
         f"{BASE}/tray", params={"siteId": site_id, "pageNumber": 0, "pageSize": 0}, headers=auth
     )
@@ -145,6 +156,27 @@ async def test_pages_partition_the_list(
         walked += [t["id"] for t in page]
     assert walked == [t["id"] for t in everything]
     assert len(set(walked)) == 35
+
+
+@pytest.mark.parametrize("path", ["/rack", "/tray", "/site"])
+async def test_page_number_past_the_sql_offset_is_400_on_every_database(
+    any_db_client: httpx.AsyncClient, auth: dict[str, str], path: str
+) -> None:
+    """The last allowed page is an empty page; one past it, or 2**62 (an offset no
+    database integer holds), is a 400 naming pageNumber, not a 500."""
+    site = await create_site(any_db_client, auth)
+    scope = {} if path == "/site" else {"siteId": site["id"]}
+    last = await any_db_client.get(
+        f"{BASE}{path}", params={**scope, "pageNumber": 2**31 - 1, "pageSize": 100}, headers=auth
+    )
+    assert (last.status_code, last.json()) == (200, [])
+    assert json.loads(last.headers["X-Pagination"])["pageNumber"] == 2**31 - 1
+    for number in (2**31, 2**62):
+        response = await any_db_client.get(
+            f"{BASE}{path}", params={**scope, "pageNumber": number, "pageSize": 100}, headers=auth
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["data"] == {"pageNumber": "must be less than or equal to 2147483647"}
 
 
 async def test_total_counts_after_filters(

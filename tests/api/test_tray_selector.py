@@ -57,6 +57,7 @@ async def both_answers(
         {"componentId": ["x"]},
         {"type": "Compute", "componentId": [" "]},
         {"rackName": "rack-01", "slotId": -1},
+        {"rackName": "rack-01", "slotId": 10**20},
         {"slotId": 3},
         {"rackId": "x", "type": "GPU", "slotId": -2},
     ],

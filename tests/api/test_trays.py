@@ -119,6 +119,7 @@ async def test_order_by_type_then_physical(
         ),
         ({"componentId": ["x"]}, {"componentId": "type is required when componentId is provided"}),
         ({"rackName": "rack-a", "slotId": -1}, {"slotId": "must be >= 0"}),
+        ({"rackName": "rack-a", "slotId": 2**31}, {"slotId": "must be <= 2147483647"}),
         ({"slotId": 3}, {"slotId": "rackId or rackName is required when slotId is set"}),
     ],
 )
@@ -155,6 +156,25 @@ async def test_slot_that_is_not_a_number_is_400(
     response = await client.get(f"{BASE}/tray", params=params, headers=auth)
     assert response.status_code == 400
     assert "slotId" in response.json()["data"]
+
+
+async def test_slot_past_the_column_is_400_on_every_database(
+    any_db_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """The largest slot the column holds finds nothing; 10**20 (past any database
+    integer) is a 400 naming slotId, not a 500."""
+    site = await create_site(any_db_client, auth)
+    await create_nvl72_rack(any_db_client, auth, site["id"], name="rack-a")
+    params = {"siteId": site["id"], "rackName": "rack-a"}
+    largest = await any_db_client.get(
+        f"{BASE}/tray", params={**params, "slotId": 2**31 - 1}, headers=auth
+    )
+    assert (largest.status_code, largest.json()) == (200, [])
+    response = await any_db_client.get(
+        f"{BASE}/tray", params={**params, "slotId": 10**20}, headers=auth
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["data"] == {"slotId": "must be <= 2147483647"}
 
 
 async def test_malformed_site_id_is_400_not_500(

@@ -13,6 +13,8 @@ from nico.errors import ValidationFailed
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Keeps the SQL offset ((pageNumber - 1) * pageSize) inside every database's integer.
+MAX_PAGE_NUMBER = 2**31 - 1
 _ORDER_BY = re.compile(r"^([A-Z0-9_]+)_(ASC|DESC)$")
 PAGING_FAILED = "Failed to validate pagination request data"
 # Upstream's answer when pageNumber/pageSize is not a number at all (the bind failed).
@@ -64,7 +66,7 @@ class PageRequest:
 
 def page_request(
     pageNumber: Annotated[
-        int | None, Query(description="Page number for pagination query (1-based)")
+        int | None, Query(description="Page number for pagination query (1..2147483647)")
     ] = None,
     pageSize: Annotated[
         int | None, Query(description="Page size for pagination query (1..100, default 20)")
@@ -76,7 +78,7 @@ def page_request(
 
 def page_request_ordered(
     pageNumber: Annotated[
-        int | None, Query(description="Page number for pagination query (1-based)")
+        int | None, Query(description="Page number for pagination query (1..2147483647)")
     ] = None,
     pageSize: Annotated[
         int | None, Query(description="Page size for pagination query (1..100, default 20)")
@@ -91,6 +93,8 @@ def _validated(number: int | None, size: int | None, order_by: str | None) -> Pa
     errors: list[tuple[str, str]] = []
     if number is not None and number < 1:
         errors.append(("pageNumber", "must be greater than 0"))
+    elif number is not None and number > MAX_PAGE_NUMBER:
+        errors.append(("pageNumber", f"must be less than or equal to {MAX_PAGE_NUMBER}"))
     if size is not None and size < 1:
         errors.append(("pageSize", "must be greater than 0"))
     elif size is not None and size > MAX_PAGE_SIZE:

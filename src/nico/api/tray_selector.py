@@ -13,6 +13,9 @@ from nico.errors import ValidationFailed
 from nico.ids import FieldErrors, optional_uuid
 from nico.store.inventory import TraySelector
 
+# The largest slot the tray table's integer column holds (Position.slotId's bound too).
+MAX_SLOT_ID = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class SelectorFields:
@@ -86,6 +89,8 @@ def tray_selector(
         errors.append((f.path(f.component_ids), "must not contain empty strings"))
     if slot_id is not None and slot_id < 0:
         errors.append((f.path(f.slot_id), "must be >= 0"))
+    elif slot_id is not None and slot_id > MAX_SLOT_ID:
+        errors.append((f.path(f.slot_id), f"must be <= {MAX_SLOT_ID}"))
     elif slot_id is not None and not has_rack:
         errors.append(
             (f.path(f.slot_id), f"{f.rack_id} or {f.rack_name} is required when {f.slot_id} is set")
