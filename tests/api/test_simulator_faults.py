@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from nico.api.routers.simulator import NOT_SIMULATED_SITE
 from nico.domain import PowerState
 from nico.hardware.interface import HardwareError
+from nico.schemas.common import rfc3339
 from nico.services import Services
 from nico.store.models import SimFault, utcnow
 from tests.support.inventory import create_nvl72_rack, create_site
@@ -114,14 +115,9 @@ async def test_type_and_rack_scope_with_count_and_expiry(drill: Drill) -> None:
     )
     expires = fault["expires"]
     assert (before + timedelta(minutes=29)).isoformat() < expires.replace("Z", "+00:00")
-    [slow] = await drill.added(
-        componentType="Compute", fault="slow:1m30s", expiry="2099-01-01T00:00:00Z"
-    )
-    assert (slow["fault"], slow["rackId"], slow["expires"]) == (
-        "slow:1m30s",
-        None,
-        "2099-01-01T00:00:00Z",
-    )
+    in_a_month = rfc3339(before + timedelta(days=30))
+    [slow] = await drill.added(componentType="Compute", fault="slow:1m30s", expiry=in_a_month)
+    assert (slow["fault"], slow["rackId"], slow["expires"]) == ("slow:1m30s", None, in_a_month)
     assert [f["id"] for f in await drill.listed()] == [fault["id"], slow["id"]]
 
 
@@ -224,6 +220,36 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "time zone",
     ),
     ("expiry zero", {"fault": "unreachable", "expiry": "0s"}, "expiry", "must be in the future"),
+    (
+        "expiry past any date",
+        {"fault": "unreachable", "expiry": "99999999999h"},
+        "expiry",
+        "must be at most 8760h (one year) from now",
+    ),
+    (
+        "expiry a year and an hour",
+        {"fault": "unreachable", "expiry": "8761h"},
+        "expiry",
+        "must be at most 8760h (one year) from now",
+    ),
+    (
+        "expiry far before any date",
+        {"fault": "unreachable", "expiry": "-99999999999h"},
+        "expiry",
+        "must be in the future",
+    ),
+    (
+        "expiry time years ahead",
+        {"fault": "unreachable", "expiry": "2099-01-01T00:00:00Z"},
+        "expiry",
+        "must be at most 8760h (one year) from now",
+    ),
+    (
+        "expiry time at the end of the calendar",
+        {"fault": "unreachable", "expiry": "9999-12-31T23:59:59-14:00"},
+        "expiry",
+        "must be at most 8760h (one year) from now",
+    ),
     ("no trays", {"fault": "unreachable", "trayIds": []}, "trayIds", "must not be empty"),
     ("tray not a uuid", {"fault": "unreachable", "trayIds": ["x"]}, "trayIds[0]", "valid UUID"),
     (
@@ -272,6 +298,13 @@ async def test_invalid_requests_name_the_field_and_store_nothing(
     assert error["message"].startswith("Failed to validate simulator fault request data: ")
     assert field in error["message"]
     assert await drill.listed() == []
+
+
+async def test_an_expiry_of_one_year_is_the_longest_accepted(drill: Drill) -> None:
+    before = utcnow()
+    [fault] = await drill.added(fault="unreachable", expiry="8760h")
+    expires = datetime.fromisoformat(fault["expires"])
+    assert timedelta(days=365) - timedelta(minutes=1) < expires - before <= timedelta(days=365)
 
 
 async def test_a_listed_twice_tray_and_a_body_that_is_not_an_object(drill: Drill) -> None:

@@ -221,7 +221,10 @@ def add_command(
     ] = None,
     expiry: Annotated[
         str | None,
-        typer.Option("--expiry", help='Stop after a Go duration ("30m") or at an RFC 3339 time.'),
+        typer.Option(
+            "--expiry",
+            help='Stop after a Go duration ("30m") or at an RFC 3339 time; at most a year ahead.',
+        ),
     ] = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, WithJsonSchema, field_validator
@@ -24,6 +24,9 @@ SLOW_PREFIX = "slow:"
 MAX_SLOW_SECONDS = 3600.0
 MAX_COUNT = 1_000_000
 MAX_TRAYS = 1024
+MAX_EXPIRY = timedelta(days=365)
+IN_THE_FUTURE = "must be in the future"
+WITHIN_MAX_EXPIRY = "must be at most 8760h (one year) from now"
 
 # Wire spelling -> stored kind (`slow` takes a duration: `slow:5s`).
 WIRE_KINDS: dict[str, FaultKind] = {
@@ -73,22 +76,37 @@ def fault_wire(kind: str, slow_seconds: float | None) -> str:
 
 
 def parse_expiry(value: str, now: datetime) -> datetime:
-    """A Go duration from `now` (`30m`) or an RFC 3339 time, in the future."""
+    """A Go duration from `now` (`30m`) or an RFC 3339 time, in the future and at most
+    MAX_EXPIRY away (a drill outlasting a year is a mistake, and an unbounded duration
+    overflows the date)."""
     text = value.strip()
     try:
-        at = now + parse_duration(text).timedelta
+        seconds = parse_duration(text).seconds
     except DurationError:
-        try:
-            at = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                'must be a duration such as "30m" or an RFC 3339 time such as '
-                '"2030-01-01T00:00:00Z"'
-            ) from None
-        if at.tzinfo is None:
-            raise ValueError("an RFC 3339 time needs a time zone (Z or +hh:mm)") from None
+        at = _rfc3339(text)
+    else:
+        # Checked before the addition: `99999999999h` is past what a datetime holds.
+        if seconds <= 0:
+            raise ValueError(IN_THE_FUTURE)
+        if seconds > MAX_EXPIRY.total_seconds():
+            raise ValueError(WITHIN_MAX_EXPIRY)
+        at = now + timedelta(seconds=seconds)
     if at <= now:
-        raise ValueError("must be in the future")
+        raise ValueError(IN_THE_FUTURE)
+    if at - now > MAX_EXPIRY:
+        raise ValueError(WITHIN_MAX_EXPIRY)
+    return at
+
+
+def _rfc3339(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            'must be a duration such as "30m" or an RFC 3339 time (YYYY-MM-DDThh:mm:ssZ)'
+        ) from None
+    if at.tzinfo is None:
+        raise ValueError("an RFC 3339 time needs a time zone (Z or +hh:mm)")
     return at
 
 
@@ -127,7 +145,7 @@ class FaultCreateRequest(RequestModel):
     expiry: str | None = Field(
         None,
         description='When the fault stops: a Go duration from now ("30m") or an RFC 3339 '
-        "time. Omitted: until cleared or spent.",
+        "time, at most 8760h (one year) ahead. Omitted: until cleared or spent.",
     )
 
     @field_validator("tray_ids")

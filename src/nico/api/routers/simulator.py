@@ -153,7 +153,11 @@ async def create_fault(
         raise ValidationFailed(FAULT_FAILED, problems)
     spec = body.fault_spec()
     now = utcnow()
-    expires = body.expires_at(now)
+    try:
+        expires = body.expires_at(now)
+    except ValueError as exc:
+        # A time that was still ahead when the body was validated may have passed since.
+        raise ValidationFailed(FAULT_FAILED, [("expiry", str(exc))]) from None
     async with services.db.session() as session:
         site = await require_site(session, org, body.site_id, in_body=True)
         trays, rack_id = await _scope(session, services, site, body)
