@@ -322,6 +322,44 @@ async def test_redfish_settings_are_stored_and_patched_field_by_field(
 
 
 @pytest.mark.parametrize(
+    "uri",
+    [
+        "https://user:pw@fw.example/x.bin",
+        "ftp://:pw@fw.example/x.bin",
+        "scp://root@10.0.0.9/x.bin",
+    ],
+)
+async def test_firmware_image_urls_with_credentials_are_refused_on_create_and_update(
+    client: httpx.AsyncClient, auth: dict[str, str], uri: str
+) -> None:
+    """Credentials in an image URL would be stored and shown back in every Site answer."""
+    catalog = {"Compute": {"2.1.0": "https://fw.example/ok.bin", "2.2.0": uri}}
+    expected = {
+        "redfish.firmwareCatalog": "Compute.2.2.0: must not carry credentials "
+        "(user:password@): the catalog is shown in every Site answer; serve the image from "
+        "a URL that needs none"
+    }
+    created = await client.post(
+        f"{BASE}/site",
+        json={"name": "lab", "redfish": {"firmwareCatalog": catalog}},
+        headers=auth,
+    )
+    assert created.status_code == 400, created.text
+    assert created.json()["data"] == expected
+    assert "Compute.2.2.0: must not carry credentials" in created.json()["message"]
+    assert await site_names(client, auth) == []
+    site = await create_site(client, auth, name="lab")
+    patched = await client.patch(
+        f"{BASE}/site/{site['id']}", json={"redfish": {"firmwareCatalog": catalog}}, headers=auth
+    )
+    assert patched.status_code == 400, patched.text
+    assert patched.json()["data"] == expected
+    after = await client.get(f"{BASE}/site/{site['id']}", headers=auth)
+    assert after.json() == site
+    assert "pw@" not in after.text and "root@" not in after.text
+
+
+@pytest.mark.parametrize(
     ("redfish", "message"),
     [
         ({"caBundle": "not a certificate"}, "PEM"),

@@ -18,6 +18,18 @@ ANY_TYPE = "*"
 _IMAGE_URI = re.compile(r"^(https?|ftp|sftp|scp|tftp|nfs|cifs)://\S+$", re.IGNORECASE)
 
 
+IMAGE_URI_CREDENTIALS = (
+    "must not carry credentials (user:password@): the catalog is shown in every Site "
+    "answer; serve the image from a URL that needs none"
+)
+
+
+def _has_userinfo(uri: str) -> bool:
+    """Whether the URL names a user or password before its host (`https://u:p@fw/x`)."""
+    authority = re.split(r"[/?#]", uri.partition("://")[2], maxsplit=1)[0]
+    return "@" in authority
+
+
 def _clean_name(value: str) -> str:
     value = value.strip()
     if not value:
@@ -77,6 +89,8 @@ class SiteRedfishInput(RequestModel):
                         f"{key}.{version}: must be an image URL (https://, http://, ftp://, "
                         "sftp://, scp://, tftp://, nfs://, cifs://)"
                     )
+                if _has_userinfo(uri.strip()):
+                    raise ValueError(f"{key}.{version}: {IMAGE_URI_CREDENTIALS}")
                 catalog.setdefault(type_key, {})[version.strip()] = uri.strip()
         return catalog
 
