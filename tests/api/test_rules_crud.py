@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -217,6 +218,66 @@ async def test_body_that_is_not_json_or_not_an_object(
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["message"]
     listed = await client.post(RULES, json=[1, 2], headers=auth)
     assert listed.status_code == 400 and listed.json()["data"] == {"body": "must be an object"}
+
+
+def absurd_definition() -> dict[str, Any]:
+    """The seed example with numbers and durations no datacenter rule needs."""
+    definition: dict[str, Any] = seed_example_rule()["ruleDefinition"]
+    step = definition["steps"][0]
+    step["stage"] = 10**30
+    step["maxParallel"] = 1e20
+    step["timeout"] = "9999999999h"
+    step["retry"] = {"maxAttempts": 10**7, "initialInterval": "1s", "backoffCoefficient": 2}
+    step["mainOperation"]["timeout"] = "9" * 400 + "h"
+    return definition
+
+
+ABSURD_PROBLEMS = {
+    "ruleDefinition.steps[0].stage": "must be at most 1000",
+    "ruleDefinition.steps[0].maxParallel": "must be an integer",
+    "ruleDefinition.steps[0].timeout": "must be at most 168h (7 days)",
+    "ruleDefinition.steps[0].retry.maxAttempts": "must be at most 100",
+    "ruleDefinition.steps[0].mainOperation.timeout": "must be at most 168h (7 days)",
+}
+
+
+async def test_absurd_numbers_and_durations_are_one_400_and_store_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID, services: Services
+) -> None:
+    created = await client.post(
+        RULES, json=create_body(site_id, ruleDefinition=absurd_definition()), headers=auth
+    )
+    assert created.status_code == 400
+    assert created.json()["data"] == ABSURD_PROBLEMS
+    assert "retry.maxAttempts: must be at most 100" in created.json()["message"]
+    assert await count_rules(client, auth, site_id) == 0
+
+    rule = await create(client, auth, site_id)
+    url = f"{RULES}/{rule['id']}"
+    patched = await client.patch(
+        url, json={"siteId": str(site_id), "ruleDefinition": absurd_definition()}, headers=auth
+    )
+    assert (patched.status_code, patched.json()["data"]) == (400, ABSURD_PROBLEMS)
+    unchanged = await client.get(url, params={"siteId": str(site_id)}, headers=auth)
+    assert unchanged.json() == rule
+
+    # The dry run with a rack plans the rule: 10**7 attempts used to be looped over on
+    # the event loop (seconds per request); now it is refused before any planning.
+    rack_id = await make_rack(services.db, site_id, name="rack-1")
+    started = time.perf_counter()
+    planned = await client.post(
+        f"{RULES}/validate",
+        json={
+            "siteId": str(site_id),
+            "rackId": str(rack_id),
+            "operationType": "PowerControl",
+            "operationCode": "power_on",
+            "ruleDefinition": absurd_definition(),
+        },
+        headers=auth,
+    )
+    assert (planned.status_code, planned.json()["data"]) == (400, ABSURD_PROBLEMS)
+    assert time.perf_counter() - started < 1.0
 
 
 async def test_site_guard_runs_on_create(

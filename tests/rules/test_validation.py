@@ -127,6 +127,125 @@ def test_step_and_definition_rules(definition: Any, path: str, fragment: str) ->
     assert fragment in errors[path]
 
 
+RETRY = {"maxAttempts": 3, "initialInterval": "1s", "backoffCoefficient": 2}
+HUGE_HOURS = "9" * 400 + "h"  # parses to an infinite number of seconds
+TOO_LONG = "must be at most 168h (7 days)"
+
+
+@pytest.mark.parametrize(
+    ("definition", "path", "message"),
+    [
+        (with_step(stage=1001), f"{P}.stage", "must be at most 1000"),
+        (with_step(stage=10**30), f"{P}.stage", "must be at most 1000"),
+        (with_step(stage=1e20), f"{P}.stage", "must be an integer"),
+        (with_step(stage=2.0), f"{P}.stage", "must be an integer"),
+        (with_step(maxParallel=10_001), f"{P}.maxParallel", "must be at most 10000"),
+        (with_step(maxParallel=4.0), f"{P}.maxParallel", "must be an integer"),
+        (
+            with_step(retry=RETRY | {"maxAttempts": 101}),
+            f"{P}.retry.maxAttempts",
+            "must be at most 100",
+        ),
+        (
+            with_step(retry=RETRY | {"maxAttempts": 10**30}),
+            f"{P}.retry.maxAttempts",
+            "must be at most 100",
+        ),
+        (
+            with_step(retry=RETRY | {"maxAttempts": 1e20}),
+            f"{P}.retry.maxAttempts",
+            "must be an integer",
+        ),
+        (
+            with_step(retry=RETRY | {"maxAttempts": 3.0}),
+            f"{P}.retry.maxAttempts",
+            "must be an integer",
+        ),
+        (with_step(timeout="168h1s"), f"{P}.timeout", TOO_LONG),
+        (with_step(timeout="9999999999h"), f"{P}.timeout", TOO_LONG),
+        (with_step(timeout=HUGE_HOURS), f"{P}.timeout", TOO_LONG),
+        (with_step(delayAfter="8760h"), f"{P}.delayAfter", TOO_LONG),
+        (
+            with_step(retry=RETRY | {"initialInterval": HUGE_HOURS}),
+            f"{P}.retry.initialInterval",
+            TOO_LONG,
+        ),
+        (with_step(retry=RETRY | {"maxInterval": "200h"}), f"{P}.retry.maxInterval", TOO_LONG),
+    ],
+)
+def test_numbers_and_durations_have_ceilings(definition: Any, path: str, message: str) -> None:
+    assert errors_of(definition) == {path: message}
+
+
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        ({"name": "Sleep", "parameters": {"duration": "169h"}}, "parameters.duration"),
+        ({"name": "Sleep", "parameters": {"duration": HUGE_HOURS}}, "parameters.duration"),
+        ({"name": "GetPowerStatus", "timeout": "9999999999h"}, "timeout"),
+        (
+            {
+                "name": "VerifyPowerStatus",
+                "timeout": "1000h",
+                "pollInterval": "5s",
+                "parameters": {"expected_status": "on"},
+            },
+            "timeout",
+        ),
+        (
+            {
+                "name": "FirmwareControl",
+                "parameters": {"poll_interval": HUGE_HOURS, "poll_timeout": "1h"},
+            },
+            "parameters.poll_interval",
+        ),
+        (
+            {"name": "FirmwareControl", "parameters": {"poll_timeout": "170h"}},
+            "parameters.poll_timeout",
+        ),
+    ],
+)
+def test_action_durations_have_a_ceiling(action: dict[str, Any], field: str) -> None:
+    assert errors_of(with_action("post", action)) == {f"{P}.postOperation[0].{field}": TOO_LONG}
+
+
+def test_every_ceiling_itself_is_accepted() -> None:
+    definition = with_step(
+        stage=1000,
+        maxParallel=10_000,
+        timeout="168h",
+        delayAfter="168h",
+        retry={
+            "maxAttempts": 100,
+            "initialInterval": "168h",
+            "backoffCoefficient": 2,
+            "maxInterval": "168h",
+        },
+    )
+    definition["steps"][0]["postOperation"] = [
+        {"name": "Sleep", "parameters": {"duration": "168h"}},
+        {
+            "name": "VerifyPowerStatus",
+            "timeout": "168h",
+            "pollInterval": "168h",
+            "parameters": {"expected_status": "on"},
+        },
+    ]
+    parsed = validate_rule_definition(definition, operation_type=POWER, operation_code="power_on")
+    step = parsed.steps[0]
+    assert (step.stage, step.max_parallel) == (1000, 10_000)
+    assert step.retry is not None and step.retry.max_attempts == 100
+    # 0 still means "all trays at once".
+    assert (
+        validate_rule_definition(
+            with_step(maxParallel=0), operation_type=POWER, operation_code="power_on"
+        )
+        .steps[0]
+        .max_parallel
+        == 0
+    )
+
+
 @pytest.mark.parametrize(
     ("action", "field", "fragment"),
     [

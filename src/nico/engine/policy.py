@@ -3,7 +3,8 @@
 An action call is one Temporal activity bounded per attempt and retried per the step's
 `retry`; polling actions loop in the workflow until their own timeout; a step is bounded
 by its `timeout` or, when absent, by the worst case its actions allow; a task by the sum
-of its stages' budgets plus a margin.
+of its stages' budgets plus a margin. Every budget is finite and at most MAX_BUDGET, so
+no rule (not even one stored before today's limits) can overflow a timeout.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ ATTEMPT_SLACK_FRACTION = 0.1
 # Slack added to derived budgets (workflow task latency, report writes).
 STEP_MARGIN = 60.0
 TASK_MARGIN = 300.0
+# Ceiling of every budget: 10 years, far beyond any real task (validated rules keep each
+# duration within 7 days), and with execution_timeout's slack still well inside the
+# 100 years Temporal accepts for a timeout.
+MAX_BUDGET = 10 * 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,13 @@ def _seconds(value: object) -> float | None:
         except DurationError:
             return None
     return None
+
+
+def bounded(seconds: float) -> float:
+    """`seconds` within [0, MAX_BUDGET]; NaN counts as unbounded."""
+    if not seconds <= MAX_BUDGET:
+        return MAX_BUDGET
+    return max(seconds, 0.0)
 
 
 def poll_bounds(action: ActionConfig) -> PollDefaults:
@@ -122,21 +134,26 @@ def is_polling(action: ActionConfig) -> bool:
 def action_budget(step: SequenceStep, action: ActionConfig) -> float:
     """Worst-case seconds one action takes for one tray."""
     retry = retry_of(step)
-    called = attempt_timeout(action) * retry.max_attempts + retry.worst_case_backoff_seconds()
+    try:
+        called = attempt_timeout(action) * retry.max_attempts + retry.worst_case_backoff_seconds()
+    except OverflowError:  # an attempt count beyond float range: an unchecked stored rule
+        called = math.inf
     if action.name is ActionName.SLEEP:
-        return _seconds(action.parameters.get("duration")) or 0.0
+        return bounded(_seconds(action.parameters.get("duration")) or 0.0)
     if is_polling(action):
         bounds = poll_bounds(action)
-        return bounds.timeout + POLL_ATTEMPT_TIMEOUT
+        return bounded(bounds.timeout + POLL_ATTEMPT_TIMEOUT)
     if action.name is ActionName.FIRMWARE_CONTROL:
         bounds = poll_bounds(action)
-        return called + bounds.timeout + POLL_ATTEMPT_TIMEOUT
-    return called
+        return bounded(called + bounds.timeout + POLL_ATTEMPT_TIMEOUT)
+    return bounded(called)
 
 
 def tray_seconds(step: SequenceStep) -> float:
     """Worst case of one tray: its pre, main and post actions, retries included."""
-    return sum(action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS)
+    return bounded(
+        sum(action_budget(step, a) for a in step.actions() if a.name not in STEP_SCOPED_ACTIONS)
+    )
 
 
 def waves(step: SequenceStep, tray_count: int) -> int:
@@ -150,14 +167,14 @@ def step_worst_case(step: SequenceStep, tray_count: int) -> float:
     checks once, then `delayAfter` once (the engine sleeps it once per step)."""
     once = sum(action_budget(step, a) for a in step.actions() if a.name in STEP_SCOPED_ACTIONS)
     delay = step.delay_after.seconds if step.delay_after else 0.0
-    return tray_seconds(step) * waves(step, tray_count) + once + delay
+    return bounded(tray_seconds(step) * waves(step, tray_count) + once + delay)
 
 
 def step_budget(step: SequenceStep, tray_count: int) -> float:
     """Seconds the step may take: its `timeout`, else its worst case plus a margin."""
     if step.timeout is not None and step.timeout.seconds > 0:
-        return step.timeout.seconds
-    return step_worst_case(step, tray_count) + STEP_MARGIN
+        return bounded(step.timeout.seconds)
+    return bounded(step_worst_case(step, tray_count) + STEP_MARGIN)
 
 
 def task_budget(rule: RuleDefinition, trays_by_type: Mapping[str, int]) -> float:
@@ -170,11 +187,11 @@ def task_budget(rule: RuleDefinition, trays_by_type: Mapping[str, int]) -> float
             if trays_by_type.get(step.component_type.value, 0) > 0
         ]
         total += max(budgets, default=0.0)
-    return total + TASK_MARGIN
+    return bounded(total + TASK_MARGIN)
 
 
 def execution_timeout(budget_seconds: float) -> timedelta:
     """Temporal's backstop for a workflow whose own deadline is `budget_seconds`: only hit
     when the workflow cannot even run its own timeout handling (the reconciler then fails
-    the task)."""
-    return timedelta(seconds=budget_seconds * 1.25 + 600.0)
+    the task). Bounded, so no budget can overflow it or exceed Temporal's limit."""
+    return timedelta(seconds=bounded(budget_seconds) * 1.25 + 600.0)

@@ -20,8 +20,8 @@ from nico.domain import (
     OperationType,
     power_code,
 )
-from nico.rules.durations import DurationError, parse_duration
-from nico.rules.model import ActionName
+from nico.rules.durations import DurationError, GoDuration, parse_duration
+from nico.rules.model import MAX_DURATION, ActionName
 
 YAML_BOOL_HINT = ' (YAML reads an unquoted on/off as true/false: write "on" or "off")'
 
@@ -40,6 +40,13 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def duration_limit_problem(parsed: GoDuration) -> str | None:
+    """Why a rule cannot use this duration (over MAX_DURATION or infinite), else None."""
+    if parsed.seconds <= MAX_DURATION.seconds:
+        return None
+    return f"must be at most {MAX_DURATION.text} ({MAX_DURATION.seconds / 86400:g} days)"
+
+
 def _positive_duration(value: Any) -> str:
     try:
         parsed = parse_duration(value)
@@ -47,6 +54,9 @@ def _positive_duration(value: Any) -> str:
         raise ValueError(str(exc)) from None
     if parsed.seconds <= 0:
         raise ValueError("must be a positive duration")
+    problem = duration_limit_problem(parsed)
+    if problem is not None:
+        raise ValueError(problem)
     return parsed.text
 
 

@@ -7,6 +7,7 @@ checking) and renders back to the same JSON. It is pure, so workflows can use it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,13 @@ from nico.domain import ComponentType
 from nico.rules.durations import GoDuration, parse_duration
 
 RULE_DEFINITION_VERSION = "v1"
+
+# Ceilings no real datacenter rule comes near. They keep every budget derived from a rule
+# small enough to compute at once and within what Temporal accepts as a duration.
+MAX_ATTEMPTS = 100
+MAX_STAGE = 1000
+MAX_PARALLEL = 10_000
+MAX_DURATION = GoDuration("168h", 7 * 24 * 3600.0)
 
 
 class ActionName(StrEnum):
@@ -74,14 +82,35 @@ class RetryPolicy:
         return out
 
     def worst_case_backoff_seconds(self) -> float:
-        """Sum of the waits between attempts, for timeout budgets and plans."""
-        total = 0.0
-        interval = self.initial_interval.seconds
-        cap = self.max_interval.seconds if self.max_interval else interval * 100
-        for _ in range(max(self.max_attempts - 1, 0)):
-            total += min(interval, cap)
-            interval *= self.backoff_coefficient
-        return total
+        """Sum of the waits between attempts, for timeout budgets and plans.
+
+        Closed form, so an attempt count costs no loop: the waits grow geometrically
+        from `initialInterval` until they reach the cap (`maxInterval`, else Temporal's
+        default of 100 x `initialInterval`), then stay at the cap. A sum beyond float
+        range (only an unchecked stored rule) is infinite.
+        """
+        waits = max(self.max_attempts - 1, 0)
+        first = self.initial_interval.seconds
+        cap = self.max_interval.seconds if self.max_interval else first * 100
+        growth = self.backoff_coefficient
+        if waits == 0 or first <= 0:
+            return 0.0
+        try:
+            if first >= cap or not growth > 1:
+                return waits * min(first, cap)
+            # The first `growing` waits, first * growth**k, stay below the cap: k is below
+            # log(cap / first) / log(growth), and at least the first wait is (first < cap).
+            growing = waits
+            if math.isfinite(cap):
+                growing = min(waits, max(1, math.ceil(math.log(cap / first) / math.log(growth))))
+            if math.isfinite(growth):
+                below_cap = first * (growth**growing - 1) / (growth - 1)
+            else:
+                below_cap = first if growing == 1 else math.inf
+            capped = waits - growing
+            return below_cap + (capped * cap if capped else 0.0)
+        except OverflowError:
+            return math.inf
 
 
 def _number(value: float) -> int | float:

@@ -11,9 +11,21 @@ from typing import Any
 
 from nico.domain import ComponentType, OperationType
 from nico.errors import ValidationFailed
-from nico.rules.actions import ACTION_SCHEMAS, check_parameters, parse_action_name, snake
+from nico.rules.actions import (
+    ACTION_SCHEMAS,
+    check_parameters,
+    duration_limit_problem,
+    parse_action_name,
+    snake,
+)
 from nico.rules.durations import DurationError, GoDuration, parse_duration
-from nico.rules.model import RULE_DEFINITION_VERSION, RuleDefinition
+from nico.rules.model import (
+    MAX_ATTEMPTS,
+    MAX_PARALLEL,
+    MAX_STAGE,
+    RULE_DEFINITION_VERSION,
+    RuleDefinition,
+)
 
 INVALID_DEFINITION = "Failed to validate rule definition"
 
@@ -114,14 +126,16 @@ def object_fields(
     return out
 
 
-def _int(value: Any, path: str, minimum: int, errors: Errors) -> int | None:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+def _int(value: Any, path: str, minimum: int, maximum: int, errors: Errors) -> int | None:
+    """A JSON/YAML integer in [minimum, maximum]; a float (2.0, 1e20) is not one."""
     if isinstance(value, bool) or not isinstance(value, int):
         errors.append((path, "must be an integer"))
         return None
     if value < minimum:
         errors.append((path, f"must be at least {minimum}"))
+        return None
+    if value > maximum:
+        errors.append((path, f"must be at most {maximum}"))
         return None
     return value
 
@@ -134,6 +148,10 @@ def _duration(value: Any, path: str, errors: Errors, *, allow_zero: bool) -> GoD
         return None
     if parsed.seconds < 0 or (parsed.seconds == 0 and not allow_zero):
         errors.append((path, "must be a positive duration" if not allow_zero else "must be >= 0"))
+        return None
+    problem = duration_limit_problem(parsed)
+    if problem is not None:
+        errors.append((path, problem))
         return None
     return parsed
 
@@ -166,10 +184,12 @@ def _step(
     if "stage" not in fields:
         errors.append((f"{path}.stage", "is required"))
     else:
-        stage = _int(fields["stage"], f"{path}.stage", 1, errors)
+        stage = _int(fields["stage"], f"{path}.stage", 1, MAX_STAGE, errors)
         if stage is not None:
             out["stage"] = stage
-    max_parallel = _int(fields.get("maxParallel", 0), f"{path}.maxParallel", 0, errors)
+    max_parallel = _int(
+        fields.get("maxParallel", 0), f"{path}.maxParallel", 0, MAX_PARALLEL, errors
+    )
     out["maxParallel"] = max_parallel if max_parallel is not None else 0
     if "timeout" in fields:
         timeout = _duration(fields["timeout"], f"{path}.timeout", errors, allow_zero=False)
@@ -212,7 +232,7 @@ def _retry(raw: Any, path: str, errors: Errors) -> dict[str, Any] | None:
         if key not in fields:
             errors.append((f"{path}.{key}", "is required"))
     if "maxAttempts" in fields:
-        attempts = _int(fields["maxAttempts"], f"{path}.maxAttempts", 1, errors)
+        attempts = _int(fields["maxAttempts"], f"{path}.maxAttempts", 1, MAX_ATTEMPTS, errors)
         if attempts is not None:
             out["maxAttempts"] = attempts
     initial = None

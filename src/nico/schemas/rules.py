@@ -47,8 +47,12 @@ class _Wire(BaseModel):
 class RetryPolicy(_Wire):
     """Retry of each action call in the step."""
 
-    maxAttempts: int = Field(description="Maximum number of attempts including the first.")
-    initialInterval: str = Field(description="Initial retry interval, Go duration (`1s`).")
+    maxAttempts: int = Field(
+        description="Maximum number of attempts including the first (1 to 100)."
+    )
+    initialInterval: str = Field(
+        description="Initial retry interval, Go duration (`1s`); at most 168h."
+    )
     backoffCoefficient: float = Field(description="Backoff multiplier; must be >= 1.0.")
     maxInterval: str | None = Field(None, description="Cap on the retry interval.")
 
@@ -68,9 +72,9 @@ class ActionConfig(_Wire):
 
 class SequenceStep(_Wire):
     componentType: str = Field(description="Compute, NVLSwitch or PowerShelf.")
-    stage: int = Field(description="Stage number (>= 1); same stage runs in parallel.")
-    maxParallel: int = Field(0, description="Trays processed at once; 0 = all.")
-    timeout: str | None = Field(None, description="Bound of the whole step.")
+    stage: int = Field(description="Stage number (1 to 1000); same stage runs in parallel.")
+    maxParallel: int = Field(0, description="Trays processed at once (at most 10000); 0 = all.")
+    timeout: str | None = Field(None, description="Bound of the whole step; at most 168h.")
     retry: RetryPolicy | None = None
     preOperation: list[ActionConfig] | None = None
     mainOperation: ActionConfig
