@@ -280,6 +280,69 @@ async def test_absurd_numbers_and_durations_are_one_400_and_store_nothing(
     assert time.perf_counter() - started < 1.0
 
 
+COEFFICIENT = "ruleDefinition.steps[0].retry.backoffCoefficient"
+
+
+def with_coefficient(body: dict[str, Any], token: str) -> bytes:
+    """`body` as JSON whose step 0 retries with `backoffCoefficient` spelled `token`."""
+    body["ruleDefinition"]["steps"][0]["retry"] = {
+        "maxAttempts": 3,
+        "initialInterval": "1s",
+        "backoffCoefficient": 12345.5,
+    }
+    return json.dumps(body).replace("12345.5", token).encode()
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("NaN", "NaN is not valid JSON"),
+        ("Infinity", "Infinity is not valid JSON"),
+        ("-Infinity", "-Infinity is not valid JSON"),
+        ("1e999", "is out of range for a number"),
+    ],
+)
+async def test_nan_and_infinity_are_refused_by_field_path_and_store_nothing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site_id: uuid.UUID,
+    token: str,
+    problem: str,
+) -> None:
+    expected = (
+        400,
+        f"Failed to parse request data: {COEFFICIENT}: {problem}",
+        {COEFFICIENT: problem},
+    )
+
+    created = await client.post(
+        RULES, content=with_coefficient(create_body(site_id), token), headers=auth
+    )
+    assert (created.status_code, created.json()["message"], created.json()["data"]) == expected
+    assert await count_rules(client, auth, site_id) == 0
+
+    rule = await create(client, auth, site_id)
+    url = f"{RULES}/{rule['id']}"
+    patch = {"siteId": str(site_id), "ruleDefinition": copy.deepcopy(rule["ruleDefinition"])}
+    patched = await client.patch(url, content=with_coefficient(patch, token), headers=auth)
+    assert (patched.status_code, patched.json()["message"], patched.json()["data"]) == expected
+    # The rule and the site's list still read back (a stored NaN made both answer 500).
+    fetched = await client.get(url, params={"siteId": str(site_id)}, headers=auth)
+    assert (fetched.status_code, fetched.json()) == (200, rule)
+    assert await count_rules(client, auth, site_id) == 1
+
+    validate = {
+        "siteId": str(site_id),
+        "operationType": "PowerControl",
+        "operationCode": "power_on",
+        "ruleDefinition": copy.deepcopy(rule["ruleDefinition"]),
+    }
+    checked = await client.post(
+        f"{RULES}/validate", content=with_coefficient(validate, token), headers=auth
+    )
+    assert (checked.status_code, checked.json()["message"], checked.json()["data"]) == expected
+
+
 async def test_site_guard_runs_on_create(
     client: httpx.AsyncClient, auth: dict[str, str], services: Services
 ) -> None:

@@ -3,6 +3,7 @@ all-or-nothing, export reads back; once through a real uvicorn server over HTTP.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -159,6 +160,26 @@ async def test_dry_run_and_invalid_files_write_nothing(
     assert await rules_of(api, site_id) == []
     with pytest.raises(CliError, match="not valid YAML"):
         await run_import(api, site_id, "rules: [")
+
+
+@pytest.mark.parametrize(
+    ("filename", "spelling", "shown"),
+    [("rules.yaml", ".nan", "nan"), ("rules.yaml", "-.inf", "-inf"), ("rules.json", "NaN", "nan")],
+)
+async def test_nan_and_infinity_in_a_file_are_refused_by_path(
+    api: httpx.AsyncClient, site_id: uuid.UUID, filename: str, spelling: str, shown: str
+) -> None:
+    text = UPSTREAM_YAML
+    if filename.endswith(".json"):
+        text = json.dumps(yaml.safe_load(UPSTREAM_YAML))
+    old = '"backoff_coefficient": 2.0' if filename.endswith(".json") else "backoff_coefficient: 2.0"
+    assert old in text
+    broken = text.replace(old, old.replace("2.0", spelling))
+    with pytest.raises(CliError) as caught:
+        await run_import(api, site_id, broken, filename=filename)
+    path = "rules[0].steps[0].retry.backoff_coefficient"
+    assert str(caught.value) == f"{filename}: {path}: {shown} is not a finite number"
+    assert await rules_of(api, site_id) == []
 
 
 async def test_export_reads_back_into_another_site(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import pytest
@@ -175,6 +176,13 @@ TOO_LONG = "must be at most 168h (7 days)"
 )
 def test_numbers_and_durations_have_ceilings(definition: Any, path: str, message: str) -> None:
     assert errors_of(definition) == {path: message}
+
+
+@pytest.mark.parametrize("coefficient", [math.nan, math.inf, -math.inf, 10**400])
+def test_backoff_coefficient_must_be_finite(coefficient: float) -> None:
+    # YAML `.nan` / `.inf` in a rule file read by `nico rule import` arrive as floats.
+    errors = errors_of(with_step(retry=RETRY | {"backoffCoefficient": coefficient}))
+    assert errors == {f"{P}.retry.backoffCoefficient": "must be a finite number"}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ server's job; this module only maps a file to API bodies and back.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,12 +66,28 @@ class RuleDocument:
 
 
 def parse_text(text: str, filename: str) -> Any:
+    """The file's data; NaN and infinities (YAML `.nan`, `.inf`, JSON `NaN`) are refused
+    by path, as the API refuses them and a request body cannot even carry them."""
     try:
-        if filename.lower().endswith(".json"):
-            return json.loads(text)
-        return yaml.safe_load(text)
+        data = json.loads(text) if filename.lower().endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise RuleFileError(f"{filename}: not valid {_format(filename)}: {exc}") from None
+    found: list[str] = []
+    _not_finite(data, "", found)
+    if found:
+        raise RuleFileError(f"{filename}: " + "; ".join(found))
+    return data
+
+
+def _not_finite(value: Any, path: str, found: list[str]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{path or 'file'}: {value} is not a finite number")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _not_finite(item, f"{path}.{key}" if path else str(key), found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _not_finite(item, f"{path}[{index}]", found)
 
 
 def _format(filename: str) -> str:

@@ -6,6 +6,7 @@ typed model whose `to_wire()` is the normalized camelCase form that gets stored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -246,6 +247,8 @@ def _retry(raw: Any, path: str, errors: Errors) -> dict[str, Any] | None:
         coefficient = fields["backoffCoefficient"]
         if isinstance(coefficient, bool) or not isinstance(coefficient, int | float):
             errors.append((f"{path}.backoffCoefficient", "must be a number"))
+        elif not _finite(coefficient):
+            errors.append((f"{path}.backoffCoefficient", "must be a finite number"))
         elif coefficient < 1:
             errors.append((f"{path}.backoffCoefficient", "must be at least 1"))
         else:
@@ -260,6 +263,14 @@ def _retry(raw: Any, path: str, errors: Errors) -> dict[str, Any] | None:
             else:
                 out["maxInterval"] = cap.text
     return out
+
+
+def _finite(number: int | float) -> bool:
+    """False for NaN, infinities (YAML `.nan`, `.inf`) and integers beyond float range."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _action(

@@ -7,6 +7,7 @@ keys work. `/task/rule/validate` is declared before `/task/rule/{id}` so it wins
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
-from nico.api.errors import VALIDATE_FAILED
+from nico.api.errors import PARSE_FAILED, VALIDATE_FAILED
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.domain import ComponentType, OperationType
 from nico.errors import BadRequest, Conflict, NotFound, ValidationFailed
@@ -51,17 +52,55 @@ SiteIdQuery = Annotated[
 ]
 
 
+class _NotFinite:
+    """Stands in for NaN, Infinity, -Infinity or a number beyond float range while parsing,
+    so the 400 can name where it was."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _constant(token: str) -> _NotFinite:
+    return _NotFinite(f"{token} is not valid JSON")
+
+
+def _float(text: str) -> float | _NotFinite:
+    number = float(text)
+    return number if math.isfinite(number) else _NotFinite("is out of range for a number")
+
+
+def _not_finite(value: Any, path: str, found: list[tuple[str, str]]) -> None:
+    if isinstance(value, _NotFinite):
+        found.append((path or "body", value.problem))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _not_finite(item, f"{path}.{key}" if path else str(key), found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _not_finite(item, f"{path}[{index}]", found)
+
+
 async def read_json(request: Request, *, optional: bool = False) -> Any:
-    """The JSON body, 400 when it is not JSON (an empty optional body is `{}`)."""
+    """The JSON body, 400 when it is not JSON (an empty optional body is `{}`).
+
+    Python's parser takes NaN and Infinity (and reads 1e999 as infinity), which JSON does
+    not have; they would pass `< 1` style checks and then fail every later read of the
+    stored rule, so they are refused here, by field path.
+    """
     raw = await request.body()
     if not raw.strip():
         if optional:
             return {}
         raise ValidationFailed(rule_requests.INVALID_REQUEST, [("body", "is required")])
     try:
-        return json.loads(raw)
+        body = json.loads(raw, parse_constant=_constant, parse_float=_float)
     except ValueError:
         raise BadRequest(BAD_JSON) from None
+    found: list[tuple[str, str]] = []
+    _not_finite(body, "", found)
+    if found:
+        raise ValidationFailed(PARSE_FAILED, found)
+    return body
 
 
 def _object(body: Any) -> Mapping[str, Any]:
