@@ -182,6 +182,56 @@ async def test_nan_and_infinity_in_a_file_are_refused_by_path(
     assert await rules_of(api, site_id) == []
 
 
+SECOND_RULE = '  - name: "Default Firmware Upgrade"\n'
+
+
+@pytest.mark.parametrize(
+    ("replacement", "problem"),
+    [
+        ("  - description: no name\n", "rules[1]: name: is required"),
+        ('  - name: ""\n', "rules[1]: name: must be a non-empty string"),
+        (f"  - name: {'x' * 129}\n", "name: must be at most 128 characters"),
+        (SECOND_RULE + "    description: 5\n", "description: must be a string"),
+        (SECOND_RULE + "    is_default: sometimes\n", "isDefault: must be true or false"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_every_field_post_checks_is_checked_before_anything_is_created(
+    api: httpx.AsyncClient, site_id: uuid.UUID, replacement: str, problem: str, dry_run: bool
+) -> None:
+    # The first rule is fine; the second one would only fail at its own POST, after the
+    # first had been created.
+    assert SECOND_RULE in UPSTREAM_YAML
+    broken = UPSTREAM_YAML.replace(SECOND_RULE, replacement)
+    with pytest.raises(CliError) as caught:
+        await run_import(api, site_id, broken, dry_run=dry_run)
+    assert str(caught.value).startswith("nothing imported:")
+    assert problem in str(caught.value)
+    assert await rules_of(api, site_id) == []
+
+
+@pytest.mark.parametrize("default", [True, False])
+async def test_two_defaults_for_one_operation_are_found_whatever_the_spelling(
+    api: httpx.AsyncClient, site_id: uuid.UUID, default: bool
+) -> None:
+    text = """\
+rules:
+  - name: first
+    operationType: PowerControl
+    operationCode: Power_On
+    isDefault: true
+    steps: [{componentType: Compute, stage: 1}]
+  - name: second
+    operation_type: power_control
+    operation: " power_on"
+    is_default: true
+    steps: [{componentType: Compute, stage: 1}]
+"""
+    with pytest.raises(CliError, match="would both be the default PowerControl/power_on"):
+        await run_import(api, site_id, text, default=default)
+    assert await rules_of(api, site_id) == []
+
+
 async def test_export_reads_back_into_another_site(
     api: httpx.AsyncClient, site_id: uuid.UUID, services: Services
 ) -> None:

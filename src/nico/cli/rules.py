@@ -1,7 +1,8 @@
 """`nico rule import` / `nico rule export`: rule files against the API over HTTP.
 
-Import checks every rule with the server's dry run first and creates nothing unless
-all of them pass, so a bad file never leaves half its rules behind.
+Import checks every rule of the file first (its name, description and isDefault here
+with the API's own check, its operation and definition with the server's dry run) and
+creates nothing unless all of them pass, so a bad file never leaves half its rules behind.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ async def import_rules(
         raise CliError("; ".join(problems) + ": only one rule per operation can be the default")
     site_id = await pick_site(client, org, site)
     base = base_path(org)
-    failures = []
+    failures: list[str] = []
     for doc in documents:
+        failures.extend(f"{doc.where}: {path}: {problem}" for path, problem in doc.field_problems())
         response = await client.post(f"{base}/task/rule/validate", json=doc.validate_body(site_id))
         if response.status_code != 200:
             failures.append(f"{doc.where}: {error_message(response)}")

@@ -2,8 +2,9 @@
 
 Loads upstream's layout unchanged (`version`, `rules:` with `operation_type:
 power_control`, `operation: power_on`, `steps` in snake_case) as well as our export
-(`operationType`, `operationCode`, `ruleDefinition`). Checking the definitions is the
-server's job; this module only maps a file to API bodies and back.
+(`operationType`, `operationCode`, `ruleDefinition`). Checking operations and definitions
+is the server's dry run's job; a rule's own fields (name, description, isDefault), which
+the dry run does not take, are checked here with the API's own check.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from nico.domain import OperationType
+from nico.rules import requests as rule_requests
 
 FILE_VERSION = "v1"
 
@@ -41,7 +43,7 @@ class RuleDocument:
     operation_type: Any
     operation_code: Any
     rule_definition: Any
-    is_default: bool
+    is_default: Any  # as written; None when absent
 
     def create_body(self, site_id: str, *, default: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -50,11 +52,20 @@ class RuleDocument:
             "operationType": self.operation_type,
             "operationCode": self.operation_code,
             "ruleDefinition": self.rule_definition,
-            "isDefault": default or self.is_default,
+            "isDefault": default or self.is_default is True,
         }
         if self.description is not None:
             body["description"] = self.description
         return body
+
+    def field_problems(self) -> list[tuple[str, str]]:
+        """What POST /task/rule would refuse in the rule's name, description or isDefault."""
+        given = {"name": self.name, "description": self.description, "isDefault": self.is_default}
+        problems: list[tuple[str, str]] = []
+        rule_requests.check_rule_attributes(
+            {key: value for key, value in given.items() if value is not None}, problems
+        )
+        return problems
 
     def validate_body(self, site_id: str) -> dict[str, Any]:
         return {
@@ -146,7 +157,7 @@ def _document(item: Mapping[str, Any], where: str, version: str) -> RuleDocument
         operation_type=operation_type,
         operation_code=_first(item, "operationCode", "operation_code", "operation"),
         rule_definition=definition,
-        is_default=_first(item, "isDefault", "is_default") is True,
+        is_default=_first(item, "isDefault", "is_default"),
     )
 
 
@@ -172,12 +183,16 @@ def default_conflicts(documents: list[RuleDocument], *, all_default: bool) -> li
     seen: dict[tuple[str, str], str] = {}
     problems = []
     for doc in documents:
-        if not (all_default or doc.is_default):
+        if not (all_default or doc.is_default is True):
             continue
-        try:
-            key = (OperationType.parse(doc.operation_type).value, str(doc.operation_code))
-        except ValueError:
+        # The API's own reading (`power_control`, ` Power_On `), so spellings of one
+        # operation meet; an invalid operation is the dry run's to report.
+        kind, code = rule_requests.check_operation(
+            doc.operation_type, doc.operation_code, [], type_path="", code_path=""
+        )
+        if kind is None or code is None:
             continue
+        key = (kind.value, code)
         if key in seen:
             problems.append(
                 f"{doc.where} and {seen[key]} would both be the default {key[0]}/{key[1]} rule"

@@ -114,13 +114,32 @@ class CreateRule:
     is_default: bool
 
 
-def parse_create(body: Any) -> CreateRule:
-    errors: Errors = []
-    fields = object_fields(body, _CREATE_KEYS, "", errors) or {}
-    name = _name(fields.get("name"), errors) if "name" in fields else None
-    if "name" not in fields and isinstance(body, Mapping):
+def check_rule_attributes(
+    fields: Mapping[str, Any], errors: Errors
+) -> tuple[str | None, str | None, bool]:
+    """Name (required), description and isDefault of a create body, by canonical key.
+
+    The dry run (`/task/rule/validate`) does not take these, so `nico rule import` runs
+    this same check on every rule of a file before it creates any.
+    """
+    name = _name(fields["name"], errors) if "name" in fields else None
+    if "name" not in fields:
         errors.append(("name", "is required"))
     description = _description(fields.get("description", ""), errors)
+    is_default = fields.get("isDefault", False)
+    if not isinstance(is_default, bool):
+        errors.append(("isDefault", "must be true or false"))
+        is_default = False
+    return name, description, is_default
+
+
+def parse_create(body: Any) -> CreateRule:
+    errors: Errors = []
+    fields = object_fields(body, _CREATE_KEYS, "", errors)
+    name, description, is_default = (
+        check_rule_attributes(fields, errors) if fields is not None else (None, "", False)
+    )
+    fields = fields or {}
     operation_type, code = check_operation(
         fields.get("operationType"),
         fields.get("operationCode"),
@@ -133,14 +152,11 @@ def parse_create(body: Any) -> CreateRule:
         definition = _definition(fields["ruleDefinition"], operation_type, code, errors)
     elif isinstance(body, Mapping):
         errors.append(("ruleDefinition", "is required"))
-    is_default = fields.get("isDefault", False)
-    if not isinstance(is_default, bool):
-        errors.append(("isDefault", "must be true or false"))
     if errors:
         raise ValidationFailed(INVALID_REQUEST, errors)
     assert name is not None and description is not None and definition is not None
     assert operation_type is not None and code is not None
-    return CreateRule(name, description, operation_type, code, definition, bool(is_default))
+    return CreateRule(name, description, operation_type, code, definition, is_default)
 
 
 @dataclass(frozen=True)
