@@ -357,6 +357,102 @@ async def test_invalid_import_is_400_naming_the_field_and_writes_nothing(
     assert await inventory_counts(client, auth, site["id"]) == (0, 0)
 
 
+def host_of(length: int) -> str:
+    """A valid host name of exactly `length` characters (labels of at most 63)."""
+    labels, left = [], length
+    while left > 64:
+        labels.append("h" * 63)
+        left -= 64
+    return ".".join([*labels, "h" * left])
+
+
+NUL = "must not contain NUL characters (\\u0000)"
+TOO_LONG = "String should have at most 256 characters"
+# What PostgreSQL cannot store (a NUL in text; more than a column's length) and SQLite
+# silently took: each a 400 naming the field on both databases, nothing written.
+UNSTORABLE_BODIES: list[tuple[str, Callable[[Body], None], dict[str, str]]] = [
+    ("NUL in the rack name", set_at(["name"], "r\x00x"), {"name": NUL}),
+    (
+        "NUL in a location",
+        set_at(["location", "room"], "hall\x00a"),
+        {"location.room": NUL},
+    ),
+    (
+        "NUL in a tray serial",
+        set_at(["components", 3, "serialNumber"], "S\x00N"),
+        {"components[3].serialNumber": NUL},
+    ),
+    (
+        "NUL in a BMC username",
+        set_at(["components", 0, "bmcs", 0, "username"], "root\x00"),
+        {"components[0].bmcs[0].username": NUL},
+    ),
+    (
+        "NUL in a BMC password",
+        lambda body: body["components"][0]["bmcs"][0].update(username="root", password="p\x00w"),
+        {"components[0].bmcs[0].password": NUL},
+    ),
+    (
+        "BMC address past its column",
+        set_at(["components", 0, "bmcs", 0, "ipAddress"], f"https://{host_of(243)}:65535"),
+        {"components[0].bmcs[0].ipAddress": TOO_LONG},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "data"),
+    [(m, d) for _, m, d in UNSTORABLE_BODIES],
+    ids=[i for i, _, _ in UNSTORABLE_BODIES],
+)
+async def test_values_the_database_cannot_store_are_400_on_every_database(
+    any_db_client: httpx.AsyncClient,
+    auth: dict[str, str],
+    mutate: Callable[[Body], None],
+    data: dict[str, str],
+) -> None:
+    site = await create_site(any_db_client, auth)
+    body = nvl72_body(site["id"])
+    clean = copy.deepcopy(body)
+    mutate(body)
+    response = await any_db_client.post(f"{BASE}/rack", json=body, headers=auth)
+    assert response.status_code == 400, response.text
+    assert response.json()["data"] == data
+    field, problem = next(iter(data.items()))
+    assert response.json()["message"] == f"Failed to validate request data: {field}: {problem}"
+    assert await inventory_counts(any_db_client, auth, site["id"]) == (0, 0)
+    imported = await any_db_client.post(f"{BASE}/rack", json=clean, headers=auth)
+    assert imported.status_code == 201, imported.text
+
+
+async def test_a_bmc_address_as_long_as_its_column_is_stored_on_every_database(
+    any_db_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    site = await create_site(any_db_client, auth)
+    address = f"https://{host_of(242)}:65535"
+    assert len(address) == 256
+    body = nvl72_body(site["id"])
+    body["components"][0]["bmcs"][0]["ipAddress"] = address
+    response = await any_db_client.post(f"{BASE}/rack", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    assert response.json()["components"][0]["bmcs"][0]["ipAddress"] == address
+
+
+async def test_a_nul_in_a_query_value_is_400_naming_it_on_every_database(
+    any_db_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    site = await create_site(any_db_client, auth)
+    response = await any_db_client.get(
+        f"{BASE}/rack", params={"siteId": site["id"], "name": "rack\x0001"}, headers=auth
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "source": "nico",
+        "message": "Invalid value specified for `name` query param",
+        "data": {"name": NUL},
+    }
+
+
 async def test_list_filters_orders_and_embeds(
     client: httpx.AsyncClient, auth: dict[str, str], site: dict[str, Any]
 ) -> None:

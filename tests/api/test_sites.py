@@ -17,7 +17,7 @@ from sqlalchemy import select
 from nico.api.access import NO_PROVIDER, SITE_FOREIGN
 from nico.domain import OPERATION_CODES
 from nico.services import Services
-from nico.store.models import OperationRule
+from nico.store.models import OperationRule, Provider
 from tests.conftest import TokenFactory
 from tests.support.inventory import create_nvl72_rack, create_site
 
@@ -108,6 +108,8 @@ async def test_site_name_is_unique_per_provider(
         ({"name": "ok", "capabilities": {"nvLinkPartition": True}}, "capabilities.nvLinkPartition"),
         ({"name": "ok", "colour": "blue"}, "colour"),
         ({"name": "ok", "description": 7}, "description"),
+        ({"name": "lab\x00"}, "name"),
+        ({"name": "ok", "description": "a\x00b"}, "description"),
     ],
 )
 async def test_bad_site_body_is_400_naming_the_field_and_writes_nothing(
@@ -128,6 +130,38 @@ async def test_body_that_is_not_json_is_400(
     )
     assert response.status_code == 400
     assert await site_names(client, auth) == []
+
+
+async def test_an_org_longer_than_its_column_is_400_after_the_role_check_on_every_database(
+    any_db_client: httpx.AsyncClient, any_db_services: Services, make_token: TokenFactory
+) -> None:
+    """PostgreSQL refused the provider row (500); now the org is checked once the caller is
+    known to be its admin, so a stranger still gets the 403."""
+    long_org = "o" * 129
+    admin = {"Authorization": f"Bearer {make_token(org=long_org)}"}
+    stranger = {"Authorization": f"Bearer {make_token(org='demo')}"}
+    base = f"/v2/org/{long_org}/nico"
+    refused = await any_db_client.get(f"{base}/site", headers=stranger)
+    assert refused.status_code == 403
+    for method, path, body in (
+        ("GET", "/infrastructure-provider/current", None),
+        ("POST", "/site", {"name": "lab"}),
+    ):
+        response = await any_db_client.request(method, f"{base}{path}", json=body, headers=admin)
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "source": "nico",
+            "message": "Invalid org specified in URL",
+            "data": {"org": "must be at most 128 characters"},
+        }
+    async with any_db_services.db.session() as session:
+        assert (await session.execute(select(Provider))).scalars().all() == []
+    longest = "o" * 128
+    longest_admin = {"Authorization": f"Bearer {make_token(org=longest)}"}
+    created = await any_db_client.post(
+        f"/v2/org/{longest}/nico/site", json={"name": "lab"}, headers=longest_admin
+    )
+    assert created.status_code == 201, created.text
 
 
 async def test_list_filters_by_flow(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -11,9 +11,14 @@ from fastapi.routing import APIRoute
 from nico.auth.principal import Principal
 from nico.auth.tokens import bearer_token
 from nico.errors import BadRequest, Forbidden
+from nico.schemas.common import NUL_REFUSED
 from nico.services import Services
 
 UNKNOWN_QUERY = "Unknown query parameter specified in request: {}"
+BAD_QUERY_VALUE = "Invalid value specified for `{}` query param"
+INVALID_ORG = "Invalid org specified in URL"
+# The longest org the providers and idempotency-key tables hold.
+ORG_MAX = 128
 
 
 def get_services(request: Request) -> Services:
@@ -44,6 +49,11 @@ async def require_provider_admin(
         raise Forbidden(f"Failed to validate membership for org: {org}")
     if not principal.is_provider_admin(org):
         raise Forbidden("User does not have Provider Admin role with org")
+    # After the role checks, so a stranger learns nothing about the org from a 400.
+    if len(org) > ORG_MAX:
+        raise BadRequest(INVALID_ORG, {"org": f"must be at most {ORG_MAX} characters"})
+    if "\x00" in org:
+        raise BadRequest(INVALID_ORG, {"org": NUL_REFUSED})
     return principal
 
 
@@ -66,8 +76,9 @@ def _query_aliases(dependant: Dependant) -> set[str]:
     return names
 
 
-async def reject_unknown_query_params(request: Request) -> None:
-    """400 for a query parameter the endpoint does not declare (runs after auth)."""
+async def check_query_params(request: Request) -> None:
+    """400 for a query parameter the endpoint does not declare, or a value with a NUL
+    (PostgreSQL refuses one even in a lookup); runs after auth."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -75,10 +86,13 @@ async def reject_unknown_query_params(request: Request) -> None:
     for name in request.query_params:
         if name not in allowed:
             raise BadRequest(UNKNOWN_QUERY.format(name))
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            raise BadRequest(BAD_QUERY_VALUE.format(name), {name: NUL_REFUSED})
 
 
 # Every NICo router uses these, in this order: authenticate, authorize, strict query.
 NICO_ROUTER_DEPENDENCIES = [
     Depends(require_provider_admin),
-    Depends(reject_unknown_query_params),
+    Depends(check_query_params),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -28,7 +28,31 @@ class ResponseModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, **kwargs)
 
 
+NUL_REFUSED = "must not contain NUL characters (\\u0000)"
+
+
+def has_nul(value: object) -> bool:
+    """Whether a string anywhere in `value` (lists and maps included) holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, SecretStr):
+        return "\x00" in value.get_secret_value()
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+    return False
+
+
 class RequestModel(BaseModel):
     """Request bodies: camelCase, unknown fields refused so typos do not pass silently."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL cannot store a NUL in text (it answered 500), and no name needs one."""
+        if has_nul(value):
+            raise ValueError(NUL_REFUSED)
+        return value

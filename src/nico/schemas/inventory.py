@@ -110,6 +110,7 @@ class BmcInput(RequestModel):
     mac_address: str | None = Field(None, description="Normalized to upper case with colons.")
     ip_address: str | None = Field(
         None,
+        max_length=TEXT_MAX,
         description="IP address or host name (optionally :port), or http(s)://host[:port] "
         "for labs and emulators; https is assumed.",
     )
