@@ -103,6 +103,48 @@ async def test_bmc_address_forms_the_redfish_backend_reaches(
     assert response.json()["components"][0]["bmcs"][0]["ipAddress"] == address
 
 
+@pytest.mark.parametrize(
+    ("address", "port"),
+    [("10.0.0.1:8443", 443), ("https://bmc-7.lab.example:8443", 8000), ("[fd00::7]:443", 8443)],
+)
+async def test_a_port_that_disagrees_with_the_address_is_400_and_writes_nothing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site: dict[str, Any],
+    address: str,
+    port: int,
+) -> None:
+    """The Redfish client would silently use `port` and ignore the address's port."""
+    body = nvl72_body(site["id"])
+    body["components"][0]["bmcs"][0].update(ipAddress=address, port=port)
+    response = await client.post(f"{BASE}/rack", json=body, headers=auth)
+    assert response.status_code == 400, response.text
+    written = address.rsplit(":", 1)[1]
+    problem = (
+        f"{port} disagrees with port {written} in ipAddress: give the port once, "
+        "or the same port in both"
+    )
+    assert response.json()["data"] == {"components[0].bmcs[0].port": problem}
+    assert "components[0].bmcs[0].port" in response.json()["message"]
+    assert await inventory_counts(client, auth, site["id"]) == (0, 0)
+
+
+@pytest.mark.parametrize(("address", "port"), [("10.0.0.1:8443", 8443), ("10.0.0.1", 8443)])
+async def test_a_port_the_address_agrees_with_is_stored(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    site: dict[str, Any],
+    address: str,
+    port: int,
+) -> None:
+    body = nvl72_body(site["id"])
+    body["components"][0]["bmcs"][0].update(ipAddress=address, port=port)
+    response = await client.post(f"{BASE}/rack", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    bmc = response.json()["components"][0]["bmcs"][0]
+    assert (bmc["ipAddress"], bmc["port"]) == (address, port)
+
+
 async def test_bmc_details_are_normalized_and_credentials_write_only(
     client: httpx.AsyncClient, auth: dict[str, str], site: dict[str, Any], services: Services
 ) -> None:

@@ -13,7 +13,7 @@ import uuid
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from nico.domain import ComponentType
 from nico.schemas.common import RequestModel, ResponseModel, UtcTimestamp
@@ -57,6 +57,14 @@ def check_bmc_address(value: str) -> str:
     """An IP, a host name, either with `:port`, or an `http(s)://host[:port]` URL (plain
     http is for labs and emulators). Credentials never ride in the address."""
     value = value.strip()
+    bmc_address_port(value)
+    return value
+
+
+def bmc_address_port(value: str) -> int | None:
+    """The port a valid BMC address names (`10.0.0.1:8443` -> 8443), None when it names
+    none; ValueError when it is not a BMC address."""
+    value = value.strip()
     bad = ValueError("must be an IP address, a host name or an http(s)://host[:port] URL")
     if "://" in value:
         parts = urlsplit(value)
@@ -77,7 +85,7 @@ def check_bmc_address(value: str) -> str:
         host, port = value, None
     if port == -1 or not _is_host(host):
         raise bad
-    return value
+    return port
 
 
 def _port(parts: SplitResult) -> int | None:
@@ -114,7 +122,13 @@ class BmcInput(RequestModel):
         description="IP address or host name (optionally :port), or http(s)://host[:port] "
         "for labs and emulators; https is assumed.",
     )
-    port: int | None = Field(None, ge=1, le=65535, description="Redfish port, default 443.")
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Redfish port; default: the one in ipAddress, else 443 (80 for http://). "
+        "Must agree with a port written in ipAddress.",
+    )
     resource_id: str | None = Field(
         None, max_length=TEXT_MAX, description="Redfish system/chassis id when the BMC has several."
     )
@@ -147,6 +161,20 @@ class BmcInput(RequestModel):
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
         return None if value is None else check_bmc_address(value)
+
+    @field_validator("port")
+    @classmethod
+    def _port_agrees(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """`port` would silently win over a different port in `ipAddress` (the Redfish
+        client takes `port` first), so the two must agree."""
+        address = info.data.get("ip_address")
+        written = None if value is None or address is None else bmc_address_port(address)
+        if written is not None and written != value:
+            raise ValueError(
+                f"{value} disagrees with port {written} in ipAddress: give the port once, "
+                "or the same port in both"
+            )
+        return value
 
 
 def _bmc_type(value: object) -> str | None:
