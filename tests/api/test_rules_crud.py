@@ -568,3 +568,19 @@ async def test_openapi_documents_the_rule_contract(client: httpx.AsyncClient) ->
     assert "ruleDefinition" in create_schema["schema"]["properties"]
     refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
     assert refs <= set(schemas)
+
+
+async def test_a_nul_anywhere_in_a_rule_is_400_by_field_path_on_every_database(
+    any_db_client: httpx.AsyncClient, any_db_services: Services, auth: dict[str, str]
+) -> None:
+    site_id = await make_site(any_db_services.db)
+    body = create_body(site_id, name="power\x00on")
+    body["ruleDefinition"]["steps"][0]["mainOperation"]["parameters"] = {"operation": "o\x00n"}
+    response = await any_db_client.post(RULES, json=body, headers=auth)
+    assert response.status_code == 400, response.text
+    nul = "must not contain NUL characters (\\u0000)"
+    assert response.json()["data"] == {
+        "name": nul,
+        "ruleDefinition.steps[0].mainOperation.parameters.operation": nul,
+    }
+    assert await count_rules(any_db_client, auth, site_id) == 0

@@ -26,6 +26,7 @@ from nico.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from nico.rules import requests as rule_requests
 from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.resolution import resolve_rule
+from nico.schemas.common import NUL_REFUSED
 from nico.schemas.rules import (
     CreateRuleRequest,
     OperationRule,
@@ -69,15 +70,23 @@ def _float(text: str) -> float | _NotFinite:
     return number if math.isfinite(number) else _NotFinite("is out of range for a number")
 
 
-def _not_finite(value: Any, path: str, found: list[tuple[str, str]]) -> None:
+def _unstorable(value: Any, path: str, found: list[tuple[str, str]]) -> None:
+    """Values no later read survives: non-finite numbers, and NUL in a string or key
+    (PostgreSQL cannot store it in text or JSON)."""
     if isinstance(value, _NotFinite):
         found.append((path or "body", value.problem))
+    elif isinstance(value, str):
+        if "\x00" in value:
+            found.append((path or "body", NUL_REFUSED))
     elif isinstance(value, dict):
         for key, item in value.items():
-            _not_finite(item, f"{path}.{key}" if path else str(key), found)
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                found.append((where, NUL_REFUSED))
+            _unstorable(item, where, found)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _not_finite(item, f"{path}[{index}]", found)
+            _unstorable(item, f"{path}[{index}]", found)
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:
@@ -85,7 +94,7 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
 
     Python's parser takes NaN and Infinity (and reads 1e999 as infinity), which JSON does
     not have; they would pass `< 1` style checks and then fail every later read of the
-    stored rule, so they are refused here, by field path.
+    stored rule, so they are refused here, by field path, as is a NUL in any string.
     """
     raw = await request.body()
     if not raw.strip():
@@ -97,7 +106,7 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
     except ValueError:
         raise BadRequest(BAD_JSON) from None
     found: list[tuple[str, str]] = []
-    _not_finite(body, "", found)
+    _unstorable(body, "", found)
     if found:
         raise ValidationFailed(PARSE_FAILED, found)
     return body
