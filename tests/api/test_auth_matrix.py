@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -325,27 +326,38 @@ def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-async def oidc_http(
-    tmp_path: Path, secret_key: str, jwks_url: str
+@asynccontextmanager
+async def oidc_app(
+    data_dir: Path, secret_key: str, jwks_url: str, dev_key: str | None = None
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The API trusting the OIDC issuer at `jwks_url` (and dev tokens only with `dev_key`)."""
     settings = Settings(
-        data_dir=tmp_path / "oidc",
+        data_dir=data_dir,
         secret_key=secret_key,
-        auth_dev_key=None,
+        auth_dev_key=dev_key,
         auth_jwks_url=jwks_url,
         auth_issuer=ISSUER,
         auth_audience=AUDIENCE,
         seed_demo=False,
     )
-    # No dev key at all: only the issuer's tokens can get in.
-    services = build_services(settings, create_keys=False)
+    services = build_services(settings, create_keys=dev_key is not None)
     await services.db.migrate()
     app = create_app(services)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
-        yield app, client
-    await services.db.dispose()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
+            yield app, client
+    finally:
+        await services.db.dispose()
+
+
+@pytest.fixture
+async def oidc_http(
+    tmp_path: Path, secret_key: str, jwks_url: str
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    # No dev key at all: only the issuer's tokens can get in.
+    async with oidc_app(tmp_path / "oidc", secret_key, jwks_url) as app_and_client:
+        yield app_and_client
 
 
 def oidc_claims(**overrides: Any) -> dict[str, Any]:
@@ -395,26 +407,12 @@ async def test_a_jwk_without_alg_takes_any_asymmetric_algorithm_of_its_key(
 async def test_an_explicit_dev_key_works_next_to_oidc(
     tmp_path: Path, secret_key: str, jwks_url: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "both",
-        secret_key=secret_key,
-        auth_dev_key=DEV_KEY,
-        auth_jwks_url=jwks_url,
-        auth_issuer=ISSUER,
-        auth_audience=AUDIENCE,
-    )
-    services = build_services(settings, create_keys=True)
-    await services.db.migrate()
-    transport = httpx.ASGITransport(app=create_app(services))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
-            for token in (dev_token(), oidc_token(signing_key)):
-                response = await client.get(
-                    "/v2/org/demo/nico/infrastructure-provider/current", headers=bearer(token)
-                )
-                assert response.status_code == 200, response.text
-    finally:
-        await services.db.dispose()
+    async with oidc_app(tmp_path / "both", secret_key, jwks_url, DEV_KEY) as (_, client):
+        for token in (dev_token(), oidc_token(signing_key)):
+            response = await client.get(
+                "/v2/org/demo/nico/infrastructure-provider/current", headers=bearer(token)
+            )
+            assert response.status_code == 200, response.text
 
 
 def oidc_cases(key: rsa.RSAPrivateKey) -> dict[str, tuple[str, Expected]]:
@@ -522,26 +520,11 @@ async def test_an_unreachable_identity_provider_is_503_not_a_bad_token(
     with socket.socket() as probe:  # a port nobody listens on: the IdP is down
         probe.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{probe.getsockname()[1]}/realms/nico/certs"
-    settings = Settings(
-        data_dir=tmp_path / "idp-down",
-        secret_key=secret_key,
-        auth_dev_key=None,
-        auth_jwks_url=down,
-        auth_issuer=ISSUER,
-        auth_audience=AUDIENCE,
-        seed_demo=False,
-    )
-    services = build_services(settings, create_keys=False)
-    await services.db.migrate()
-    transport = httpx.ASGITransport(app=create_app(services))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
-            response = await client.get(
-                "/v2/org/demo/nico/infrastructure-provider/current",
-                headers=bearer(oidc_token(signing_key)),
-            )
-    finally:
-        await services.db.dispose()
+    async with oidc_app(tmp_path / "idp-down", secret_key, down) as (_, client):
+        response = await client.get(
+            "/v2/org/demo/nico/infrastructure-provider/current",
+            headers=bearer(oidc_token(signing_key)),
+        )
     assert response.status_code == 503
     assert response.json()["message"].startswith("Identity provider unreachable")
     assert "cannot fetch signing keys from NICO_AUTH_JWKS_URL" in caplog.text

@@ -60,13 +60,19 @@ async def rack(services: Services) -> MadeRack:
 async def sleepy_rule(services: Services, rack: MadeRack) -> uuid.UUID:
     """A power_on rule whose first stage sleeps an hour (time does not skip unless a
     test awaits a workflow result), so a task stays Running until cancelled."""
+    return await store_power_on_rule(services, rack, "sleepy", SLEEP_RULE)
+
+
+async def store_power_on_rule(
+    services: Services, rack: MadeRack, name: str, definition: dict[str, Any]
+) -> uuid.UUID:
     async with services.db.session() as session:
         rule = OperationRule(
             site_id=rack.site_id,
-            name="sleepy",
+            name=name,
             operation_type="PowerControl",
             operation_code="power_on",
-            rule_definition=SLEEP_RULE,
+            rule_definition=definition,
         )
         session.add(rule)
         await session.flush()
@@ -362,6 +368,25 @@ async def cancel_reached_workflow(client: Client, task_id: uuid.UUID) -> None:
     raise AssertionError("the cancel never reached the workflow")
 
 
+async def cancel_at_the_gate(
+    temporal_env: WorkflowEnvironment,
+    services: Services,
+    rack: MadeRack,
+    rule_id: uuid.UUID,
+    gate: Gate,
+) -> Task:
+    """Run a task until it reaches `gate`, cancel it there, then let it go on; the task
+    as the cancel returns it."""
+    async with running_worker(temporal_env.client, services):
+        groups = await whole_rack(services, rack)
+        [task_id] = await manager.submit(services, request(rack, rule_id), groups)
+        await asyncio.wait_for(gate.entered.wait(), 30)
+        cancelling = asyncio.create_task(cancel_task(services, task_id, rack.site_id, wait=30))
+        await cancel_reached_workflow(temporal_env.client, task_id)
+        gate.opened.set()
+        return await cancelling
+
+
 async def test_cancel_while_the_task_begins_ends_it_terminated_not_failed(
     temporal_env: WorkflowEnvironment,
     services: Services,
@@ -377,14 +402,7 @@ async def test_cancel_while_the_task_begins_ends_it_terminated_not_failed(
         return await tray_refs(ids)
 
     monkeypatch.setattr(services.backends, "tray_refs", held_tray_refs)
-    async with running_worker(temporal_env.client, services):
-        groups = await whole_rack(services, rack)
-        [task_id] = await manager.submit(services, request(rack, sleepy_rule), groups)
-        await asyncio.wait_for(gate.entered.wait(), 30)
-        cancelling = asyncio.create_task(cancel_task(services, task_id, rack.site_id, wait=30))
-        await cancel_reached_workflow(temporal_env.client, task_id)
-        gate.opened.set()
-        task = await cancelling
+    task = await cancel_at_the_gate(temporal_env, services, rack, sleepy_rule, gate)
 
     assert (task.status, task.message) == ("Terminated", "Cancelled by user")
     assert task.report is not None and task.report["error"] == "cancelled by user"
@@ -397,17 +415,9 @@ async def test_cancel_while_the_final_status_is_written_keeps_the_outcome(
     rack: MadeRack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with services.db.session() as session:
-        rule = OperationRule(
-            site_id=rack.site_id,
-            name="quick",
-            operation_type="PowerControl",
-            operation_code="power_on",
-            rule_definition={**SLEEP_RULE, "steps": SLEEP_RULE["steps"][1:]},
-        )
-        session.add(rule)
-        await session.flush()
-        quick = rule.id
+    quick = await store_power_on_rule(
+        services, rack, "quick", {**SLEEP_RULE, "steps": SLEEP_RULE["steps"][1:]}
+    )
     gate = Gate()
     transition = activities.transition_task
 
@@ -417,14 +427,7 @@ async def test_cancel_while_the_final_status_is_written_keeps_the_outcome(
         return await transition(session, task_id, status, **kw)
 
     monkeypatch.setattr(activities, "transition_task", held_transition)
-    async with running_worker(temporal_env.client, services):
-        groups = await whole_rack(services, rack)
-        [task_id] = await manager.submit(services, request(rack, quick), groups)
-        await asyncio.wait_for(gate.entered.wait(), 30)
-        cancelling = asyncio.create_task(cancel_task(services, task_id, rack.site_id, wait=30))
-        await cancel_reached_workflow(temporal_env.client, task_id)
-        gate.opened.set()
-        task = await cancelling
+    task = await cancel_at_the_gate(temporal_env, services, rack, quick, gate)
 
     # Every stage had completed: the task is Succeeded, not an internal error.
     assert (task.status, task.message) == ("Succeeded", "Succeeded")
