@@ -55,3 +55,14 @@ async def test_every_get_that_documents_site_id_as_required_refuses_to_run_witho
         assert "siteId" in response.json()["message"], path
         checked += 1
     assert checked >= 8  # racks, trays, rules, tasks, rack/tray task lists, faults
+
+
+async def test_timestamps_are_documented_as_date_time(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+
+    def formats(schema: dict[str, Any]) -> set[str | None]:
+        choices = schema.get("anyOf", [schema])
+        return {c.get("format") for c in choices if c.get("type") == "string"}
+
+    for model, field in [("Task", "created"), ("Task", "started"), ("OperationRule", "updated")]:
+        assert formats(schemas[model]["properties"][field]) == {"date-time"}, (model, field)
