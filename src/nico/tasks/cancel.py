@@ -20,8 +20,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client
 
@@ -37,6 +38,7 @@ from nico.tasks.queue import promote_rack
 from nico.tasks.report import finalize_cancelled
 
 log = logging.getLogger("nico.tasks")
+T = TypeVar("T")
 
 CANCELLED = "Cancelled by user"
 TASK_NOT_FOUND = "Task not found"
@@ -122,12 +124,11 @@ async def cancel_task(
     raise Conflict(f"task {task_id} kept changing while being cancelled; try again")
 
 
-async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, wait: float) -> None:
-    client = services.temporal
-    if client is None:
-        raise ServiceUnavailable(TEMPORAL_DOWN)
+async def _reach_temporal(task: Task, call: Awaitable[T]) -> T:
+    """`call` to Temporal; 503 when Temporal cannot be reached (only its own failures:
+    a database outage stays what it is)."""
     try:
-        await _cancel_or_terminate(services, client, task, status, wait)
+        return await call
     except Exception as exc:
         if not temporal_unreachable(exc):
             raise
@@ -135,17 +136,18 @@ async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, w
         raise ServiceUnavailable(TEMPORAL_DOWN) from exc
 
 
-async def _cancel_or_terminate(
-    services: Services, client: Client, task: Task, status: TaskStatus, wait: float
-) -> None:
+async def _cancel_workflow(services: Services, task: Task, status: TaskStatus, wait: float) -> None:
+    client = services.temporal
+    if client is None:
+        raise ServiceUnavailable(TEMPORAL_DOWN)
     live: dict[str, Any] | None = None
-    if await cancel_task_workflow(client, str(task.id)):
+    if await _reach_temporal(task, cancel_task_workflow(client, str(task.id))):
         current = await _wait_finished(services, task, wait)
         if TaskStatus(current.status).finished:
             return
         log.warning("task %s did not stop within %.1fs; terminating its workflow", task.id, wait)
         live = await _live_report(client, task.id)
-        await terminate_task_workflow(client, str(task.id), CANCELLED)
+        await _reach_temporal(task, terminate_task_workflow(client, str(task.id), CANCELLED))
         # Re-read after the terminate: a save that landed meanwhile is the freshest one.
         task = await _load(services, task.id, task.site_id)
         status = TaskStatus(task.status)
