@@ -191,3 +191,17 @@ async def test_a_bmc_failing_its_service_root_is_asked_again_not_downgraded_to_b
     # Once the BMC answers, the client finds its sessions and uses them.
     assert await backend.power_status(target) == PowerState.OFF
     assert emulator.stats()["logins"] == 1
+
+
+async def test_a_bmc_whose_service_root_keeps_failing_is_used_with_basic_auth(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    emulator = emulator_factory(systems=(FakeSystem("node1"),), sessions=True)
+    target = tray(emulator.endpoint())
+    emulator.inject_fault(status=500, count=3, method="GET", path="/redfish/v1/")
+
+    for _ in range(2):  # asked again each time, a bounded number of times
+        with pytest.raises(HardwareError, match="HTTP 500"):
+            await backend.power_status(target)
+    assert await backend.power_status(target) == PowerState.OFF
+    assert emulator.stats()["logins"] == 0  # basic auth, no session

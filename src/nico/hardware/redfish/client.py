@@ -40,6 +40,9 @@ if logging.getLogger("httpcore").level == logging.NOTSET:
 SERVICE_ROOT = "/redfish/v1/"
 # Retries of a GET after a transport error or 5xx (so at most 3 attempts), with backoff.
 READ_RETRIES = 2
+# Calls in a row whose service-root read answered 5xx before the client settles on basic
+# auth (a BMC whose root is broken but whose resources answer).
+ROOT_FAILURES_BEFORE_BASIC = 3
 READ_BACKOFF_SECONDS = 0.5
 # Retries after 503; each wait is the BMC's Retry-After, capped.
 BUSY_RETRIES = 3
@@ -138,6 +141,7 @@ class RedfishClient:
         )
         # None until the service root was read: "session", "basic" or "none".
         self._auth_mode: str | None = None
+        self._root_failures = 0  # service-root answers of 5xx in a row
         self._sessions_uri: str | None = None
         self._token: str | None = None
         self._session_uri: str | None = None
@@ -293,7 +297,16 @@ class RedfishClient:
                 continue
             if response.status_code >= 500:
                 # A BMC still booting or overloaded: decide nothing now (deciding "basic"
-                # would cost it a PAM login per request for the life of the process).
+                # would cost it a PAM login per request for the life of the process) -
+                # unless its root keeps failing, when basic auth is all it will give us.
+                self._root_failures += 1
+                if self._root_failures >= ROOT_FAILURES_BEFORE_BASIC:
+                    log.warning(
+                        "BMC %s service root keeps answering HTTP %s; using basic auth",
+                        self.bmc,
+                        response.status_code,
+                    )
+                    return {}
                 raise error_from_response(
                     self.bmc, "the Redfish service root", response, self._secrets()
                 )
