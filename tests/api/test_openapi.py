@@ -34,27 +34,31 @@ async def test_fault_request_offers_only_the_types_a_fault_can_target(
     assert offered == [["Compute", "NVLSwitch", "PowerShelf"]]
 
 
-async def test_every_get_that_documents_site_id_as_required_refuses_to_run_without_it(
+async def test_every_get_or_delete_documenting_site_id_required_refuses_to_run_without_it(
     client: httpx.AsyncClient, make_token: Any
 ) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     headers = {"Authorization": f"Bearer {make_token()}"}
     # The org's provider exists (the site checks come after it, in upstream's order).
     await client.get("/v2/org/demo/nico/infrastructure-provider/current", headers=headers)
-    checked = 0
+    checked = []
     for path, operations in paths.items():
-        get = operations.get("get")
-        site = [p for p in (get or {}).get("parameters", []) if p["name"] == "siteId"]
-        if not site:
-            continue
-        assert site[0]["required"] is True and site[0]["schema"]["format"] == "uuid", path
-        url = path.replace("{org}", "demo").replace("{id}", str(uuid.uuid4()))
-        url = url.replace("{operationType}", "PowerControl").replace("{operationCode}", "power_on")
-        response = await client.get(url, headers=headers)
-        assert response.status_code == 400, (path, response.text)
-        assert "siteId" in response.json()["message"], path
-        checked += 1
-    assert checked >= 8  # racks, trays, rules, tasks, rack/tray task lists, faults
+        for method in ("get", "delete"):
+            operation = operations.get(method) or {}
+            site = [p for p in operation.get("parameters", []) if p["name"] == "siteId"]
+            if not site:
+                continue
+            assert site[0]["required"] is True, (method, path)
+            assert site[0]["schema"]["format"] == "uuid", (method, path)
+            url = path.replace("{org}", "demo").replace("{id}", str(uuid.uuid4()))
+            url = url.replace("{operationType}", "PowerControl")
+            url = url.replace("{operationCode}", "power_on")
+            response = await client.request(method, url, headers=headers)
+            assert response.status_code == 400, (method, path, response.text)
+            assert "siteId" in response.json()["message"], (method, path)
+            checked.append(method)
+    # racks, trays, rules, tasks, rack/tray task lists, faults; rule and fault deletes
+    assert checked.count("get") >= 8 and checked.count("delete") >= 3
 
 
 async def test_timestamps_are_documented_as_date_time(client: httpx.AsyncClient) -> None:

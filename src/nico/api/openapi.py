@@ -83,13 +83,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault(code, _error_response(code))
             if path.startswith("/v2/org/"):
                 operation["security"] = [{"JWTBearerToken": []}]
-            if method == "get":
+            if method in ("get", "delete"):
                 _site_id_required(operation)
     return spec
 
 
 def _site_id_required(operation: dict[str, Any]) -> None:
-    """A GET's `siteId` query is required, as the seeds document it. The handlers take it
+    """A GET's or DELETE's `siteId` query is required, as the seeds document it. The handlers take it
     as optional only to answer its absence with NICo's own 400, not FastAPI's."""
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "query" and parameter.get("name") == "siteId":
