@@ -370,8 +370,8 @@ async def test_firmware_image_urls_with_credentials_are_refused_on_create_and_up
     catalog = {"Compute": {"2.1.0": "https://fw.example/ok.bin", "2.2.0": uri}}
     expected = {
         "redfish.firmwareCatalog": "Compute.2.2.0: must not carry credentials "
-        "(a user or user:password before @): the catalog is shown in every Site answer; serve the image from "
-        "a URL that needs none"
+        "(a user or user:password before @): the catalog is shown in every Site answer; "
+        "serve the image from a URL that needs none"
     }
     created = await client.post(
         f"{BASE}/site",

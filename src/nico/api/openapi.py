@@ -89,8 +89,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _site_id_required(operation: dict[str, Any]) -> None:
-    """A GET's or DELETE's `siteId` query is required, as the seeds document it. The handlers take it
-    as optional only to answer its absence with NICo's own 400, not FastAPI's."""
+    """A GET's or DELETE's `siteId` query is required, as the seeds document it. The
+    handlers take it as optional only to answer its absence with NICo's own 400."""
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "query" and parameter.get("name") == "siteId":
             parameter["required"] = True
