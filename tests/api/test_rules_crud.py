@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import time
 import uuid
 from typing import Any
 
@@ -264,7 +263,6 @@ async def test_absurd_numbers_and_durations_are_one_400_and_store_nothing(
     # The dry run with a rack plans the rule: 10**7 attempts used to be looped over on
     # the event loop (seconds per request); now it is refused before any planning.
     rack_id = await make_rack(services.db, site_id, name="rack-1")
-    started = time.perf_counter()
     planned = await client.post(
         f"{RULES}/validate",
         json={
@@ -277,7 +275,6 @@ async def test_absurd_numbers_and_durations_are_one_400_and_store_nothing(
         headers=auth,
     )
     assert (planned.status_code, planned.json()["data"]) == (400, ABSURD_PROBLEMS)
-    assert time.perf_counter() - started < 1.0
 
 
 COEFFICIENT = "ruleDefinition.steps[0].retry.backoffCoefficient"

@@ -4,7 +4,6 @@ the rule says (a rule stored before the validation limits is not re-checked)."""
 from __future__ import annotations
 
 import math
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -47,12 +46,11 @@ def test_backoff_sum_matches_the_waits_one_by_one(
 
 
 def test_backoff_of_a_huge_attempt_count_costs_no_loop() -> None:
-    started = time.perf_counter()
+    # A loop over the waits would never finish these (10**30 attempts).
     # 1 + 2 + 4 + 8 + 16, then every further wait at the 30s cap.
     assert retry(10**7, 1, 2, 30).worst_case_backoff_seconds() == 31 + (10**7 - 6) * 30
     assert retry(10**30, 1, 2, 30).worst_case_backoff_seconds() == pytest.approx(30e30)
     assert math.isinf(retry(10**400, 1, 2, 30).worst_case_backoff_seconds())
-    assert time.perf_counter() - started < 0.1
 
 
 def unchecked_rule(**step: Any) -> RuleDefinition:
@@ -88,10 +86,8 @@ def unchecked_rule(**step: Any) -> RuleDefinition:
 )
 def test_budgets_of_absurd_stored_rules_stay_within_temporal_limits(step: dict[str, Any]) -> None:
     rule = unchecked_rule(**step)
-    started = time.perf_counter()
     budget = task_budget(rule, {"Compute": 18})
     timeout = execution_timeout(budget)
-    assert time.perf_counter() - started < 0.1
     assert 0 < budget <= MAX_BUDGET
     assert 0 < step_budget(rule.steps[0], 18) <= MAX_BUDGET
     assert timeout < TEMPORAL_LIMIT
