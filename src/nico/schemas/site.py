@@ -19,8 +19,8 @@ _IMAGE_URI = re.compile(r"^(https?|ftp|sftp|scp|tftp|nfs|cifs)://\S+$", re.IGNOR
 
 
 IMAGE_URI_CREDENTIALS = (
-    "must not carry credentials (a user or user:password before @): the catalog is shown in every Site "
-    "answer; serve the image from a URL that needs none"
+    "must not carry credentials (a user or user:password before @): the catalog is shown "
+    "in every Site answer; serve the image from a URL that needs none"
 )
 
 
