@@ -215,34 +215,6 @@ async def test_a_failing_step_cancels_its_running_siblings(engine: Engine) -> No
     assert stage(report, 3)["status"] == "pending"
 
 
-async def test_the_first_failed_tray_cancels_sibling_steps_without_waiting_for_its_step(
-    engine: Engine,
-) -> None:
-    rack = await make_rack(engine.services, compute=1, switches=2, shelves=1)
-    nvl_01 = rack.of("NVLSwitch")[0]
-    await add_fault(engine.services, rack, FaultKind.POWER_FAIL.value, tray=nvl_01)
-    rule_definition = rule(
-        step("PowerShelf", 1, act("PowerControl")),
-        step("Compute", 2, act("Sleep", duration="1h")),
-        # nvl-01 fails at once; nvl-02 is busy for 40 minutes more.
-        step(
-            "NVLSwitch", 2, act("PowerControl"), post=[act("Sleep", duration="40m")], retry=retry(1)
-        ),
-    )
-    task, _ = await engine.run(await make_task(engine.services, rack, rule_definition))
-    assert task.status == TaskStatus.FAILED.value
-    assert task.report is not None
-    second = stage(task.report, 2)
-    sleeper, failing = second["steps"]
-    # The sibling was cancelled when nvl-01 failed, not when nvl-02 finished 40 min later.
-    assert sleeper["error"] == "cancelled: the NVLSwitch step of this stage failed"
-    assert seconds_between(second["startedAt"], sleeper["finishedAt"]) < 60
-    # The failing step still finished its tray in flight, so its error is complete.
-    assert failing["error"].startswith("1 of 2 NVLSwitch failed: nvl-01: BMC rejected")
-    assert (failing["completedComponents"], failing["failedComponents"]) == (1, 1)
-    assert seconds_between(second["startedAt"], failing["finishedAt"]) >= 40 * 60
-
-
 async def test_after_a_tray_fails_no_new_trays_start_and_the_error_counts_them(
     engine: Engine,
 ) -> None:

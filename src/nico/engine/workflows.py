@@ -262,19 +262,9 @@ class TaskWorkflow:
         self._summaries: list[p.StepSummary] = []
         self._begun = False  # the task row is Running (begin_task moved it)
         self._flusher: asyncio.Task[None] | None = None
-        # Per stage, the positions of its failing steps in the order the failures became
-        # known (a tray failure signalled, or a failed step result).
-        self._failing: dict[int, list[int]] = {}
-
-    def _note_failure(self, stage: int, position: int) -> None:
-        positions = self._failing.setdefault(stage, [])
-        if position not in positions:
-            positions.append(position)
 
     @workflow.signal(name=p.STEP_PROGRESS_SIGNAL)
     def step_progress(self, progress: p.StepProgress) -> None:
-        if progress.failed > 0:
-            self._note_failure(progress.stage, progress.position)
         if self._report is None:
             return
         if self._report.update_counts(
@@ -472,14 +462,10 @@ class TaskWorkflow:
     async def _run_stage(
         self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
     ) -> str | None:
-        """Steps in parallel, one child each. The first failure known (a tray of a step
-        failed, or a step ended failed) cancels the sibling steps at once; a failing step
-        itself finishes its trays in flight, so its error can name every failed tray."""
+        """Steps in parallel, one child each; the first failure cancels the siblings."""
         results: dict[int, p.StepResult] = {}
+        failed_order: list[int] = []
         handles: dict[int, workflow.ChildWorkflowHandle[Any, p.StepResult]] = {}
-        failing = self._failing.setdefault(stage.number, [])
-        types = {a.position: a.step.component_type.value for a in active}
-        cut_by: str | None = None  # set when we cancel siblings for a failure
 
         async def watch(entry: _Active) -> None:
             handle = handles[entry.position]
@@ -491,8 +477,7 @@ class TaskWorkflow:
                 result = p.StepResult("failed", len(entry.trays), 0, 0, 0, f"step ended: {text}")
             results[entry.position] = result
             if result.status == "failed":
-                self._note_failure(stage.number, entry.position)
-            self._record(stage.number, entry, result, cut_by)
+                failed_order.append(entry.position)
 
         watchers: list[asyncio.Task[None]] = []
         try:
@@ -517,53 +502,77 @@ class TaskWorkflow:
                     execution_timeout=execution_timeout(budget),
                 )
                 watchers.append(asyncio.create_task(watch(entry)))
-            await workflow.wait_condition(lambda: len(results) == len(active) or bool(failing))
-            if failing and len(results) < len(active):
-                # Fail-fast across steps: cancel the siblings that have not failed themselves.
-                cut_by = types[failing[0]]
-                for position, handle in handles.items():
-                    if position not in results and position not in failing:
-                        handle.cancel()
-                await workflow.wait_condition(lambda: len(results) == len(active))
+            await workflow.wait_condition(lambda: len(results) == len(active) or bool(failed_order))
         except asyncio.CancelledError:
-            cut_by = None  # cancelled with the task: the task's cancel finalizes the steps
             for handle in handles.values():
                 handle.cancel()
             await workflow.wait_condition(lambda: len(results) == len(handles))
+            self._record(stage.number, active, results, None)
             raise
-        first_failure = next((i for i in failing if results[i].status == "failed"), None)
+        if failed_order and len(results) < len(active):
+            # Fail-fast across steps: cancel the siblings still running.
+            for position, handle in handles.items():
+                if position not in results:
+                    handle.cancel()
+            await workflow.wait_condition(lambda: len(results) == len(active))
+        first_failure = failed_order[0] if failed_order else None
+        self._record(stage.number, active, results, first_failure)
         if first_failure is None:
             return None
-        return results[first_failure].error or f"{types[first_failure]} step failed"
+        failing = next(a for a in active if a.position == first_failure)
+        return results[first_failure].error or f"{failing.step.component_type.value} step failed"
 
     def _record(
-        self, number: int, entry: _Active, result: p.StepResult, cut_by: str | None
+        self,
+        number: int,
+        active: list[_Active],
+        results: dict[int, p.StepResult],
+        first_failure: int | None,
     ) -> None:
-        """Write one step's outcome into the report as it arrives (so a sibling cancelled
-        by a failure shows when it stopped) and keep its summary. `cut_by`: the type of
-        the failing step that made us cancel this one, if we did."""
+        """Write step outcomes into the report and keep the per-step summaries."""
         assert self._report is not None
         now = workflow.now()
-        self._summaries.append(
-            p.StepSummary(
-                stage=number,
-                component_type=entry.step.component_type.value,
-                max_parallel=entry.step.max_parallel,
-                total=result.total,
-                peak_in_flight=result.peak_in_flight,
-                status=result.status,
-            )
+        failed_type = next(
+            (a.step.component_type.value for a in active if a.position == first_failure), ""
         )
-        counts = (result.completed, result.failed)
-        if result.status == "completed":
-            self._report.complete_step(number, entry.position, *counts, now)
-        elif result.status == "failed":
-            self._report.fail_step(number, entry.position, result.error or "failed", *counts, now)
-        elif cut_by is not None:
-            error = messages.sibling_cancelled(cut_by)
-            self._report.fail_step(number, entry.position, error, *counts, now)
-        else:  # cancelled with the task: counts now, status when the report is finalized
-            self._report.update_counts(number, entry.position, *counts)
+        for entry in active:
+            result = results.get(entry.position)
+            if result is None:
+                continue
+            self._summaries.append(
+                p.StepSummary(
+                    stage=number,
+                    component_type=entry.step.component_type.value,
+                    max_parallel=entry.step.max_parallel,
+                    total=result.total,
+                    peak_in_flight=result.peak_in_flight,
+                    status=result.status,
+                )
+            )
+            if result.status == "completed":
+                self._report.complete_step(
+                    number, entry.position, result.completed, result.failed, now
+                )
+            elif result.status == "failed":
+                self._report.fail_step(
+                    number,
+                    entry.position,
+                    result.error or "failed",
+                    result.completed,
+                    result.failed,
+                    now,
+                )
+            elif first_failure is not None:
+                self._report.fail_step(
+                    number,
+                    entry.position,
+                    messages.sibling_cancelled(failed_type),
+                    result.completed,
+                    result.failed,
+                    now,
+                )
+            else:  # cancelled with the task: counts now, status when the report is finalized
+                self._report.update_counts(number, entry.position, result.completed, result.failed)
         self._touch()
 
 
