@@ -41,6 +41,7 @@ FAULT_HELP = (
     "unreachable, power-fails, power-hangs, firmware-fails, firmware-hangs or "
     "slow:<duration> (e.g. slow:5s)."
 )
+TrayOption = Annotated[str | None, typer.Option("--tray", help="Tray name or id.")]
 RackOption = Annotated[
     str | None, typer.Option("--rack", help="Rack name or id (names --tray's rack).")
 ]
@@ -254,7 +255,7 @@ def add_command(
 @fault_app.command("list")
 def list_command(
     rack: RackOption = None,
-    tray: Annotated[str | None, typer.Option("--tray", help="Tray name or id.")] = None,
+    tray: TrayOption = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     org: Org = "demo",
@@ -276,7 +277,7 @@ def clear_command(
         str | None, typer.Argument(help="Clear only this fault (an id from `list`).")
     ] = None,
     rack: RackOption = None,
-    tray: Annotated[str | None, typer.Option("--tray", help="Tray name or id.")] = None,
+    tray: TrayOption = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     org: Org = "demo",
