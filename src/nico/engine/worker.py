@@ -13,6 +13,10 @@ from nico.engine.activities import EngineActivities
 from nico.engine.workflows import StepWorkflow, TaskWorkflow
 from nico.services import Services
 
+# Every workflow type a worker runs. Types are never removed while a task started with
+# one may still be running (docs/engine.md, "Upgrading workers").
+WORKFLOWS = (TaskWorkflow, StepWorkflow)
+
 # Enough for a full rack's trays in flight per step, several tasks at once.
 MAX_CONCURRENT_ACTIVITIES = 200
 
@@ -54,7 +58,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=services.settings.temporal_task_queue,
-        workflows=[TaskWorkflow, StepWorkflow],
+        workflows=list(WORKFLOWS),
         activities=activities.all(),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         workflow_runner=workflow_runner(),
