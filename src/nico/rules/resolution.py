@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,3 +84,43 @@ async def resolve_rule(
     return ResolvedRule(
         definition=builtin.definition, rule_id=None, source="builtin", name=builtin.name
     )
+
+
+async def resolve_rules(
+    session: AsyncSession,
+    *,
+    site_id: uuid.UUID,
+    rack_ids: Sequence[uuid.UUID],
+    operation_type: OperationType | str,
+    operation_code: str,
+    pinned_rule_id: uuid.UUID | None,
+) -> dict[uuid.UUID, ResolvedRule]:
+    """`resolve_rule` for many racks of one site in a fixed number of queries (a bulk
+    submission of 100 racks must not cost 300 round trips). Same order of precedence;
+    a rack association whose rule is gone falls through to the default, as there."""
+    operation_type = OperationType.parse(operation_type)
+    if pinned_rule_id is not None:
+        pinned = await rule_store.get_rule(session, site_id, pinned_rule_id)
+        check_pinned(pinned, operation_type, operation_code)
+        assert pinned is not None
+        one = _resolved(pinned, "pinned")
+        return {rack_id: one for rack_id in rack_ids}
+    by_rack = await rule_store.rack_associations(
+        session, rack_ids, operation_type.value, operation_code
+    )
+    out = {
+        rack_id: _resolved(rule, "rack")
+        for rack_id, rule in by_rack.items()
+        if rule.site_id == site_id
+    }
+    if len(out) == len(set(rack_ids)):
+        return out
+    default = await rule_store.get_default(session, site_id, operation_type.value, operation_code)
+    if default is not None:
+        fallback = _resolved(default, "default")
+    else:
+        builtin = builtin_rule(operation_type, operation_code)
+        fallback = ResolvedRule(
+            definition=builtin.definition, rule_id=None, source="builtin", name=builtin.name
+        )
+    return {rack_id: out.get(rack_id, fallback) for rack_id in rack_ids}

@@ -146,6 +146,14 @@ async def lock_rack(session: AsyncSession, rack_id: uuid.UUID) -> bool:
     return found.scalar_one_or_none() is not None
 
 
+async def lock_racks(session: AsyncSession, rack_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """`lock_rack` for many racks in one statement; returns the ids that exist."""
+    found = await session.execute(
+        select(Rack.id).where(Rack.id.in_(rack_ids)).order_by(Rack.id).with_for_update()
+    )
+    return set(found.scalars())
+
+
 async def active_task_ids(session: AsyncSession, rack_id: uuid.UUID) -> list[uuid.UUID]:
     query = (
         select(Task.id)

@@ -211,6 +211,24 @@ async def get_association(
     )
 
 
+async def rack_associations(
+    session: AsyncSession, rack_ids: Sequence[uuid.UUID], operation_type: str, operation_code: str
+) -> dict[uuid.UUID, OperationRule]:
+    """The rule pinned to each of the racks for (type, code) that has one and whose rule
+    still exists, in one query whatever the number of racks."""
+    result = await session.execute(
+        select(RackRuleAssociation.rack_id, OperationRule)
+        .join(OperationRule, OperationRule.id == RackRuleAssociation.rule_id)
+        .where(
+            RackRuleAssociation.rack_id.in_(rack_ids),
+            RackRuleAssociation.operation_type == operation_type,
+            RackRuleAssociation.operation_code == operation_code,
+        )
+        .execution_options(populate_existing=True)
+    )
+    return {rack_id: rule for rack_id, rule in result.all()}
+
+
 async def associate(session: AsyncSession, rack_id: uuid.UUID, rule: OperationRule) -> None:
     """Pin `rule` to the rack for the rule's (type, code), replacing any earlier pin."""
     existing = await get_association(session, rack_id, rule.operation_type, rule.operation_code)

@@ -8,6 +8,7 @@ a racing promoter) changes nothing and learns so from the return value.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,6 +100,20 @@ async def add_task(session: AsyncSession, task: Task) -> Task:
     return task
 
 
+async def add_tasks(session: AsyncSession, tasks: Sequence[Task]) -> None:
+    """Insert many tasks and their `task_trays` rows in one flush (SQLAlchemy batches the
+    INSERTs), so a 100-rack submission costs a few round trips, not hundreds."""
+    session.add_all(tasks)
+    await session.flush()
+    session.add_all(
+        TaskTray(task_id=task.id, tray_id=uuid.UUID(str(tray_id)))
+        for task in tasks
+        for ids in task.targets.values()
+        for tray_id in ids
+    )
+    await session.flush()
+
+
 async def get_task(
     session: AsyncSession, task_id: uuid.UUID, site_id: uuid.UUID | None = None
 ) -> Task | None:
@@ -120,6 +135,22 @@ async def rack_tasks(
         .execution_options(populate_existing=True)
     )
     return list(result.scalars())
+
+
+async def racks_tasks(
+    session: AsyncSession, rack_ids: Sequence[uuid.UUID], statuses: tuple[str, ...]
+) -> dict[uuid.UUID, list[Task]]:
+    """`rack_tasks` for many racks in one query: each rack's list oldest first."""
+    result = await session.execute(
+        select(Task)
+        .where(Task.rack_id.in_(rack_ids), Task.status.in_(statuses))
+        .order_by(Task.created, Task.id)
+        .execution_options(populate_existing=True)
+    )
+    out: dict[uuid.UUID, list[Task]] = {rack_id: [] for rack_id in rack_ids}
+    for task in result.scalars():
+        out.setdefault(task.rack_id, []).append(task)
+    return out
 
 
 async def racks_with_waiting(session: AsyncSession) -> list[uuid.UUID]:
@@ -166,6 +197,15 @@ async def task_report(session: AsyncSession, task_id: uuid.UUID) -> dict[str, An
 async def mark_dispatched(session: AsyncSession, task_id: uuid.UUID) -> None:
     """Record that the task's workflow (id = task id) has been started."""
     await session.execute(update(Task).where(Task.id == task_id).values(workflow_id=str(task_id)))
+
+
+async def mark_dispatched_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> None:
+    """`mark_dispatched` for a batch of started tasks, in one statement."""
+    if task_ids:
+        # ORM bulk UPDATE by primary key: one executemany.
+        await session.execute(
+            update(Task), [{"id": task_id, "workflow_id": str(task_id)} for task_id in task_ids]
+        )
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from nico.domain import TaskStatus
 from nico.engine.client import cancel_task_workflow, start_task_workflow
 from nico.engine.contracts import TaskWorkflowInput, TrayTarget
-from nico.rules.resolution import resolve_rule
+from nico.rules.resolution import ResolvedRule, resolve_rule, resolve_rules
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import Task, Tray
@@ -85,14 +86,71 @@ async def choose_rule(
         operation_code=operation_code,
         pinned_rule_id=pinned_rule_id,
     )
+    return _choice(resolved)
+
+
+def _choice(resolved: ResolvedRule) -> RuleChoice:
     return RuleChoice(resolved.definition.to_wire(), resolved.rule_id, resolved.source)
+
+
+async def choose_rules(
+    session: AsyncSession,
+    *,
+    site_id: uuid.UUID,
+    rack_ids: list[uuid.UUID],
+    operation_type: str,
+    operation_code: str,
+    pinned_rule_id: uuid.UUID | None,
+) -> dict[uuid.UUID, RuleChoice]:
+    """`choose_rule` for every rack of a bulk submission in a fixed number of queries;
+    racks resolving to the same rule share one snapshot."""
+    resolved = await resolve_rules(
+        session,
+        site_id=site_id,
+        rack_ids=rack_ids,
+        operation_type=operation_type,
+        operation_code=operation_code,
+        pinned_rule_id=pinned_rule_id,
+    )
+    shared: dict[int, RuleChoice] = {}
+    out: dict[uuid.UUID, RuleChoice] = {}
+    for rack_id, rule in resolved.items():
+        if id(rule) not in shared:
+            shared[id(rule)] = _choice(rule)
+        out[rack_id] = shared[id(rule)]
+    return out
+
+
+def _tray_ids(task: Task) -> list[uuid.UUID]:
+    return [uuid.UUID(str(i)) for ids in task.targets.values() for i in ids]
 
 
 async def workflow_input(session: AsyncSession, task: Task) -> TaskWorkflowInput | None:
     """The workflow payload of a task; None when none of its trays exist any more."""
-    ids = [uuid.UUID(str(i)) for ids in task.targets.values() for i in ids]
-    result = await session.execute(select(Tray).where(Tray.id.in_(ids)))
-    found = {t.id: t for t in result.scalars()}
+    result = await session.execute(select(Tray).where(Tray.id.in_(_tray_ids(task))))
+    return build_input(task, {t.id: t for t in result.scalars()})
+
+
+async def workflow_inputs(
+    session: AsyncSession, task_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, TaskWorkflowInput | None]:
+    """`workflow_input` of every task in `task_ids` that is still Pending, in two queries
+    (tasks no longer Pending are left out: they need no workflow start)."""
+    result = await session.execute(
+        select(Task)
+        .where(Task.id.in_(task_ids), Task.status == TaskStatus.PENDING.value)
+        .execution_options(populate_existing=True)
+    )
+    tasks = list(result.scalars())
+    ids = [tray_id for task in tasks for tray_id in _tray_ids(task)]
+    found = {
+        t.id: t for t in (await session.execute(select(Tray).where(Tray.id.in_(ids)))).scalars()
+    }
+    return {task.id: build_input(task, found) for task in tasks}
+
+
+def build_input(task: Task, found: dict[uuid.UUID, Tray]) -> TaskWorkflowInput | None:
+    """The payload from a task row and the trays that still exist (None if none does)."""
     trays: list[TrayTarget] = []
     for kind in task.targets:
         for raw in task.targets[kind]:
@@ -139,6 +197,26 @@ async def dispatch_task(services: Services, task_id: uuid.UUID) -> Dispatch:
         if task is None or task.status != TaskStatus.PENDING.value:
             return Dispatch.STARTED
         payload = await workflow_input(session, task)
+    outcome = await start_or_fail(services, task_id, payload)
+    if outcome is not Dispatch.STARTED:
+        return outcome
+    async with services.db.session() as session:
+        await task_store.mark_dispatched(session, task_id)
+        task = await task_store.get_task(session, task_id)
+        cancelled = task is not None and task.status == TaskStatus.TERMINATED.value
+    if cancelled:
+        await cancel_started(client, task_id)
+    return Dispatch.STARTED
+
+
+async def start_or_fail(
+    services: Services, task_id: uuid.UUID, payload: TaskWorkflowInput | None
+) -> Dispatch:
+    """Start the workflow of a Pending task whose payload is built; a task with no trays
+    left, or whose workflow Temporal refuses, fails instead (FAILED); an unreachable
+    Temporal leaves it Pending (DEFERRED)."""
+    client = services.temporal
+    assert client is not None
     if payload is None:
         await fail_pending(services, task_id, NO_TRAYS_LEFT)
         return Dispatch.FAILED
@@ -151,17 +229,15 @@ async def dispatch_task(services: Services, task_id: uuid.UUID) -> Dispatch:
         log.warning("starting the workflow of task %s failed: %s", task_id, exc)
         await fail_pending(services, task_id, f"Failed to start the task workflow: {exc}")
         return Dispatch.FAILED
-    async with services.db.session() as session:
-        await task_store.mark_dispatched(session, task_id)
-        task = await task_store.get_task(session, task_id)
-        cancelled = task is not None and task.status == TaskStatus.TERMINATED.value
-    if cancelled:
-        # Cancelled between commit and start: the workflow must not run. If Temporal is
-        # unreachable now, its begin step refuses the Terminated task anyway.
-        try:
-            await cancel_task_workflow(client, str(task_id))
-        except Exception as exc:
-            if not temporal_unreachable(exc):
-                raise
-            log.warning("task %s: could not cancel its new workflow (%s)", task_id, exc)
     return Dispatch.STARTED
+
+
+async def cancel_started(client: Client, task_id: uuid.UUID) -> None:
+    """Cancelled between commit and start: the workflow must not run. If Temporal is
+    unreachable now, its begin step refuses the Terminated task anyway."""
+    try:
+        await cancel_task_workflow(client, str(task_id))
+    except Exception as exc:
+        if not temporal_unreachable(exc):
+            raise
+        log.warning("task %s: could not cancel its new workflow (%s)", task_id, exc)

@@ -2,10 +2,15 @@
 
 PostgreSQL: `pg_advisory_xact_lock` per rack inside the transaction, so API replicas and
 workers on any host serialize on the same rack and the lock ends with the commit.
-SQLite: an in-process asyncio lock per rack, held until the transaction has committed.
-That is correct for one process (what `nico serve` runs); several processes on one SQLite
-file are not supported for task submission (`nico api` / `nico worker` warn about it).
+SQLite: the transaction starts with `BEGIN IMMEDIATE`, which takes the database's write
+lock at once, so processes on one SQLite file (`nico serve` runs the API and the worker in
+two) serialize too; SQLite has no finer lock. An in-process asyncio lock per rack is taken
+first, so coroutines of one process queue on the rack without holding a connection each.
 A rack's local lock lives only while someone holds or awaits it.
+
+Keys are taken in one statement whatever the number of racks (a 100-rack submission is
+one round trip, not 100), always in ascending key order so two multi-rack submissions
+cannot deadlock.
 """
 
 from __future__ import annotations
@@ -60,9 +65,18 @@ async def locked_racks(db: Database, rack_ids: Iterable[uuid.UUID]) -> AsyncIter
             for rack_id in ordered:
                 await stack.enter_async_context(_local_lock(rack_id))
         session = await stack.enter_async_context(db.session())
-        if not db.is_sqlite:
-            for rack_id in ordered:
-                await session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(rack_id)}
-                )
+        if db.is_sqlite:
+            # Python's sqlite3 opens no transaction for this statement, so this one is
+            # the transaction the session commits.
+            await session.execute(text("BEGIN IMMEDIATE"))
+        elif ordered:
+            # unnest yields the array in order and each row locks before the next.
+            keys = sorted(advisory_key(rack_id) for rack_id in ordered)
+            await session.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(k)) "
+                    "FROM unnest(CAST(:keys AS bigint[])) AS k"
+                ),
+                {"keys": keys},
+            )
         yield session

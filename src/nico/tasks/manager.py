@@ -1,5 +1,9 @@
 """Submission: one task per rack, conflict check under the rack locks, then dispatch.
 
+Every step costs a fixed number of database round trips whatever the number of racks
+(one lock statement, one rule resolution, one read of the racks' tasks, one batched
+insert), and dispatch starts workflows concurrently (`nico.tasks.fanout`).
+
 A multi-rack request is all-or-nothing: every rack is checked in one transaction holding
 all their locks, so a conflict on any rack answers 409 and creates no task (upstream
 creates what it can and loses the reasons in its logs).
@@ -24,10 +28,11 @@ from nico.store import tasks as task_store
 from nico.store.models import Task, utcnow
 from nico.tasks import idempotency
 from nico.tasks.conflicts import ConflictStrategy, first_conflict
-from nico.tasks.dispatch import Dispatch, RuleChoice, choose_rule, dispatch_task
+from nico.tasks.dispatch import choose_rules
+from nico.tasks.fanout import dispatch_answering_soon
 from nico.tasks.idempotency import IdempotencyClaim
 from nico.tasks.locks import locked_racks
-from nico.tasks.queue import QUEUED, footprint, promote_rack
+from nico.tasks.queue import QUEUED, footprint
 from nico.tasks.targets import RACK_NOT_FOUND, RackTargets
 
 log = logging.getLogger("nico.tasks")
@@ -58,13 +63,20 @@ def _conflict_error(targets: RackTargets, other: Task) -> Conflict:
     )
 
 
-async def _tasks_ahead(session: AsyncSession, rack_id: uuid.UUID) -> list[Task]:
-    """What a new task of the rack must not overtake: its Pending and Running tasks, then
-    its Waiting ones (oldest first). A new task that conflicts only with a Waiting one
-    queues behind it (or is rejected naming it), so it cannot block that task later."""
-    tasks = await task_store.rack_tasks(session, rack_id, task_store.NOT_FINISHED)
+async def _tasks_ahead(
+    session: AsyncSession, rack_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Task]]:
+    """What a new task of each rack must not overtake: its Pending and Running tasks,
+    then its Waiting ones (oldest first), for all racks in one query. A new task that
+    conflicts only with a Waiting one queues behind it (or is rejected naming it), so it
+    cannot block that task later."""
+    by_rack = await task_store.racks_tasks(session, rack_ids, task_store.NOT_FINISHED)
     waiting = TaskStatus.WAITING.value
-    return [t for t in tasks if t.status != waiting] + [t for t in tasks if t.status == waiting]
+    return {
+        rack_id: [t for t in tasks if t.status != waiting]
+        + [t for t in tasks if t.status == waiting]
+        for rack_id, tasks in by_rack.items()
+    }
 
 
 async def submit(
@@ -86,12 +98,7 @@ async def submit(
         if replayed is None:
             raise
         return replayed
-    for task_id, rack_id in pending:
-        outcome = await dispatch_task(services, task_id)
-        if outcome is Dispatch.DEFERRED:
-            break  # no Temporal now: the rest stay Pending too, the reconciler starts them
-        if outcome is Dispatch.FAILED:
-            await promote_rack(services, rack_id)
+    await dispatch_answering_soon(services, pending)
     return task_ids
 
 
@@ -106,29 +113,30 @@ async def _create_tasks(
     timeout = request.queue_timeout or settings.queue_default_timeout
     task_ids: list[uuid.UUID] = []
     pending: list[tuple[uuid.UUID, uuid.UUID]] = []
-    async with locked_racks(services.db, [r.rack.id for r in racks]) as session:
+    rack_ids = [r.rack.id for r in racks]
+    async with locked_racks(services.db, rack_ids) as session:
         if claim is not None:
             replayed = await idempotency.replay(session, claim)
             if replayed is not None:
                 return replayed, []
         # Resolve first: a bad pinned rule is a 400 before any conflict is a 409.
-        choices: list[RuleChoice] = [
-            await choose_rule(
-                session,
-                site_id=request.site_id,
-                rack_id=targets.rack.id,
-                operation_type=request.operation_type.value,
-                operation_code=request.operation_code,
-                pinned_rule_id=request.pinned_rule_id,
-            )
-            for targets in racks
-        ]
-        for targets, choice in zip(racks, choices, strict=True):
-            # A concurrent rack delete either waits for this task and then refuses, or
-            # wins and this submission answers 404.
-            if not await inventory.lock_rack(session, targets.rack.id):
-                raise NotFound(RACK_NOT_FOUND)
-            ahead = await _tasks_ahead(session, targets.rack.id)
+        choices = await choose_rules(
+            session,
+            site_id=request.site_id,
+            rack_ids=rack_ids,
+            operation_type=request.operation_type.value,
+            operation_code=request.operation_code,
+            pinned_rule_id=request.pinned_rule_id,
+        )
+        # A concurrent rack delete either waits for this task and then refuses, or
+        # wins and this submission answers 404.
+        if await inventory.lock_racks(session, rack_ids) != set(rack_ids):
+            raise NotFound(RACK_NOT_FOUND)
+        ahead_by_rack = await _tasks_ahead(session, rack_ids)
+        tasks: list[Task] = []
+        for targets in racks:
+            choice = choices[targets.rack.id]
+            ahead = ahead_by_rack[targets.rack.id]
             by_id = {t.id: t for t in ahead}
             hit = first_conflict(
                 targets.footprint(request.operation_type), [footprint(t) for t in ahead]
@@ -163,10 +171,12 @@ async def _create_tasks(
                     )
                 task.status, task.message = TaskStatus.WAITING.value, QUEUED
                 task.queue_expires_at = now + timedelta(seconds=timeout)
-            await task_store.add_task(session, task)
+            task.id = uuid.uuid4()
+            tasks.append(task)
             task_ids.append(task.id)
             if hit is None:
                 pending.append((task.id, targets.rack.id))
+        await task_store.add_tasks(session, tasks)
         if claim is not None:
             await idempotency.remember(session, claim, task_ids)
     return task_ids, pending

@@ -1,0 +1,117 @@
+"""Dispatch of a bulk submission: many task workflows started at once, the request
+answered within a bounded time.
+
+A 100-rack request commits its 100 Pending tasks in one transaction. Starting their
+workflows one after another (a Temporal round trip and a few database reads each) made
+the request time grow with the fleet, and with how busy the server was. Here they start
+in chunks of `DISPATCH_CHUNK` concurrent starts, with one read and one write per chunk.
+The request waits for the first chunk and then for at most `ANSWER_WITHIN` seconds in
+all; the rest goes on in the background and the ids are already in the answer.
+
+Nothing here needs to finish for the tasks to run: a task still Pending without a
+workflow id when the process dies (or while Temporal is unreachable) is dispatched by
+the reconciler after NICO_RECONCILE_GRACE, and starting a workflow twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from nico.domain import TaskStatus
+from nico.services import Services
+from nico.store import tasks as task_store
+from nico.store.models import Task
+from nico.tasks.dispatch import Dispatch, cancel_started, start_or_fail, workflow_inputs
+from nico.tasks.queue import promote_rack
+
+log = logging.getLogger("nico.tasks")
+
+# Starts in flight at once: enough to hide a start's round trip, few enough that a busy
+# Temporal server is not flooded (16 measured best on the 2-core development machine).
+DISPATCH_CHUNK = 16
+# How long a request waits for starts beyond its first chunk before answering.
+ANSWER_WITHIN = 0.5
+
+# Dispatches still running after their request answered (kept so they are not collected).
+_background: set[asyncio.Task[None]] = set()
+
+Pending = Sequence[tuple[uuid.UUID, uuid.UUID]]  # (task id, rack id)
+
+
+async def dispatch_all(
+    services: Services, pending: Pending, first_chunk: asyncio.Event | None = None
+) -> None:
+    """Start the workflows of freshly committed Pending tasks, chunk by chunk; stop at
+    the first sign that Temporal is unreachable (the rest stay Pending for the
+    reconciler). `first_chunk` is set once the first chunk is through."""
+    try:
+        if services.temporal is None:
+            log.info("%d task(s) left Pending: no Temporal client in this process", len(pending))
+            return
+        for start in range(0, len(pending), DISPATCH_CHUNK):
+            deferred = await _dispatch_chunk(services, pending[start : start + DISPATCH_CHUNK])
+            if first_chunk is not None:
+                first_chunk.set()
+            if deferred:
+                return
+    finally:
+        if first_chunk is not None:
+            first_chunk.set()
+
+
+async def _dispatch_chunk(services: Services, chunk: Pending) -> bool:
+    """One chunk: read payloads, start concurrently, record the starts. True when
+    Temporal was unreachable for any of them."""
+    client = services.temporal
+    assert client is not None
+    racks = dict(chunk)
+    async with services.db.session() as session:
+        payloads = await workflow_inputs(session, list(racks))
+    outcomes = await asyncio.gather(
+        *(start_or_fail(services, task_id, payload) for task_id, payload in payloads.items())
+    )
+    by_task = dict(zip(payloads, outcomes, strict=True))
+    started = [task_id for task_id, outcome in by_task.items() if outcome is Dispatch.STARTED]
+    if started:
+        async with services.db.session() as session:
+            await task_store.mark_dispatched_many(session, started)
+            cancelled = await session.scalars(
+                select(Task.id).where(
+                    Task.id.in_(started), Task.status == TaskStatus.TERMINATED.value
+                )
+            )
+            cancelled_ids = list(cancelled)
+        for task_id in cancelled_ids:
+            await cancel_started(client, task_id)
+    for task_id, outcome in by_task.items():
+        if outcome is Dispatch.FAILED:
+            await promote_rack(services, racks[task_id])
+    return any(outcome is Dispatch.DEFERRED for outcome in outcomes)
+
+
+async def dispatch_answering_soon(services: Services, pending: Pending) -> None:
+    """Dispatch `pending`; return once the first chunk is started and at most
+    ANSWER_WITHIN seconds have passed, leaving the rest running in the background."""
+    if not pending:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ANSWER_WITHIN
+    first_chunk = asyncio.Event()
+    job = asyncio.create_task(dispatch_all(services, pending, first_chunk))
+    _background.add(job)
+    job.add_done_callback(_finished)
+    await first_chunk.wait()
+    # The tasks are committed either way: a failed dispatch is logged (by `_finished`)
+    # and left to the reconciler, never turned into an error for ids that exist.
+    await asyncio.wait({job}, timeout=max(0.0, deadline - loop.time()))
+
+
+def _finished(job: asyncio.Task[None]) -> None:
+    _background.discard(job)
+    if not job.cancelled() and job.exception() is not None:
+        log.error("dispatching a bulk submission failed", exc_info=job.exception())
