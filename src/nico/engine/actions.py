@@ -30,6 +30,12 @@ with workflow.unsafe.imports_passed_through():
         PollDefaults,
         attempt_timeout,
         poll_bounds,
+    )
+    from nico.engine.retries import (
+        INFRA,
+        INFRA_ERROR_TYPE,
+        hardware_retry_policy,
+        is_infra_reason,
         retry_of,
     )
     from nico.hardware.interface import BringUpState, FirmwareJobState
@@ -72,26 +78,23 @@ class StepContext:
 # --- activity calls -----------------------------------------------------------------
 
 
-def _retry_policy(ctx: StepContext) -> TemporalRetryPolicy:
-    retry = retry_of(ctx.step)
-    return TemporalRetryPolicy(
-        initial_interval=timedelta(seconds=retry.initial_interval.seconds),
-        backoff_coefficient=retry.backoff_coefficient,
-        maximum_interval=(
-            timedelta(seconds=retry.max_interval.seconds) if retry.max_interval else None
-        ),
-        maximum_attempts=retry.max_attempts,
-    )
+def _attempt_of(cause: ApplicationError) -> int | None:
+    """The attempt number an activity put in its failure's details."""
+    if cause.details and isinstance(cause.details[0], int):
+        return cause.details[0]
+    return None
 
 
-def _failure_text(exc: ActivityError, action: ActionName, max_attempts: int) -> str:
-    """The real cause of a failed activity, with which action and how often it was tried."""
+def _failure_text(exc: ActivityError, action: ActionName, max_attempts: int, used: int = 0) -> str:
+    """The real cause of a failed activity, with which action and how often it was tried
+    (`used`: hardware attempts of earlier calls cut short by an infrastructure outage)."""
     cause = exc.cause
     attempts = max_attempts
     if isinstance(cause, ApplicationError):
         reason = cause.message
-        if cause.details and isinstance(cause.details[0], int):
-            attempts = cause.details[0]
+        attempt = _attempt_of(cause)
+        if attempt is not None:
+            attempts = attempt + used
     elif isinstance(cause, TemporalTimeoutError):
         reason = "no answer in time"
     else:
@@ -102,26 +105,42 @@ def _failure_text(exc: ActivityError, action: ActionName, max_attempts: int) -> 
 async def call(
     ctx: StepContext, action: ActionConfig, name: str, arg: Any, result_type: type[T]
 ) -> T:
-    """One action call: an activity bounded per attempt and retried per the step's retry."""
-    try:
-        result: T = await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=timedelta(seconds=attempt_timeout(action)),
-            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
-            retry_policy=_retry_policy(ctx),
-            # A cancel (task cancel, step timeout) waits until the call has stopped, so
-            # nothing still talks to the hardware once the step reports.
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-    except ActivityError as exc:
-        if isinstance(exc.cause, TemporalCancelledError):
-            raise asyncio.CancelledError() from exc
-        raise ActionFailed(
-            _failure_text(exc, action.name, retry_of(ctx.step).max_attempts)
-        ) from exc
-    return result
+    """One action call: an activity bounded per attempt and retried per the step's retry.
+
+    An attempt that could not reach nico's database or Temporal for as long as it could
+    wait is not a hardware attempt: the call waits on the infrastructure budget
+    (`nico.engine.retries.INFRA`) and is made again with the hardware attempts left."""
+    retry = retry_of(ctx.step)
+    used = 0  # hardware attempts spent by calls an outage cut short
+    outages = 0
+    outage_began: float | None = None
+    while True:
+        try:
+            result: T = await workflow.execute_activity(
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=timedelta(seconds=attempt_timeout(action)),
+                heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
+                retry_policy=hardware_retry_policy(retry, used),
+                # A cancel (task cancel, step timeout) waits until the call has stopped, so
+                # nothing still talks to the hardware once the step reports.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, TemporalCancelledError):
+                raise asyncio.CancelledError() from exc
+            if isinstance(cause, ApplicationError) and cause.type == INFRA_ERROR_TYPE:
+                now = workflow.time()
+                outage_began = now if outage_began is None else outage_began
+                if now - outage_began < INFRA.total:
+                    used += max((_attempt_of(cause) or 1) - 1, 0)
+                    outages += 1
+                    await workflow.sleep(INFRA.delay(outages))
+                    continue
+            raise ActionFailed(_failure_text(exc, action.name, retry.max_attempts, used)) from exc
+        return result
 
 
 async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
@@ -150,6 +169,8 @@ def not_read(obs: p.Observation | None, what: str) -> str:
     says waiting cannot help (a tray or job that no longer exists, bad credentials)."""
     if obs is None or not obs.error:
         return f"{what} not readable"
+    if obs.infra:
+        return obs.error
     if not obs.retryable:
         raise ActionFailed(f"{what} not readable: {obs.error}")
     return obs.error
@@ -157,16 +178,25 @@ def not_read(obs: p.Observation | None, what: str) -> str:
 
 async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]) -> str | None:
     """Probe now, then every `interval` until it returns None (done) or `timeout` passes;
-    returns the last reason it was not done yet, or None on success."""
+    returns the last reason it was not done yet, or None on success. Time lost to an
+    outage of nico's database or Temporal (no BMC was asked) does not count against the
+    timeout, up to the infrastructure budget."""
     deadline = workflow.time() + bounds.timeout
+    excused = 0.0
     while True:
+        began = workflow.time()
         reason = await probe()
         if reason is None:
             return None
+        down = is_infra_reason(reason) and excused < INFRA.total
         remaining = deadline - workflow.time()
-        if remaining <= 0:
+        if remaining <= 0 and not down:
             return reason
-        await workflow.sleep(min(bounds.interval, remaining))
+        await workflow.sleep(min(bounds.interval, remaining) if remaining > 0 else bounds.interval)
+        if down:
+            lost = min(workflow.time() - began, INFRA.total - excused)
+            excused += lost
+            deadline += lost
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -298,6 +328,9 @@ async def _verify_reachability(
         answers = await observe(p.OBSERVE_REACHABILITY, query, list[list[p.Observation]])
         if answers is None:
             return "reachability not checked (poll failed)"
+        outage = next((a.error for found in answers for a in found if a.infra), None)
+        if outage:
+            return outage
         missing: list[str] = []
         hopeless: list[str] = []
         for (_, members), group, found in zip(groups, query.groups, answers, strict=True):

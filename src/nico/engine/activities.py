@@ -4,9 +4,12 @@ Each hardware activity acts on one tray (or reads a few). Its whole body (databa
 included) runs inside `attempt()`: it heartbeats, so a crashed worker is noticed within
 seconds, and ends itself shortly before its start-to-close timeout, so no request is
 left in flight when Temporal retries. `HardwareError(retryable=False)` becomes a
-non-retryable failure. Side effects (power commands, firmware starts) go through the
-operation ledger (`nico.engine.ledger`): an accepted one is never sent again, and a
-power cycle whose earlier attempt may have reached the BMC is not sent a second time.
+non-retryable failure. Every database read or write and every backend call runs
+through `nico.engine.infra.retrying`: an outage of nico's own database or Temporal is
+waited out and never spends a hardware attempt (`nico.engine.retries`). Side effects
+(power commands, firmware starts) go through the operation ledger (`nico.engine.ledger`):
+an accepted one is never sent again, and a power cycle whose earlier attempt may have
+reached the BMC is not sent a second time.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,10 +27,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from nico.domain import TaskStatus
-from nico.engine import ledger
+from nico.engine import infra, ledger
 from nico.engine import payloads as p
 from nico.engine.capabilities import TargetTray, capability_gaps, uncovered_trays
+from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.engine.policy import HEARTBEAT_EVERY, attempt_deadline
+from nico.engine.retries import INFRA_ERROR_TYPE
 from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
 from nico.rules.durations import format_seconds
@@ -37,6 +42,7 @@ from nico.store.models import Task, Tray
 from nico.store.tasks import save_running_report, transition_task
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
@@ -68,18 +74,24 @@ class AttemptExpired(Exception):
 async def attempt() -> AsyncIterator[None]:
     """The whole body of an activity: heartbeating, and bounded by the attempt's own
     deadline (its start-to-close timeout less a little slack), so a slow hardware call is
-    cancelled here rather than left running while Temporal starts the next attempt."""
+    cancelled here rather than left running while Temporal starts the next attempt. A
+    deadline that cuts a wait for the database or Temporal is that outage's
+    (`InfrastructureUnavailable`), not the hardware's."""
     timeout = activity.info().start_to_close_timeout
     total = timeout.total_seconds() if timeout else None
-    async with heartbeating():
-        deadline = asyncio.timeout(attempt_deadline(total) if total else None)
-        try:
-            async with deadline:
-                yield
-        except TimeoutError:
-            if total and deadline.expired():
-                raise AttemptExpired(f"no answer within {format_seconds(total)}") from None
-            raise
+    with infra.watching():
+        async with heartbeating():
+            deadline = asyncio.timeout(attempt_deadline(total) if total else None)
+            try:
+                async with deadline:
+                    yield
+            except TimeoutError:
+                if total and deadline.expired():
+                    outage = infra.waiting_out()
+                    if outage is not None:
+                        raise outage from None
+                    raise AttemptExpired(f"no answer within {format_seconds(total)}") from None
+                raise
 
 
 @asynccontextmanager
@@ -92,6 +104,9 @@ async def hardware_attempt() -> AsyncIterator[None]:
         raise _hardware_failure(exc) from None
     except AttemptExpired as exc:
         raise ApplicationError(str(exc), activity.info().attempt, type="AttemptExpired") from None
+    except InfrastructureUnavailable as exc:
+        # Not a hardware attempt: the workflow waits on the infrastructure budget.
+        raise ApplicationError(str(exc), activity.info().attempt, type=INFRA_ERROR_TYPE) from None
 
 
 def _hardware_failure(exc: HardwareError) -> ApplicationError:
@@ -105,7 +120,7 @@ def _hardware_failure(exc: HardwareError) -> ApplicationError:
 
 
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, HardwareError):
+    if isinstance(exc, HardwareError | InfrastructureUnavailable):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -123,9 +138,13 @@ class EngineActivities:
     @activity.defn(name=p.BEGIN_TASK)
     async def begin_task(self, data: p.BeginTaskInput) -> p.BeginTaskResult:
         """Pre-dispatch capability check, then Pending -> Running with the initial report."""
+        async with attempt():
+            return await self._begin_task(data)
+
+    async def _begin_task(self, data: p.BeginTaskInput) -> p.BeginTaskResult:
         task_id = uuid.UUID(data.task_id)
         rule = RuleDefinition.from_wire(data.rule_definition)
-        refs = await self._registry.tray_refs(t.id for t in data.trays)
+        refs = await retrying(lambda: self._registry.tray_refs(t.id for t in data.trays))
         gaps = uncovered_trays(rule, data.trays)
         missing = [t.name for t in data.trays if t.id not in refs]
         if missing:
@@ -141,14 +160,15 @@ class EngineActivities:
             )
         except HardwareError as exc:
             gaps.append(str(exc))
-        async with self._services.db.session() as session:
+        error = "; ".join(gaps)
+
+        async def write(session: AsyncSession) -> tuple[bool, str]:
             if gaps:
-                error = "; ".join(gaps)
-                failed = await transition_task(
+                moved = await transition_task(
                     session, task_id, TaskStatus.FAILED, message=error, expected=TaskStatus.PENDING
                 )
             else:
-                started = await transition_task(
+                moved = await transition_task(
                     session,
                     task_id,
                     TaskStatus.RUNNING,
@@ -156,7 +176,10 @@ class EngineActivities:
                     report=data.report,
                     expected=TaskStatus.PENDING,
                 )
-            status = await _task_status(session, task_id)
+            return moved, await _task_status(session, task_id)
+
+        moved, status = await self._db(write)
+        failed = started = moved
         if gaps:
             if failed:
                 await self._notify_finished(data.task_id)
@@ -166,21 +189,27 @@ class EngineActivities:
 
     @activity.defn(name=p.SAVE_REPORT)
     async def save_report(self, data: p.SaveReportInput) -> None:
-        async with self._services.db.session() as session:
-            await save_running_report(session, uuid.UUID(data.task_id), data.report, data.message)
+        async with attempt():
+            await self._db(
+                lambda session: save_running_report(
+                    session, uuid.UUID(data.task_id), data.report, data.message
+                )
+            )
 
     @activity.defn(name=p.FINISH_TASK)
     async def finish_task(self, data: p.FinishTaskInput) -> bool:
         """Running (or Pending) -> final status (CAS), then tell the task manager the rack
         freed up."""
-        async with self._services.db.session() as session:
-            changed = await transition_task(
-                session,
-                uuid.UUID(data.task_id),
-                TaskStatus(data.status),
-                message=data.message,
-                report=data.report,
-                expected=TaskStatus(data.expected),
+        async with attempt():
+            changed = await self._db(
+                lambda session: transition_task(
+                    session,
+                    uuid.UUID(data.task_id),
+                    TaskStatus(data.status),
+                    message=data.message,
+                    report=data.report,
+                    expected=TaskStatus(data.expected),
+                )
             )
         await self._notify_finished(data.rack_id, rack=True)
         return changed
@@ -204,29 +233,40 @@ class EngineActivities:
                 raise LookupError(f"task {task_id} not found")
             return task.rack_id
 
+    async def _db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """One transaction, made again (whole) after a database outage."""
+
+        async def once() -> T:
+            async with self._services.db.session() as session:
+                return await work(session)
+
+        return await retrying(once)
+
     # --- hardware helpers ---------------------------------------------------------------
 
     async def _target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
-        ref = await self._registry.tray_ref(tray_id)
+        ref = await retrying(lambda: self._registry.tray_ref(tray_id))
         return ref, self._registry.backend_for(ref)
 
     async def _record_power(self, tray_id: str, state: str) -> None:
         """Observed power state goes to the tray row, so GET /tray shows it."""
-        async with self._services.db.session() as session:
-            await session.execute(
+        await self._db(
+            lambda session: session.execute(
                 update(Tray)
                 .where(Tray.id == uuid.UUID(tray_id), Tray.power_state != state)
                 .values(power_state=state)
             )
+        )
 
     async def _record_firmware(self, tray_id: str, version: str) -> None:
         """Observed firmware version goes to the tray row, so GET /tray shows it."""
-        async with self._services.db.session() as session:
-            await session.execute(
+        await self._db(
+            lambda session: session.execute(
                 update(Tray)
                 .where(Tray.id == uuid.UUID(tray_id), Tray.firmware_version != version)
                 .values(firmware_version=version)
             )
+        )
 
     # --- side effects -----------------------------------------------------------------
 
@@ -238,8 +278,7 @@ class EngineActivities:
         async with hardware_attempt():
             key = data.ledger_key
             cycle = data.code not in ledger.RESENDABLE_POWER_CODES
-            async with self._services.db.session() as session:
-                entry = await ledger.lookup(session, key)
+            entry = await self._db(lambda session: ledger.lookup(session, key))
             if entry is not None and entry.accepted:
                 return p.PowerResult()
             if entry is not None and cycle:
@@ -249,53 +288,58 @@ class EngineActivities:
                 return p.PowerResult(outcome_unknown=True)
             ref, backend = await self._target(data.tray_id)
             if cycle:
-                async with self._services.db.session() as session:
-                    await ledger.intend(session, key, data.tray_id, "power", {"code": data.code})
+                await self._db(
+                    lambda session: ledger.intend(
+                        session, key, data.tray_id, "power", {"code": data.code}
+                    )
+                )
             try:
-                await backend.power_control(ref, data.code, operation_key=key)
-            except HardwareError:
-                # The backend answered: nothing was done, so a retry may send it again.
-                # Anything else (crash, cancel, the attempt's deadline) keeps the intent.
+                await retrying(lambda: backend.power_control(ref, data.code, operation_key=key))
+            except (HardwareError, InfrastructureUnavailable):
+                # The backend answered, or could not even start (its own store was down):
+                # nothing was done, so a retry may send it again. Anything else (crash,
+                # cancel, the attempt's deadline) keeps the intent.
                 if cycle:
-                    async with self._services.db.session() as session:
-                        await ledger.forget(session, key)
+                    await self._db(lambda session: ledger.forget(session, key))
                 raise
-            async with self._services.db.session() as session:
-                await ledger.record(session, key, data.tray_id, "power", {"code": data.code})
+            await self._db(
+                lambda session: ledger.record(
+                    session, key, data.tray_id, "power", {"code": data.code}
+                )
+            )
             return p.PowerResult()
 
     @activity.defn(name=p.FIRMWARE_START)
     async def firmware_start(self, data: p.FirmwareCommand) -> str:
         async with hardware_attempt():
-            async with self._services.db.session() as session:
-                done = await ledger.recorded(session, data.ledger_key)
+            done = await self._db(lambda session: ledger.recorded(session, data.ledger_key))
             if done is not None:
                 return str(done["job_id"])
             ref, backend = await self._target(data.tray_id)
-            job_id = await backend.firmware_start(
-                ref, data.version, tuple(data.targets), operation_key=data.ledger_key
-            )
-            async with self._services.db.session() as session:
-                await ledger.record(
-                    session,
-                    data.ledger_key,
-                    data.tray_id,
-                    "firmware",
-                    {"job_id": job_id, "version": data.version, "operation": data.operation},
+            job_id = await retrying(
+                lambda: backend.firmware_start(
+                    ref, data.version, tuple(data.targets), operation_key=data.ledger_key
                 )
+            )
+            result = {"job_id": job_id, "version": data.version, "operation": data.operation}
+            await self._db(
+                lambda session: ledger.record(
+                    session, data.ledger_key, data.tray_id, "firmware", result
+                )
+            )
             return job_id
 
     @activity.defn(name=p.BRING_UP_CONTROL)
     async def bring_up_control(self, data: p.TrayQuery) -> None:
         async with hardware_attempt():
             ref, backend = await self._target(data.tray_id)
-            await backend.bring_up_control(ref)
+            await retrying(lambda: backend.bring_up_control(ref))
 
     @activity.defn(name=p.INJECT_EXPECTATION)
     async def inject_expectation(self, data: p.TrayQuery) -> None:
         async with hardware_attempt():
             ref, backend = await self._target(data.tray_id)
-            await backend.inject_expectation(ref)
+            await retrying(lambda: backend.inject_expectation(ref))
 
     # --- reads (retried) ----------------------------------------------------------------
 
@@ -303,7 +347,7 @@ class EngineActivities:
     async def power_status(self, data: p.TrayQuery) -> str:
         async with hardware_attempt():
             ref, backend = await self._target(data.tray_id)
-            state = await backend.power_status(ref)
+            state = await retrying(lambda: backend.power_status(ref))
             await self._record_power(data.tray_id, state.value)
             return str(state.value)
 
@@ -314,7 +358,7 @@ class EngineActivities:
 
     async def _read_version(self, tray_id: str) -> str:
         ref, backend = await self._target(tray_id)
-        version = await backend.firmware_version(ref)
+        version = await retrying(lambda: backend.firmware_version(ref))
         await self._record_firmware(tray_id, version)
         return version
 
@@ -332,7 +376,7 @@ class EngineActivities:
     async def observe_power(self, data: p.TrayQuery) -> p.Observation:
         async def work() -> p.Observation:
             ref, backend = await self._target(data.tray_id)
-            state = await backend.power_status(ref)
+            state = await retrying(lambda: backend.power_status(ref))
             await self._record_power(data.tray_id, state.value)
             return p.Observation(state=state.value)
 
@@ -349,7 +393,7 @@ class EngineActivities:
             if ref is None:
                 return p.Observation(error="tray no longer exists", retryable=False)
             try:
-                if await self._registry.backend_for(ref).reachable(ref):
+                if await retrying(lambda: self._registry.backend_for(ref).reachable(ref)):
                     return p.Observation(state=p.REACHABLE)
             except Exception as exc:
                 return _failed_observation(exc)
@@ -366,17 +410,23 @@ class EngineActivities:
                     answers.append(await one(tray_id))
             return answers
 
-        async with attempt():
-            refs = await self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
-            return [await group(g) for g in data.groups]
+        try:
+            async with attempt():
+                refs = await retrying(
+                    lambda: self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
+                )
+                return [await group(g) for g in data.groups]
+        except InfrastructureUnavailable as exc:  # not an answer about any BMC
+            down = p.Observation(error=str(exc), infra=True)
+            return [[down for _ in g.tray_ids] for g in data.groups]
 
     @activity.defn(name=p.OBSERVE_FIRMWARE)
     async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
         async def work() -> p.Observation:
             ref, backend = await self._target(data.tray_id)
-            job = await backend.firmware_status(ref, data.job_id)
+            job = await retrying(lambda: backend.firmware_status(ref, data.job_id))
             if job.state.value == "Completed":
-                version = await backend.firmware_version(ref)
+                version = await retrying(lambda: backend.firmware_version(ref))
                 await self._record_firmware(data.tray_id, version)
             return p.Observation(state=job.state.value, percent=job.percent, detail=job.message)
 
@@ -386,7 +436,7 @@ class EngineActivities:
     async def observe_bring_up(self, data: p.TrayQuery) -> p.Observation:
         async def work() -> p.Observation:
             ref, backend = await self._target(data.tray_id)
-            return p.Observation(state=(await backend.bring_up_status(ref)).value)
+            return p.Observation(state=(await retrying(lambda: backend.bring_up_status(ref))).value)
 
         return await self._observe(work)
 
@@ -415,6 +465,8 @@ def _failed_observation(exc: Exception) -> p.Observation:
         return p.Observation(error=str(exc), retryable=exc.retryable)
     if isinstance(exc, AttemptExpired):
         return p.Observation(error=str(exc))
+    if isinstance(exc, InfrastructureUnavailable):
+        return p.Observation(error=str(exc), infra=True)
     log.warning("poll failed: %s", _error_text(exc))
     return p.Observation(error=_error_text(exc))
 

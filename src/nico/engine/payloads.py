@@ -127,13 +127,16 @@ REACHABLE = "reachable"  # Observation.state of a BMC that answered
 @dataclass
 class Observation:
     """One poll's answer: a state, or why it could not be read. A failed poll means "not
-    yet" unless `retryable` is False: then waiting cannot help and the poll ends."""
+    yet" unless `retryable` is False: then waiting cannot help and the poll ends. `infra`:
+    nico's own database or Temporal did not answer (no BMC was asked), so the wait does
+    not count against the poll's timeout."""
 
     state: str | None = None
     error: str | None = None
     percent: int | None = None
     detail: str | None = None
     retryable: bool = True
+    infra: bool = False
 
 
 @dataclass

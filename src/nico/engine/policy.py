@@ -14,16 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from nico.rules.durations import DurationError, GoDuration, parse_duration
-from nico.rules.model import ActionConfig, ActionName, RetryPolicy, RuleDefinition, SequenceStep
+from nico.engine.retries import retry_of
+from nico.rules.durations import DurationError, parse_duration
+from nico.rules.model import ActionConfig, ActionName, RuleDefinition, SequenceStep
 
-# Retry of one action call when the step has no `retry`.
-DEFAULT_RETRY = RetryPolicy(
-    max_attempts=3,
-    initial_interval=GoDuration("1s", 1.0),
-    backoff_coefficient=2.0,
-    max_interval=GoDuration("30s", 30.0),
-)
+# Retry budgets (hardware and infrastructure) live in `nico.engine.retries`.
 # One attempt of a non-polling action when the action has no `timeout`.
 DEFAULT_ATTEMPT_TIMEOUT = 120.0
 # One poll (a single status read) of a polling action.
@@ -117,10 +112,6 @@ def attempt_timeout(action: ActionConfig) -> float:
 def attempt_deadline(start_to_close: float) -> float:
     """Seconds an attempt with this start-to-close timeout gives its own work."""
     return start_to_close - min(ATTEMPT_SLACK, start_to_close * ATTEMPT_SLACK_FRACTION)
-
-
-def retry_of(step: SequenceStep) -> RetryPolicy:
-    return step.retry or DEFAULT_RETRY
 
 
 def is_polling(action: ActionConfig) -> bool:

@@ -32,6 +32,7 @@ PURE_WORKFLOW_MODULES: tuple[str, ...] = (
     "nico.engine.messages",
     "nico.engine.payloads",
     "nico.engine.policy",
+    "nico.engine.retries",
     "nico.hardware.interface",
     "nico.rules.durations",
     "nico.rules.model",

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 # Workflow code (sandboxed, like this module).
@@ -33,6 +31,14 @@ with workflow.unsafe.imports_passed_through():
     from nico.engine import payloads as p
     from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TaskWorkflowInput, TrayTarget
     from nico.engine.policy import STEP_SCOPED_ACTIONS, execution_timeout, step_budget, task_budget
+    from nico.engine.retries import (
+        FINAL_RETRY,
+        REPORT_ATTEMPT_TIMEOUT,
+        REPORT_RETRY,
+        ROW_ATTEMPT_TIMEOUT,
+        ROW_BUDGET,
+        ROW_RETRY,
+    )
     from nico.rules.model import ActionConfig, RuleDefinition, SequenceStep, Stage
     from nico.tasks.report import CANCELLED_BY_USER, PlannedStep, TaskReport
 
@@ -40,21 +46,6 @@ CANCELLED_MESSAGE = "Cancelled by user"
 _T = TypeVar("_T")
 # The failure type of a task that ended Failed (the workflow then ends FAILED too).
 TASK_FAILED = "TaskFailed"
-
-# Task-row activities: short and retried generously (a database blip must not fail a
-# task); the final status write retries until it lands, bounded by the workflow timeout.
-_ROW_TIMEOUT = timedelta(seconds=60)
-_ROW_RETRY = TemporalRetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-)
-_FINAL_RETRY = TemporalRetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
-)
-# Live report saves are best effort: the next change, or the final write, catches up.
-_REPORT_TIMEOUT = timedelta(seconds=30)
-_REPORT_RETRY = TemporalRetryPolicy(maximum_attempts=3)
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -344,8 +335,9 @@ class TaskWorkflow:
                     message="Starting",
                 ),
                 result_type=p.BeginTaskResult,
-                start_to_close_timeout=_ROW_TIMEOUT,
-                retry_policy=_ROW_RETRY,
+                start_to_close_timeout=ROW_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=ROW_BUDGET,
+                retry_policy=ROW_RETRY,
             )
         )
         if not begin.started:
@@ -402,8 +394,8 @@ class TaskWorkflow:
                     expected=(TaskStatus.RUNNING if self._begun else TaskStatus.PENDING).value,
                 ),
                 result_type=bool,
-                start_to_close_timeout=_ROW_TIMEOUT,
-                retry_policy=_FINAL_RETRY,
+                start_to_close_timeout=ROW_ATTEMPT_TIMEOUT,
+                retry_policy=FINAL_RETRY,
             )
         )
         if status is TaskStatus.FAILED:
@@ -423,8 +415,8 @@ class TaskWorkflow:
                 await workflow.execute_activity(
                     p.SAVE_REPORT,
                     p.SaveReportInput(task_id, self._report.to_wire(), self._message),
-                    start_to_close_timeout=_REPORT_TIMEOUT,
-                    retry_policy=_REPORT_RETRY,
+                    start_to_close_timeout=REPORT_ATTEMPT_TIMEOUT,
+                    retry_policy=REPORT_RETRY,
                 )
             except ActivityError:
                 workflow.logger.warning("live report save failed; the next change retries")

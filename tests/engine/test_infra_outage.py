@@ -1,0 +1,180 @@
+"""Infrastructure failures are not hardware failures: an outage of nico's own database is
+waited out on its own budget, never spends the rule's `maxAttempts` or a poll's timeout,
+and no task message or report ever shows a host, port, driver class or library text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from nico.config import Settings
+from nico.domain import TaskStatus
+from nico.engine.client import start_task_workflow
+from nico.engine.infra import InfrastructureUnavailable, classify, retrying
+from nico.engine.retries import DATABASE, TEMPORAL, InfraBudget
+from nico.hardware.interface import HardwareError
+from nico.services import Services, build_services
+from nico.store.db import Database
+from nico.store.models import Task
+from nico.store.simulator import FaultKind
+from tests.engine.support import act, add_fault, load_tray, make_rack, make_task, retry, rule, step
+from tests.support.pgcluster import PrivateCluster, private_cluster
+from tests.support.tasks import load_task
+from tests.support.temporal import running_worker, wait_for_task_workflow
+
+# Text that would give away an internal service (and mean nico blamed itself on a tray).
+LEAKS = ("127.0.0.1", "5432", "asyncpg", "sqlalchemy", "OperationalError", "Errno", "Connect call")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _refused() -> BaseException:
+    """The real error of a query against a PostgreSQL that is not there."""
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nico")
+    try:
+        async with db.session() as session:
+            await session.execute(Task.__table__.select())
+    except Exception as exc:
+        return exc
+    finally:
+        await db.dispose()
+    raise AssertionError("a closed port answered")
+
+
+async def test_a_database_that_refuses_connections_is_infrastructure() -> None:
+    assert classify(await _refused()) == DATABASE
+    assert classify(RPCError("down", RPCStatusCode.UNAVAILABLE, b"")) == TEMPORAL
+
+
+def test_what_the_hardware_or_our_code_did_is_not_infrastructure() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "refused by the BMC")
+        except OSError as exc:
+            raise HardwareError("BMC unreachable") from exc
+    except HardwareError as wrapped:
+        assert classify(wrapped) is None
+    assert classify(ValueError("bad input")) is None
+    assert classify(TimeoutError()) is None
+    assert classify(RPCError("no such workflow", RPCStatusCode.NOT_FOUND, b"")) is None
+
+
+async def test_an_outage_is_waited_out_and_the_call_made_again() -> None:
+    answers: list[object] = [await _refused(), await _refused(), "answer"]
+    calls = 0
+
+    async def op() -> str:
+        nonlocal calls
+        calls += 1
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return str(answer)
+
+    assert await retrying(op, budget=InfraBudget(5.0, 0.01, 2.0, 0.05)) == "answer"
+    assert calls == 3
+
+
+async def test_an_outage_past_the_budget_names_only_the_service() -> None:
+    refused = await _refused()
+
+    async def op() -> None:
+        raise refused
+
+    with pytest.raises(InfrastructureUnavailable) as caught:
+        await retrying(op, budget=InfraBudget(0.2, 0.01, 2.0, 0.05))
+    text = str(caught.value)
+    assert text.startswith("nico's database did not answer")
+    assert not [leak for leak in LEAKS if leak in text]
+
+
+async def test_a_hardware_error_is_not_retried_as_an_outage() -> None:
+    calls = 0
+
+    async def op() -> None:
+        nonlocal calls
+        calls += 1
+        raise HardwareError("BMC rejected power_on")
+
+    with pytest.raises(HardwareError):
+        await retrying(op)
+    assert calls == 1
+
+
+# --- a PostgreSQL outage in the middle of a task ------------------------------------------
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    with private_cluster() as running:
+        yield running
+
+
+@pytest.fixture
+async def pg_services(settings: Settings, cluster: PrivateCluster) -> AsyncIterator[Services]:
+    svc = build_services(
+        settings.model_copy(update={"database_url": cluster.url}), create_keys=True
+    )
+    await svc.db.migrate()
+    yield svc
+    await svc.db.dispose()
+
+
+async def _when_running(services: Services, task_id: str) -> None:
+    for _ in range(600):
+        task = await load_task(services, task_id)
+        if task.status != TaskStatus.PENDING.value:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the task never began")
+
+
+@pytest.mark.slow
+@pytest.mark.temporal
+@pytest.mark.postgres
+async def test_postgresql_killed_mid_task_spends_no_hardware_attempt(
+    temporal_dev_env: WorkflowEnvironment, pg_services: Services, cluster: PrivateCluster
+) -> None:
+    """One attempt per action (maxAttempts 1), attempts of 5s and polls of 5s, PostgreSQL
+    killed for 12s as the task begins: every tray the BMCs served is On, the one tray
+    whose BMC rejects its command fails for exactly that, in one attempt."""
+    services = pg_services
+    rack = await make_rack(services, compute=4, switches=0, shelves=2)
+    bad = rack.of("Compute")[0]
+    await add_fault(services, rack, FaultKind.POWER_FAIL.value, tray=bad)
+    once = retry(1)
+    verify = [act("VerifyPowerStatus", "5s", "1s", expected_status="on")]
+    definition = rule(
+        step("PowerShelf", 1, act("PowerControl", "5s"), post=verify, retry=once),
+        step("Compute", 2, act("PowerControl", "5s"), post=verify, retry=once),
+    )
+    payload = await make_task(services, rack, definition)
+    async with running_worker(temporal_dev_env.client, services):
+        await start_task_workflow(temporal_dev_env.client, services.settings, payload)
+        await _when_running(services, payload.task_id)
+        cluster.stop()
+        await asyncio.sleep(12)
+        cluster.start()
+        await wait_for_task_workflow(temporal_dev_env.client, payload.task_id)
+    task = await load_task(services, payload.task_id)
+    assert task.status == TaskStatus.FAILED.value, task.message
+    assert task.message == (
+        f"Stage 2 failed: 1 of 4 Compute failed: {bad.name}: "
+        "BMC rejected power_on (injected fault) (PowerControl)"
+    )
+    shelves = [await load_tray(services, t.id) for t in rack.of("PowerShelf")]
+    assert [t.power_state for t in shelves] == ["On", "On"]
+    others = [await load_tray(services, t.id) for t in rack.of("Compute")[1:]]
+    assert [t.power_state for t in others] == ["On", "On", "On"]
+    seen = json.dumps(task.report) + task.message
+    assert not [leak for leak in (*LEAKS, str(cluster.port)) if leak in seen], seen
