@@ -28,8 +28,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests $(wildcard bench)
 	$(BIN)/ruff check --fix src tests $(wildcard bench)
 
+# Rack counts of the fleet table; `make bench FLEET_SIZES=1,10,50,100,200` for all.
+FLEET_SIZES ?= 1,10,50
+
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/fleet.py --sizes $(FLEET_SIZES)
 
 clean:
 	rm -rf $(VENV) .nico .pytest_cache .mypy_cache .ruff_cache
