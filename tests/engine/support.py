@@ -15,7 +15,8 @@ from sqlalchemy import select
 from nico.domain import ComponentType, TaskStatus
 from nico.engine.contracts import TaskWorkflowInput, TrayTarget
 from nico.services import Services
-from nico.store.models import Provider, Rack, SimFault, SimTrayState, Site, Task, TaskTray, Tray
+from nico.store.models import Provider, Rack, SimFault, SimTrayState, Site, Task, Tray
+from nico.store.tasks import add_task
 
 
 @dataclass
@@ -163,23 +164,19 @@ async def make_task(
         by_type: dict[str, list[str]] = {}
         for t in targets:
             by_type.setdefault(t.type, []).append(t.id)
-        session.add(
-            Task(
-                id=task_id,
-                site_id=rack.site_id,
-                rack_id=rack.rack_id,
-                operation_type=operation_type,
-                operation_code=operation_code,
-                status=TaskStatus.PENDING.value,
-                information=info or {},
-                targets=by_type,
-                rule_definition=rule_definition,
-                rule_source="builtin",
-            )
+        task = Task(
+            id=task_id,
+            site_id=rack.site_id,
+            rack_id=rack.rack_id,
+            operation_type=operation_type,
+            operation_code=operation_code,
+            status=TaskStatus.PENDING.value,
+            information=info or {},
+            targets=by_type,
+            rule_definition=rule_definition,
+            rule_source="builtin",
         )
-        await session.flush()
-        for t in targets:
-            session.add(TaskTray(task_id=task_id, tray_id=uuid.UUID(t.id)))
+        await add_task(session, task)
     return TaskWorkflowInput(
         task_id=str(task_id),
         site_id=str(rack.site_id),

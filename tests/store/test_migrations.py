@@ -1,10 +1,17 @@
 """The Alembic migrations build exactly the schema the models describe, on both databases."""
 
+import uuid
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import bindparam as sa_bindparam
+from sqlalchemy import text
 
-from nico.store.db import Database
-from nico.store.models import Base
+from nico.store.db import Database, alembic_config
+from nico.store.models import Base, Provider, Site, Task, TaskTray
+from nico.store.tasks import TaskQuery, list_tasks
 
 
 async def test_migrated_schema_matches_models(any_database: Database) -> None:
@@ -20,3 +27,59 @@ async def test_migrated_schema_matches_models(any_database: Database) -> None:
 async def test_migrate_is_idempotent(any_database: Database) -> None:
     await any_database.migrate()
     await any_database.migrate()
+
+
+async def test_task_list_migration_backfills_tray_links(any_database: Database) -> None:
+    """A database with history from before revision 0002 keeps listing it by tray."""
+    site_id, task_id, tray_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    created = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def downgrade_and_fill(sync_conn):  # type: ignore[no-untyped-def]
+        command.downgrade(alembic_config(sync_conn), "0001")
+        tasks, links = Task.__table__, TaskTray.__table__
+        sync_conn.execute(
+            Provider.__table__.insert(),
+            {"id": site_id, "org": "mig", "name": "p", "created": created, "updated": created},
+        )
+        sync_conn.execute(
+            Site.__table__.insert(),
+            {
+                "id": site_id,
+                "provider_id": site_id,
+                "name": "s",
+                "description": "",
+                "flow_enabled": True,
+                "created": created,
+                "updated": created,
+            },
+        )
+        sync_conn.execute(
+            text(
+                "INSERT INTO tasks (id, site_id, rack_id, operation_type, operation_code,"
+                " description, status, message, information, targets, conflict_strategy,"
+                " created, updated) VALUES (:id, :site, :rack, 'PowerControl', 'power_on',"
+                " '', 'Succeeded', '', '{}', '{}', 'reject', :created, :created)"
+            ).bindparams(
+                sa_bindparam("id", task_id, type_=tasks.c.id.type),
+                sa_bindparam("site", site_id, type_=tasks.c.site_id.type),
+                sa_bindparam("rack", uuid.uuid4(), type_=tasks.c.rack_id.type),
+                sa_bindparam("created", created, type_=tasks.c.created.type),
+            )
+        )
+        sync_conn.execute(
+            text("INSERT INTO task_trays (task_id, tray_id) VALUES (:task, :tray)").bindparams(
+                sa_bindparam("task", task_id, type_=links.c.task_id.type),
+                sa_bindparam("tray", tray_id, type_=links.c.tray_id.type),
+            )
+        )
+        command.upgrade(alembic_config(sync_conn), "head")
+
+    async with any_database.engine.begin() as conn:
+        await conn.run_sync(downgrade_and_fill)
+    async with any_database.session() as session:
+        rows, total = await list_tasks(
+            session, TaskQuery(site_id=site_id, tray_id=tray_id), offset=0, limit=20
+        )
+        link = await session.get(TaskTray, (task_id, tray_id))
+    assert ([t.id for t in rows], total) == ([task_id], 1)
+    assert link is not None and (link.site_id, link.created) == (site_id, created)

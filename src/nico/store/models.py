@@ -206,13 +206,40 @@ class RackRuleAssociation(Timestamps, Base):
 
 # --- tasks -----------------------------------------------------------------------------
 
+# Not finished (Pending, Waiting, Running): the predicate of the partial index that serves
+# `activeOnly`. Queries repeat it verbatim (a literal, not bound values), because SQLite
+# only uses a partial index whose WHERE appears word for word in the query.
+ACTIVE_TASK_SQL = "status IN ('Pending', 'Waiting', 'Running')"
+
 
 class Task(Timestamps, Base):
     """One operation on one rack, executed as the Temporal workflow whose id is `id`."""
 
     __tablename__ = "tasks"
+    # Each list filter has an index ending in (created, id), the list's order, so a page
+    # reads its rows in order and stops: cost follows the page, not the site's history.
     __table_args__ = (
-        Index("ix_tasks_site_created", "site_id", "created"),
+        Index("ix_tasks_site_created_id", "site_id", "created", "id"),
+        Index("ix_tasks_site_rack_created", "site_id", "rack_id", "created", "id"),
+        Index("ix_tasks_site_status_created", "site_id", "status", "created", "id"),
+        Index("ix_tasks_site_op_created", "site_id", "operation_type", "created", "id"),
+        Index(
+            "ix_tasks_site_active",
+            "site_id",
+            "created",
+            "id",
+            sqlite_where=text(ACTIVE_TASK_SQL),
+            postgresql_where=text(ACTIVE_TASK_SQL),
+        ),
+        Index(
+            "ix_tasks_site_rack_active",
+            "site_id",
+            "rack_id",
+            "created",
+            "id",
+            sqlite_where=text(ACTIVE_TASK_SQL),
+            postgresql_where=text(ACTIVE_TASK_SQL),
+        ),
         Index("ix_tasks_rack_status", "rack_id", "status"),
     )
 
@@ -248,14 +275,23 @@ class Task(Timestamps, Base):
 
 
 class TaskTray(Base):
-    """Which trays a task targets, so 'tasks of tray X' is one indexed lookup."""
+    """Which trays a task targets, so 'tasks of tray X' is one indexed lookup.
+
+    Carries copies of the task's `site_id` and `created` (both never change), so one
+    index serves the tray list's filter and its newest-first order together and a page
+    reads only its own rows; `add_task` writes them with the task."""
 
     __tablename__ = "task_trays"
+    __table_args__ = (
+        Index("ix_task_trays_tray_site_created", "tray_id", "site_id", "created", "task_id"),
+    )
 
     task_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
-    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class IdempotencyKey(Base):

@@ -13,11 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    TextClause,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, TaskStatus
-from nico.store.models import Task, TaskTray, utcnow
+from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray, utcnow
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
 
@@ -91,12 +101,7 @@ NOT_FINISHED: tuple[str, ...] = tuple(s.value for s in TaskStatus if s.active)
 
 async def add_task(session: AsyncSession, task: Task) -> Task:
     """Insert a task and index every targeted tray in `task_trays`."""
-    session.add(task)
-    await session.flush()
-    for ids in task.targets.values():
-        for tray_id in ids:
-            session.add(TaskTray(task_id=task.id, tray_id=uuid.UUID(str(tray_id))))
-    await session.flush()
+    await add_tasks(session, [task])
     return task
 
 
@@ -106,12 +111,38 @@ async def add_tasks(session: AsyncSession, tasks: Sequence[Task]) -> None:
     session.add_all(tasks)
     await session.flush()
     session.add_all(
-        TaskTray(task_id=task.id, tray_id=uuid.UUID(str(tray_id)))
+        TaskTray(
+            task_id=task.id,
+            tray_id=uuid.UUID(str(tray_id)),
+            site_id=task.site_id,
+            created=task.created,
+        )
         for task in tasks
         for ids in task.targets.values()
         for tray_id in ids
     )
     await session.flush()
+
+
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Bulk-insert task rows (column values, `created` and `targets` included) with their
+    tray links: an imported history or a benchmark's thousands of tasks in two statements."""
+    if not rows:
+        return
+    links = [
+        {
+            "task_id": row["id"],
+            "tray_id": uuid.UUID(str(tray_id)),
+            "site_id": row["site_id"],
+            "created": row["created"],
+        }
+        for row in rows
+        for ids in row["targets"].values()
+        for tray_id in ids
+    ]
+    await session.execute(insert(Task), rows)
+    if links:
+        await session.execute(insert(TaskTray), links)
 
 
 async def get_task(
@@ -218,28 +249,82 @@ class TaskQuery:
     statuses: tuple[str, ...] | None = None
     operation_type: str | None = None
 
+    @property
+    def active_only(self) -> bool:
+        """Whether every wanted status is a not-finished one (the small partial index)."""
+        return self.statuses is not None and set(self.statuses) <= set(NOT_FINISHED)
+
+
+# The partial index's own predicate, as a literal (see models.ACTIVE_TASK_SQL).
+_ACTIVE = text(f"tasks.{ACTIVE_TASK_SQL}")
+
+
+def _task_filters(query: TaskQuery) -> list[ColumnElement[bool] | TextClause]:
+    conditions: list[ColumnElement[bool] | TextClause] = [Task.site_id == query.site_id]
+    if query.rack_id is not None:
+        conditions.append(Task.rack_id == query.rack_id)
+    if query.statuses is not None:
+        if len(query.statuses) == 1:  # the (site, status, created, id) index
+            conditions.append(Task.status == query.statuses[0])
+        else:
+            if query.active_only:  # several not-finished statuses: the partial index
+                conditions.append(_ACTIVE)
+            if set(query.statuses) != set(NOT_FINISHED):
+                conditions.append(Task.status.in_(query.statuses))
+    if query.operation_type is not None:
+        conditions.append(Task.operation_type == query.operation_type)
+    return conditions
+
+
+def list_statements(
+    query: TaskQuery, *, offset: int, limit: int
+) -> tuple[Select[Task], Select[int]]:
+    """The page and the count statements of a task list (the plan tests EXPLAIN these).
+
+    Three shapes, each reading an index in the list's order (newest first, id breaks
+    ties) and stopping after the page:
+    - not-finished tasks: the partial index of the site's active tasks (small whatever the
+      history), a tray filter probing each candidate's link by primary key;
+    - a tray's tasks: the tray's links, which carry site and creation time, in order;
+    - otherwise the tasks index whose prefix is the filter (site, rack, status or type).
+    """
+    conditions = _task_filters(query)
+    if query.tray_id is not None and not query.active_only:
+        link_order = (TaskTray.created.desc(), TaskTray.task_id.desc())
+        links = [TaskTray.tray_id == query.tray_id, TaskTray.site_id == query.site_id]
+        extra = conditions[1:]
+        page = (
+            select(Task)
+            .join(TaskTray, TaskTray.task_id == Task.id)
+            .where(*links, *extra)
+            .order_by(*link_order)
+        )
+        count = select(func.count()).select_from(TaskTray).where(*links)
+        if extra:
+            count = count.join(Task, TaskTray.task_id == Task.id).where(*extra)
+    else:
+        if query.tray_id is not None:
+            # An OFFSET keeps PostgreSQL from turning the probe into a join that reads all
+            # the tray's links: the small active index drives, each candidate one lookup.
+            link = (
+                select(TaskTray.task_id)
+                .where(TaskTray.task_id == Task.id, TaskTray.tray_id == query.tray_id)
+                .limit(1)
+                .offset(0)
+            )
+            conditions.append(link.exists())
+        page = select(Task).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
+        count = select(func.count()).select_from(Task).where(*conditions)
+    return page.offset(offset).limit(limit), count
+
 
 async def list_tasks(
     session: AsyncSession, query: TaskQuery, *, offset: int, limit: int
 ) -> tuple[list[Task], int]:
     """One page of tasks, newest first (id breaks ties), and the total after filters."""
-    conditions: list[ColumnElement[bool]] = [Task.site_id == query.site_id]
-    if query.rack_id is not None:
-        conditions.append(Task.rack_id == query.rack_id)
-    if query.tray_id is not None:
-        conditions.append(
-            Task.id.in_(select(TaskTray.task_id).where(TaskTray.tray_id == query.tray_id))
-        )
-    if query.statuses is not None:
-        conditions.append(Task.status.in_(query.statuses))
-    if query.operation_type is not None:
-        conditions.append(Task.operation_type == query.operation_type)
-    total = await session.execute(select(func.count()).select_from(Task).where(*conditions))
-    page = await session.execute(
-        select(Task)
-        .where(*conditions)
-        .order_by(Task.created.desc(), Task.id.desc())
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(page.scalars()), int(total.scalar_one())
+    if query.statuses == ():
+        return [], 0
+    page, count = list_statements(query, offset=offset, limit=limit)
+    total = await session.execute(count)
+    rows = await session.execute(page)
+    return list(rows.scalars()), int(total.scalar_one())
