@@ -96,6 +96,29 @@ async def test_seeding_is_idempotent_and_installs_the_builtin_rules(
     assert codes == sorted(c for codes in OPERATION_CODES.values() for c in codes)
 
 
+async def test_renaming_the_demo_site_does_not_stop_the_next_start(
+    demo_services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13 finding 1: the next start re-imported rack-01 into a new `demo-site` and
+    crashed on its own tray serial numbers."""
+    await prepare_and_print(demo_services)
+    site_id, token, _ = printed(capsys.readouterr().out)
+    transport = httpx.ASGITransport(app=create_app(demo_services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://nico.test") as client:
+        renamed = await client.patch(
+            f"/v2/org/demo/nico/site/{site_id}",
+            json={"name": "lab"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert renamed.status_code == 200, renamed.text
+    await prepare_and_print(demo_services)
+    assert printed(capsys.readouterr().out)[0] == site_id
+    assert (await count(demo_services, Site), await count(demo_services, Rack)) == (1, 1)
+    assert await count(demo_services, Tray) == 35
+    async with demo_services.db.session() as session:
+        assert (await session.execute(select(Site.name))).scalar_one() == "lab"
+
+
 async def test_no_seed_when_disabled(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

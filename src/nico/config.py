@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace.")
     temporal_task_queue: str = Field("nico-tasks", description="Temporal task queue name.")
     temporal_dev_port: int = Field(7233, description="Port of the embedded Temporal dev server.")
+    temporal_dev_http_port: int | None = Field(
+        None,
+        description="Port of the embedded Temporal server's HTTP API. Unset: a free port; "
+        "like all its listeners it is bound to 127.0.0.1.",
+    )
+    temporal_dev_metrics_port: int | None = Field(
+        None,
+        description="Port of the embedded Temporal server's /metrics. Unset: a free port "
+        "on 127.0.0.1.",
+    )
 
     # --- hardware ------------------------------------------------------------------
     backend: Literal["simulator", "redfish"] = Field(

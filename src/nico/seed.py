@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from nico import provisioning
 from nico.config import Settings
 from nico.domain import ComponentType
@@ -18,10 +20,15 @@ from nico.rules.install import install_builtin_defaults
 from nico.schemas.inventory import RackCreateRequest
 from nico.services import Services
 from nico.store import inventory
+from nico.store.models import Rack, Site
 
 DEMO_ORG = "demo"
 DEMO_SITE = "demo-site"
 DEMO_RACK = "rack-01"
+DEMO_SERIAL_PREFIX = "DEMO01"
+DEMO_MANUFACTURER = "NVIDIA"
+# The demo rack's first tray (see nvl72_rack): its identity survives any rename.
+DEMO_MARKER_SERIAL = f"{DEMO_SERIAL_PREFIX}-PWR-01"
 
 # Physical layout of a GB200 NVL72 rack, top to bottom: four power shelves, ten
 # compute trays, nine NVLink switch trays, eight compute trays, four power shelves.
@@ -117,9 +124,22 @@ class DemoInventory:
 
 
 async def seed_demo(services: Services) -> DemoInventory:
-    """Create what is missing of the demo inventory; an existing one is left as it is."""
+    """Create what is missing of the demo inventory; an existing one is left as it is.
+
+    The demo rack is recognised by its first tray's serial number, not by a name: a user
+    may rename the demo site or rack, and re-importing the rack then would collide with
+    its own serial numbers and stop the server from starting.
+    """
     async with services.db.session() as session:
         provider = await inventory.get_or_create_provider(session, DEMO_ORG)
+        rack = await inventory.rack_holding_serial(
+            session, provider.id, DEMO_MANUFACTURER, DEMO_MARKER_SERIAL
+        )
+        if rack is not None:
+            site = await inventory.get_site(session, rack.site_id)
+            assert site is not None  # a rack always has its site (foreign key)
+            await install_builtin_defaults(session, site.id)
+            return await _demo_inventory(session, site, rack)
         site = await inventory.get_site_by_name(session, provider.id, DEMO_SITE)
         if site is None:
             site = await provisioning.create_site(
@@ -133,13 +153,15 @@ async def seed_demo(services: Services) -> DemoInventory:
             await install_builtin_defaults(session, site.id)
         rack = await inventory.get_rack_by_name(session, site.id, DEMO_RACK)
         if rack is None:
-            body = nvl72_rack(DEMO_RACK, site_id=str(site.id), serial_prefix="DEMO01")
+            body = nvl72_rack(DEMO_RACK, site_id=str(site.id), serial_prefix=DEMO_SERIAL_PREFIX)
             request = RackCreateRequest.model_validate(body)
             rack = await provisioning.import_rack(session, site, request, services.secrets)
-        trays = await inventory.trays_of_racks(session, [rack.id])
-        return DemoInventory(
-            org=DEMO_ORG, site_id=site.id, rack_id=rack.id, trays=len(trays[rack.id])
-        )
+        return await _demo_inventory(session, site, rack)
+
+
+async def _demo_inventory(session: AsyncSession, site: Site, rack: Rack) -> DemoInventory:
+    trays = await inventory.trays_of_racks(session, [rack.id])
+    return DemoInventory(org=DEMO_ORG, site_id=site.id, rack_id=rack.id, trays=len(trays[rack.id]))
 
 
 DEMO_TOKEN_TTL = 24 * 3600

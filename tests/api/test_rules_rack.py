@@ -140,13 +140,14 @@ async def test_validate_answers_the_normalized_definition_and_writes_nothing(
         "operationType": "PowerControl",
         "operationCode": "power_off",
         "ruleDefinition": {
+            "version": "v1",
             "steps": [
                 {
                     "component_type": "compute",
                     "stage": 1,
                     "main_operation": {"name": "PowerControl"},
                 }
-            ]
+            ],
         },
     }
     response = await client.post(VALIDATE, json=body, headers=auth)

@@ -463,6 +463,7 @@ def test_verify_firmware_version_needs_a_version_outside_firmware_rules() -> Non
 def test_snake_case_keys_and_values_are_normalized() -> None:
     parsed = validate_rule_definition(
         {
+            "version": "v1",
             "steps": [
                 {
                     "component_type": "nvswitch",
@@ -481,7 +482,7 @@ def test_snake_case_keys_and_values_are_normalized() -> None:
                         "parameters": {"operation": "ForceOff"},
                     },
                 }
-            ]
+            ],
         },
         operation_type=POWER,
         operation_code="force_power_off",

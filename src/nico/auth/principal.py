@@ -8,9 +8,15 @@ PROVIDER_ADMIN = "PROVIDER_ADMIN"
 
 
 def is_provider_admin_role(role: str) -> bool:
-    """`PROVIDER_ADMIN`, or a prefixed legacy form such as `NICO_PROVIDER_ADMIN`."""
-    role = role.strip().upper()
-    return role == PROVIDER_ADMIN or role.endswith("_" + PROVIDER_ADMIN)
+    """`PROVIDER_ADMIN`, or it behind one legacy `WORD_` prefix (`NICO_PROVIDER_ADMIN`).
+
+    Compared exactly, as upstream does (as-is, then with the first prefix stripped): a
+    token saying `provider_admin` or `A_B_PROVIDER_ADMIN` is not an admin.
+    """
+    if role == PROVIDER_ADMIN:
+        return True
+    prefix, underscore, rest = role.partition("_")
+    return bool(prefix and underscore) and rest == PROVIDER_ADMIN
 
 
 @dataclass(frozen=True)

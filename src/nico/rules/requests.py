@@ -19,6 +19,10 @@ from nico.rules.validation import Errors, check_rule_definition, object_fields
 
 INVALID_REQUEST = "Failed to validate request data"
 NAME_MAX = 128
+# No seed gives one; the same cap as a tray's description, so a list of rules stays small.
+DESCRIPTION_MAX = 4096
+# Server-set fields a GET answers: a body read back is accepted, and these are ignored.
+READ_ONLY = frozenset({"id", "created", "updated"})
 
 _CREATE_KEYS = (
     "siteId",
@@ -91,7 +95,18 @@ def _description(value: Any, errors: Errors) -> str | None:
     if not isinstance(value, str):
         errors.append(("description", "must be a string"))
         return None
+    if len(value) > DESCRIPTION_MAX:
+        errors.append(("description", f"must be at most {DESCRIPTION_MAX} characters"))
+        return None
     return value
+
+
+def writable(body: Any) -> Any:
+    """The body without the read-only fields (`id`, `created`, `updated`) a GET answers,
+    so a rule read can be sent back as it is; every other unknown field is still refused."""
+    if not isinstance(body, Mapping):
+        return body
+    return {k: v for k, v in body.items() if k not in READ_ONLY}
 
 
 def _definition(
@@ -135,6 +150,7 @@ def check_rule_attributes(
 
 def parse_create(body: Any) -> CreateRule:
     errors: Errors = []
+    body = writable(body)
     fields = object_fields(body, _CREATE_KEYS, "", errors)
     name, description, is_default = (
         check_rule_attributes(fields, errors) if fields is not None else (None, "", False)
@@ -170,6 +186,7 @@ class UpdateRule:
 
 def parse_update(body: Any, operation_type: OperationType, operation_code: str) -> UpdateRule:
     errors: Errors = []
+    body = writable(body)
     if isinstance(body, Mapping):
         for key in body:
             if key in _IMMUTABLE:
@@ -201,6 +218,7 @@ class ValidateRule:
 
 def parse_validate(body: Any) -> ValidateRule:
     errors: Errors = []
+    body = writable(body)
     fields = object_fields(body, _VALIDATE_KEYS, "", errors) or {}
     operation_type, code = check_operation(
         fields.get("operationType"),

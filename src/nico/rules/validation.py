@@ -82,7 +82,9 @@ def check_rule_definition(
     if fields is None:
         return None, errors
     version = fields.get("version")
-    if version is not None and version != RULE_DEFINITION_VERSION:
+    if version is None:
+        errors.append((f"{path}.version", "is required"))
+    elif version != RULE_DEFINITION_VERSION:
         errors.append((f"{path}.version", f"must be {RULE_DEFINITION_VERSION}"))
     steps_raw = fields.get("steps")
     steps: list[dict[str, Any]] = []

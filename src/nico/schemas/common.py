@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     PlainSerializer,
     SecretStr,
@@ -14,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 
 def rfc3339(value: datetime) -> str:
@@ -30,6 +32,26 @@ UtcTimestamp = Annotated[
     PlainSerializer(rfc3339, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+# Go's strconv.ParseBool, which upstream binds query booleans with. pydantic alone would
+# also take yes/no/on/off, which upstream refuses ("activeOnly=yes" is a 400).
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def go_bool(value: Any) -> Any:
+    """A query string in Go ParseBool form as a bool; anything else fails as a bool."""
+    if isinstance(value, bool):
+        return value
+    if value in GO_TRUE:
+        return True
+    if value in GO_FALSE:
+        return False
+    raise PydanticCustomError("bool_parsing", "must be true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(go_bool)]
 
 
 class ResponseModel(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from nico.api.tray_selector import FILTER_FIELDS, tray_selector
 from nico.domain import (
@@ -80,12 +80,12 @@ class OperationOptions(RequestModel):
     description: str | None = Field(
         None, max_length=MAX_DESCRIPTION, description="Human-readable task description."
     )
-    override_readiness_check: bool | None = Field(
+    override_readiness_check: StrictBool | None = Field(
         None,
         description="Accepted for upstream compatibility; nico-flow has no readiness gate, "
         "so it changes nothing.",
     )
-    override_version_check: bool | None = Field(
+    override_version_check: StrictBool | None = Field(
         None,
         description="Accepted for upstream compatibility; nico-flow refuses no update "
         "because of the installed version, so it changes nothing.",
@@ -293,7 +293,7 @@ class TrayFilter(RequestModel):
 class BatchScope(RequestModel):
     """`all: true` is required to act on the whole site when no filter narrows it."""
 
-    all: bool | None = Field(
+    all: StrictBool | None = Field(
         None,
         description="Set true to act on every rack/tray of the site; required when no "
         "filter is given (guards against a forgotten filter powering off a whole site).",

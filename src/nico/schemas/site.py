@@ -7,7 +7,7 @@ import re
 import ssl
 import uuid
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from nico.domain import ComponentType
 from nico.schemas.common import RequestModel, ResponseModel, UtcTimestamp
@@ -42,13 +42,13 @@ class SiteCapabilities(ResponseModel):
 
 
 class SiteCapabilitiesInput(RequestModel):
-    flow: bool | None = Field(None, description="Enable or disable NICo Flow on the site.")
+    flow: StrictBool | None = Field(None, description="Enable or disable NICo Flow on the site.")
 
 
 class SiteRedfishInput(RequestModel):
     """Fields sent replace the stored ones; a field sent as null returns to the default."""
 
-    verify_tls: bool | None = Field(
+    verify_tls: StrictBool | None = Field(
         None, description="false turns BMC TLS verification off; null: NICO_REDFISH_VERIFY_TLS."
     )
     ca_bundle: str | None = Field(

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from nico.private_files import create_private_sqlite_file
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant: replicas starting together on PostgreSQL migrate one after another.
 MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
@@ -42,8 +44,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             database = parsed.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                create_private_sqlite_file(Path(database))
             # Writers wait for the lock instead of failing at once.
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)

@@ -288,6 +288,25 @@ async def registered_serials(
     return {(m, s) for m, s in (await session.execute(query)).all()}
 
 
+async def rack_holding_serial(
+    session: AsyncSession, provider_id: uuid.UUID, manufacturer: str, serial_number: str
+) -> Rack | None:
+    """The provider's rack whose tray has this serial number: a tray's identity, which
+    renaming its site or rack does not change."""
+    query = (
+        select(Rack)
+        .join(Tray, Tray.rack_id == Rack.id)
+        .join(Site, Site.id == Rack.site_id)
+        .where(
+            Site.provider_id == provider_id,
+            Tray.manufacturer == manufacturer,
+            Tray.serial_number == serial_number,
+        )
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def registered_macs(session: AsyncSession, macs: Iterable[str]) -> set[str]:
     """Which BMC MAC addresses are already registered."""
     wanted = list(set(macs))

@@ -18,6 +18,7 @@ from nico.api.inventory_views import rack_views
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.api.store_paging import store_page
 from nico.errors import NotFound
+from nico.schemas.common import QueryBool
 from nico.schemas.inventory import Rack, RackCreateRequest
 from nico.store import inventory
 from nico.store import models as db
@@ -30,7 +31,9 @@ INVALID_RACK_ID = "Invalid Rack ID specified in URL"
 RACK_NOT_FOUND = "Rack not found"
 
 SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
-IncludeComponents = Annotated[bool, Query(description="Embed the rack's trays as `components`")]
+IncludeComponents = Annotated[
+    QueryBool, Query(description="Embed the rack's trays as `components`")
+]
 
 
 async def rack_in_site(

@@ -26,7 +26,7 @@ from nico.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from nico.rules import requests as rule_requests
 from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.resolution import resolve_rule
-from nico.schemas.common import NUL_REFUSED
+from nico.schemas.common import NUL_REFUSED, QueryBool
 from nico.schemas.rules import (
     CreateRuleRequest,
     OperationRule,
@@ -46,6 +46,10 @@ router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 INVALID_RULE_ID = "Invalid Rule ID specified in URL"
 RULE_NOT_FOUND = "Rule not found"
 BAD_JSON = "Failed to parse request data: body is not valid JSON"
+TOO_DEEP = f"{PARSE_FAILED}: body is nested too deeply"
+SURROGATE_REFUSED = "must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
+# Far beyond a rule's depth (about 6) and far below Python's recursion limit.
+MAX_DEPTH = 32
 RACK_MISSING = "Rack specified in request does not exist in the Site"
 
 SiteIdQuery = Annotated[
@@ -70,23 +74,41 @@ def _float(text: str) -> float | _NotFinite:
     return number if math.isfinite(number) else _NotFinite("is out of range for a number")
 
 
-def _unstorable(value: Any, path: str, found: list[tuple[str, str]]) -> None:
-    """Values no later read survives: non-finite numbers, and NUL in a string or key
-    (PostgreSQL cannot store it in text or JSON)."""
-    if isinstance(value, _NotFinite):
+def _text_problem(text: str) -> str | None:
+    """Why a string cannot be stored: a NUL (PostgreSQL refuses it in text and JSON) or a
+    lone surrogate such as `\\ud800` (no UTF-8 encoding exists, SQLite fails on it)."""
+    if "\x00" in text:
+        return NUL_REFUSED
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_REFUSED
+    return None
+
+
+def _unstorable(value: Any, path: str, found: list[tuple[str, str]], depth: int = 0) -> None:
+    """Values no later read survives: non-finite numbers, strings or keys `_text_problem`
+    refuses, and nesting deeper than any rule has (checked here, before a recursive
+    reader can fail on it)."""
+    if depth > MAX_DEPTH:
+        found.append((path or "body", f"is nested deeper than {MAX_DEPTH} levels"))
+    elif isinstance(value, _NotFinite):
         found.append((path or "body", value.problem))
     elif isinstance(value, str):
-        if "\x00" in value:
-            found.append((path or "body", NUL_REFUSED))
+        problem = _text_problem(value)
+        if problem:
+            found.append((path or "body", problem))
     elif isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                found.append((where, NUL_REFUSED))
-            _unstorable(item, where, found)
+            problem = _text_problem(key)
+            if problem:
+                found.append((where.encode("utf-8", "backslashreplace").decode(), problem))
+                continue
+            _unstorable(item, where, found, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _unstorable(item, f"{path}[{index}]", found)
+            _unstorable(item, f"{path}[{index}]", found, depth + 1)
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:
@@ -105,6 +127,8 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
         body = json.loads(raw, parse_constant=_constant, parse_float=_float)
     except ValueError:
         raise BadRequest(BAD_JSON) from None
+    except RecursionError:
+        raise BadRequest(TOO_DEEP) from None
     found: list[tuple[str, str]] = []
     _unstorable(body, "", found)
     if found:
@@ -188,7 +212,7 @@ async def list_rules(
         str | None, Query(description="PowerControl | FirmwareControl | BringUp")
     ] = None,
     operationCode: Annotated[str | None, Query(description="e.g. power_on, upgrade")] = None,
-    isDefault: Annotated[bool | None, Query(description="Only (non-)default rules")] = None,
+    isDefault: Annotated[QueryBool | None, Query(description="Only (non-)default rules")] = None,
 ) -> JSONResponse:
     async with services.db.session() as session:
         site = await require_site(session, org, siteId)
@@ -321,7 +345,7 @@ async def delete_rule(
     services: ServicesDep,
     siteId: SiteIdQuery = None,
     force: Annotated[
-        bool, Query(description="Also delete a default or rack-associated rule")
+        QueryBool, Query(description="Also delete a default or rack-associated rule")
     ] = False,
 ) -> Response:
     """409 while the rule is the default or pinned to racks, unless `force=true` (then

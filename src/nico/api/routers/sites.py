@@ -17,6 +17,7 @@ from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.api.store_paging import store_page
 from nico.errors import BadRequest, Forbidden, NotFound
+from nico.schemas.common import GO_FALSE, GO_TRUE
 from nico.schemas.site import (
     Site,
     SiteCapabilities,
@@ -35,8 +36,6 @@ SITE_NOT_FOUND = "Site not found"
 BAD_FLOW_FILTER = "Invalid value specified for `isFlowEnabled` query param"
 
 # Go's strconv.ParseBool forms, as upstream accepts them.
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
 def site_view(site: db.Site) -> Site:
@@ -71,9 +70,9 @@ async def load_site(session: AsyncSession, org: str, raw_id: str) -> db.Site:
 def parse_flow_filter(value: str | None) -> bool | None:
     if value is None:
         return None
-    if value in _TRUE:
+    if value in GO_TRUE:
         return True
-    if value in _FALSE:
+    if value in GO_FALSE:
         return False
     raise BadRequest(BAD_FLOW_FILTER, {"isFlowEnabled": "must be true or false"})
 

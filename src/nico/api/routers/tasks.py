@@ -21,6 +21,7 @@ from nico.api.paging import PageRequest, page_request, set_pagination_header
 from nico.domain import OperationType, TaskStatus
 from nico.errors import NotFound, ValidationFailed
 from nico.ids import optional_uuid
+from nico.schemas.common import QueryBool
 from nico.schemas.tasks import CancelTaskRequest
 from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
@@ -39,14 +40,14 @@ SiteIdQuery = Annotated[
     str | None, Query(alias="siteId", description="ID of the Site that owns the tasks.")
 ]
 ActiveOnlyQuery = Annotated[
-    bool,
+    QueryBool,
     Query(
         alias="activeOnly",
         description="Only tasks that are not finished (Pending, Running, Waiting).",
     ),
 ]
 IncludeReportQuery = Annotated[
-    bool, Query(alias="includeReport", description="Include each task's execution report.")
+    QueryBool, Query(alias="includeReport", description="Include each task's execution report.")
 ]
 PageDep = Annotated[PageRequest, Depends(page_request)]
 _TASK_LIST: dict[int | str, dict[str, Any]] = {
