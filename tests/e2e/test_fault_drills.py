@@ -80,6 +80,24 @@ async def test_unreachable_compute_tray_fails_the_compute_stage_of_power_on(live
     assert step(task, 1, "PowerShelf")["completedComponents"] == 8
 
 
+async def test_every_compute_bmc_unreachable_fails_the_shelf_check_not_the_shelves(
+    live: Live,
+) -> None:
+    await inject(live, "unreachable", componentType="Compute")
+    task = await run(live)
+    error = (
+        "VerifyReachability of Compute failed after PowerShelf PowerControl: "
+        "not reachable after 5m: compute-01, compute-02, compute-03, compute-04, compute-05, "
+        "compute-06, compute-07, compute-08 and 10 more: BMC unreachable"
+    )
+    assert (task["status"], task["message"]) == ("Failed", f"Stage 1 failed: {error}")
+    shelves = step(task, 1, "PowerShelf")
+    assert (shelves["status"], shelves["error"]) == ("failed", error)
+    # The shelves came on as asked: none is blamed.
+    assert (shelves["completedComponents"], shelves["failedComponents"]) == (8, 0)
+    assert statuses(task) == ["failed", "pending", "pending"]
+
+
 async def test_power_fails_once_is_absorbed_by_the_retry(live: Live) -> None:
     [fault] = await inject(live, "power-fails", "powershelf-03", count=1)
     assert fault["remaining"] == 1

@@ -53,6 +53,11 @@ class ActionFailed(Exception):
         self.reason = reason
 
 
+class CheckFailed(ActionFailed):
+    """A check of *other* trays failed (a shelf's VerifyReachability of Compute): the tray
+    that ran it did what it was asked and is not blamed; the step fails with the check."""
+
+
 @dataclass
 class StepContext:
     """What every action of one step needs: the step, its input and the task's trays."""
@@ -323,6 +328,17 @@ async def _verify_reachability(
         ]
     )
     bounds = poll_bounds(action)
+    # Unanswered trays of the last poll: (tray, why), and whether this tray was one.
+    last: list[tuple[TrayTarget, str]] = []
+
+    def failed(text: str) -> ActionFailed:
+        if any(t.id == tray.id for t, _ in last):
+            return ActionFailed(text)
+        # Only other trays did not answer: this tray did what it was asked.
+        kinds = sorted({t.type for t, _ in last})
+        return CheckFailed(
+            messages.cross_check_failed(action.name.value, kinds, _when(ctx, slot), text)
+        )
 
     async def probe() -> str | None:
         answers = await observe(p.OBSERVE_REACHABILITY, query, list[list[p.Observation]])
@@ -331,24 +347,34 @@ async def _verify_reachability(
         outage = next((a.error for found in answers for a in found if a.infra), None)
         if outage:
             return outage
-        missing: list[str] = []
-        hopeless: list[str] = []
+        last.clear()
+        hopeless: list[tuple[str, str]] = []
         for (_, members), group, found in zip(groups, query.groups, answers, strict=True):
             down = [(t, a) for t, a in zip(members, found, strict=True) if a.error]
             if group.need_all or not any(a.state == p.REACHABLE for a in found):
-                missing.extend(f"{t.name}: {a.error}" for t, a in down)
+                last.extend((t, a.error or "") for t, a in down)
                 # Waiting cannot help a tray whose answer refuses us; in a one-is-enough
                 # group only when no other tray could still come up.
-                fatal = [f"{t.name}: {a.error}" for t, a in down if not a.retryable]
+                fatal = [(t.name, a.error or "") for t, a in down if not a.retryable]
                 if fatal and (group.need_all or len(fatal) == len(down)):
                     hopeless.extend(fatal)
         if hopeless:
-            raise ActionFailed(f"not reachable: {'; '.join(hopeless)}")
-        return "; ".join(missing) if missing else None
+            raise failed(f"not reachable: {messages.grouped(hopeless)}")
+        return messages.grouped([(t.name, why) for t, why in last]) if last else None
 
     reason = await poll(bounds, probe)
     if reason is not None:
-        raise ActionFailed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
+        raise failed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
+
+
+def _when(ctx: StepContext, slot: str) -> str:
+    """Where in the step a check ran: `after PowerShelf PowerControl`."""
+    main = f"{ctx.step.component_type.value} {ctx.step.main_operation.name.value}"
+    if slot.startswith("post"):
+        return f"after {main}"
+    if slot.startswith("pre"):
+        return f"before {main}"
+    return ""
 
 
 async def _get_power_status(

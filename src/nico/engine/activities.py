@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from nico.domain import TaskStatus
 from nico.engine import infra, ledger
@@ -102,20 +102,29 @@ async def hardware_attempt() -> AsyncIterator[None]:
             yield
     except HardwareError as exc:
         raise _hardware_failure(exc) from None
-    except AttemptExpired as exc:
-        raise ApplicationError(str(exc), activity.info().attempt, type="AttemptExpired") from None
-    except InfrastructureUnavailable as exc:
-        # Not a hardware attempt: the workflow waits on the infrastructure budget.
-        raise ApplicationError(str(exc), activity.info().attempt, type=INFRA_ERROR_TYPE) from None
+    except (AttemptExpired, InfrastructureUnavailable) as exc:
+        # InfrastructureUnavailable is not a hardware attempt: the workflow waits on the
+        # infrastructure budget and calls again.
+        info = activity.info()
+        kind = INFRA_ERROR_TYPE if isinstance(exc, InfrastructureUnavailable) else "AttemptExpired"
+        log.warning("%s attempt %d failed: %s", info.activity_type, info.attempt, exc)
+        raise ApplicationError(
+            str(exc), info.attempt, type=kind, category=ApplicationErrorCategory.BENIGN
+        ) from None
 
 
 def _hardware_failure(exc: HardwareError) -> ApplicationError:
-    """The backend's (credential-free) message, with this attempt's number as detail."""
+    """The backend's (credential-free) message, with this attempt's number as detail.
+    Logged here in one line; BENIGN keeps the SDK from logging a traceback per attempt
+    (the failure is the hardware's answer, not a bug)."""
+    info = activity.info()
+    log.warning("%s attempt %d failed: %s", info.activity_type, info.attempt, exc)
     return ApplicationError(
         str(exc),
-        activity.info().attempt,
+        info.attempt,
         type="HardwareError",
         non_retryable=not exc.retryable,
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 

@@ -21,6 +21,24 @@ def _names(names: Sequence[str]) -> str:
     return shown
 
 
+def grouped(failures: Sequence[tuple[str, str]]) -> str:
+    """`compute-01, compute-02: BMC unreachable; compute-07: ...` (names sharing a reason
+    share an entry, at most a few names each)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in failures:
+        by_reason.setdefault(reason, []).append(name)
+    return "; ".join(f"{_names(names)}: {reason}" for reason, names in by_reason.items())
+
+
+def cross_check_failed(check: str, checked_types: Sequence[str], when: str, detail: str) -> str:
+    """A check of *other* trays run from a step (the shelves' VerifyReachability of
+    Compute): it names the check and what it found, never the trays that ran it, which
+    did what they were asked. `VerifyReachability of Compute failed after PowerShelf
+    PowerControl: not reachable after 5m: compute-01, compute-02: BMC unreachable`."""
+    where = f" {when}" if when else ""
+    return f"{check} of {', '.join(checked_types)} failed{where}: {detail}"
+
+
 def step_failed(
     component_type: str,
     total: int,
@@ -31,10 +49,7 @@ def step_failed(
     """`2 of 18 Compute failed: compute-03: BMC unreachable; ...; 8 not started`. Trays
     failing for the same reason share one entry (`compute-01, compute-02: ...`)."""
     head = f"{len(failures)} of {total} {component_type} failed"
-    by_reason: dict[str, list[str]] = {}
-    for name, reason in failures:
-        by_reason.setdefault(reason, []).append(name)
-    details = "; ".join(f"{_names(names)}: {reason}" for reason, names in by_reason.items())
+    details = grouped(failures)
     text = f"{head}: {details}" if details else head
     if not_started:
         text += f"; {not_started} not started"

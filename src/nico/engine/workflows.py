@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 # Workflow code (sandboxed, like this module).
 from nico.engine.actions import (
     ActionFailed,
+    CheckFailed,
     StepContext,
     run_step_action,
     run_tray_action,
@@ -67,6 +68,8 @@ class StepWorkflow:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._completed = 0
         self._failures: list[tuple[str, str]] = []
+        # The first failed check of other trays (no tray of this step is blamed for it).
+        self._check_failure: str | None = None
         self._peak = 0
         self._finished = False
         self._sent = (0, 0)  # counts last signalled to the parent
@@ -148,11 +151,11 @@ class StepWorkflow:
         once = [a for _, a in _slots(step) if a.name in STEP_SCOPED_ACTIONS]
         queue = list(trays)
         try:
-            while queue and not self._failures:
+            while queue and not self._stopping():
                 await workflow.wait_condition(
-                    lambda: len(self._running) < window or bool(self._failures)
+                    lambda: len(self._running) < window or self._stopping()
                 )
-                if self._failures:
+                if self._stopping():
                     break
                 tray = queue.pop(0)
                 self._running[tray.id] = asyncio.create_task(self._run_tray(ctx, tray, per_tray))
@@ -176,6 +179,8 @@ class StepWorkflow:
                 sorted(self._failures, key=lambda f: order.get(f[0], 0)),
                 not_started=len(trays) - self._completed - len(self._failures),
             )
+        if self._check_failure is not None:
+            return self._check_failure
         for action in once:
             try:
                 await run_step_action(ctx, action)
@@ -185,12 +190,19 @@ class StepWorkflow:
             await workflow.sleep(step.delay_after.seconds)
         return None
 
+    def _stopping(self) -> bool:
+        """Fail-fast: a tray failed, or a check of other trays did."""
+        return bool(self._failures) or self._check_failure is not None
+
     async def _run_tray(
         self, ctx: StepContext, tray: TrayTarget, actions: list[tuple[str, ActionConfig]]
     ) -> None:
         try:
             for slot, action in actions:
                 await run_tray_action(ctx, tray, slot, action)
+        except CheckFailed as exc:  # about other trays: this one did what it was asked
+            self._check_failure = self._check_failure or exc.reason
+            self._completed += 1
         except ActionFailed as exc:
             reason = "; ".join([exc.reason, *ctx.notes.get(tray.id, ())])
             self._failures.append((tray.name, reason))
