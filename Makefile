@@ -34,6 +34,7 @@ FLEET_SIZES ?= 1,10,50
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/fleet.py --sizes $(FLEET_SIZES)
+	$(BIN)/python bench/cli_startup.py
 
 clean:
 	rm -rf $(VENV) .nico .pytest_cache .mypy_cache .ruff_cache

@@ -85,3 +85,42 @@ def test_readme_shows_real_bmcs_and_fault_drills_with_bodies_the_api_takes() -> 
     drill_doc = (README.parent / "docs" / "drills.md").read_text()
     report = drill_doc.split("## A drill, start to finish", 1)[1].split("```json\n", 1)[1]
     assert_valid_task(json.loads(report.split("\n```", 1)[0]))
+
+
+def _nico_lines(text: str) -> list[str]:
+    """Every `nico …` command line of the README's bash blocks (also after `$(`)."""
+    import re
+
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            lines += re.findall(r"(?:^|\$\()\s*(nico [^)#|]*)", line)
+    return lines
+
+
+def test_every_nico_command_the_readme_shows_parses() -> None:
+    """Each command path exists, and its options are the command's own (parsed against
+    the real command with `--help` appended, which stops before any network call)."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from nico.cli.main import app
+
+    lines = _nico_lines(README.read_text())
+    assert "nico rack power rack-01 on --wait" in [line.strip() for line in lines]
+    assert "nico task list" in [line.strip() for line in lines]
+    runner = CliRunner()
+    for line in lines:
+        words = [w for w in shlex.split(line) if not w.startswith("$")]
+        words = [w.replace("…", "") for w in words if w.replace("…", "")]
+        options = [w for w in words[1:] if w.startswith("-")]
+        path = []
+        for word in words[1:]:
+            if word.startswith("-") or word[0].isupper() or "/" in word or "-" in word:
+                break
+            path.append(word)
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (line, result.output)
+        for option in options:
+            assert option.split("=")[0] in result.output, (line, option)

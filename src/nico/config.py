@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/nico` (`~/.local/share/nico`): one fixed place, so `nico token` and
+    `nico serve` find the same dev key whichever directory they are run from."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "nico"
 
 
 class Settings(BaseSettings):
@@ -19,7 +27,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8388, description="Port the API listens on.")
     data_dir: Path = Field(
-        Path(".nico"), description="Where the embedded database, Temporal file and keys live."
+        default_factory=default_data_dir,
+        description="Where the embedded database, Temporal file and keys live "
+        "(default `$XDG_DATA_HOME/nico`, i.e. `~/.local/share/nico`, wherever nico is run from).",
     )
     log_level: str = Field("INFO", description="Python log level (DEBUG, INFO, WARNING...).")
     api_name: str = Field("nico", description="API name segment in /v2/org/{org}/{api_name}.")

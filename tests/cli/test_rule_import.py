@@ -150,7 +150,12 @@ async def test_dry_run_and_invalid_files_write_nothing(
     api: httpx.AsyncClient, site_id: uuid.UUID
 ) -> None:
     lines = await run_import(api, site_id, UPSTREAM_YAML, dry_run=True)
-    assert lines == ["3 rule(s) valid; nothing written (--dry-run)"]
+    assert lines == [
+        "would create Graceful Power On",
+        "would create Default Firmware Upgrade",
+        "would create Legacy Power Off",
+        "3 rule(s) valid; nothing written (--dry-run)",
+    ]
     broken = UPSTREAM_YAML.replace("duration: 30s", "duration: 30")
     with pytest.raises(CliError) as caught:
         await run_import(api, site_id, broken)
@@ -291,3 +296,94 @@ def test_cli_imports_and_exports_over_http(
         rules_cli.app, ["export", "--api-url", url, "--site", str(site_id)], env={"NICO_TOKEN": "x"}
     )
     assert denied.exit_code == 1 and "HTTP 401" in denied.output
+
+
+# --- idempotent re-import (issue 13 finding 7) ------------------------------------------
+
+
+async def test_importing_an_export_changes_nothing(
+    api: httpx.AsyncClient, site_id: uuid.UUID
+) -> None:
+    await run_import(api, site_id, UPSTREAM_YAML)
+    before = await rules_of(api, site_id)
+    exported = await export_rules(api, org="demo", site=str(site_id), filename="rules.yaml")
+    planned = await run_import(api, site_id, exported, dry_run=True)
+    assert planned[:3] == [f"unchanged {r['id']} {r['name']}" for r in _in_file_order(before)]
+    lines = await run_import(api, site_id, exported)
+    assert all(line.startswith("unchanged ") for line in lines)
+    assert await rules_of(api, site_id) == before
+
+
+async def test_reimport_updates_what_changed_and_defaults_only_where_the_file_says(
+    api: httpx.AsyncClient, site_id: uuid.UUID
+) -> None:
+    await run_import(api, site_id, UPSTREAM_YAML)
+    before = {r["name"]: r for r in await rules_of(api, site_id)}
+    data = yaml.safe_load(await export_rules(api, org="demo", site=str(site_id), filename=None))
+    edited = {r["name"]: r for r in data["rules"]}
+    edited["Legacy Power Off"]["ruleDefinition"]["steps"][0]["maxParallel"] = 2
+    edited["Default Firmware Upgrade"]["isDefault"] = True
+    data["rules"].append(
+        {
+            "name": "New One",
+            "operationType": "PowerControl",
+            "operationCode": "restart",
+            "ruleDefinition": {
+                "version": "v1",
+                "steps": [{"componentType": "Compute", "stage": 1}],
+            },
+        }
+    )
+    text = yaml.safe_dump(data)
+    legacy, firmware = before["Legacy Power Off"]["id"], before["Default Firmware Upgrade"]["id"]
+    assert sorted(await run_import(api, site_id, text, dry_run=True)) == sorted(
+        [
+            f"unchanged {before['Graceful Power On']['id']} Graceful Power On",
+            f"would update {legacy} Legacy Power Off (ruleDefinition)",
+            f"would update {firmware} Default Firmware Upgrade (made default)",
+            "would create New One",
+            "4 rule(s) valid; nothing written (--dry-run)",
+        ]
+    )
+    assert {r["name"]: r for r in await rules_of(api, site_id)} == before
+
+    await run_import(api, site_id, text)
+    after = {r["name"]: r for r in await rules_of(api, site_id)}
+    assert set(after) == {*before, "New One"}
+    assert after["Legacy Power Off"]["id"] == legacy
+    assert after["Legacy Power Off"]["ruleDefinition"]["steps"][0]["maxParallel"] == 2
+    assert after["Default Firmware Upgrade"]["isDefault"] is True
+    assert [n for n, r in after.items() if r["isDefault"]] == ["Default Firmware Upgrade"]
+    # Again: nothing left to do.
+    assert all(line.startswith("unchanged ") for line in await run_import(api, site_id, text))
+
+
+async def test_a_name_of_another_operation_is_refused(
+    api: httpx.AsyncClient, site_id: uuid.UUID
+) -> None:
+    await run_import(api, site_id, UPSTREAM_YAML)
+    clash = UPSTREAM_YAML.replace("operation: power_off", "operation: restart")
+    with pytest.raises(CliError, match="an operation cannot change"):
+        await run_import(api, site_id, clash)
+
+
+def _in_file_order(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The order export writes rules in."""
+    return sorted(
+        rules, key=lambda r: (r["operationType"], r["operationCode"], r["created"], r["id"])
+    )
+
+
+async def test_exporting_and_reimporting_the_built_in_defaults_duplicates_nothing(
+    api: httpx.AsyncClient, site_id: uuid.UUID, services: Services
+) -> None:
+    from nico.rules.install import install_builtin_defaults
+
+    async with services.db.session() as session:
+        await install_builtin_defaults(session, site_id)
+    before = await rules_of(api, site_id)
+    assert len(before) == 13 and all(r["isDefault"] for r in before)
+    exported = await export_rules(api, org="demo", site=str(site_id), filename="rules.json")
+    lines = await run_import(api, site_id, exported, filename="rules.json")
+    assert len(lines) == 13 and all(line.startswith("unchanged ") for line in lines)
+    assert await rules_of(api, site_id) == before

@@ -6,15 +6,15 @@ import asyncio
 
 import typer
 
-from nico.config import Settings
-from nico.store.db import Database
-
-app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("upgrade")
 def upgrade() -> None:
     """Migrate the database to the newest schema."""
+    from nico.config import Settings
+    from nico.store.db import Database
+
     settings = Settings()
 
     async def run() -> None:

@@ -6,34 +6,33 @@ or by id; names are resolved through the API, so the CLI needs nothing but a tok
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
 from nico.cli.http import (
     DEFAULT_API_URL,
-    ApiTarget,
+    DEFAULT_ORG,
     ApiUrl,
     CliError,
     Org,
     Site,
     Token,
-    base_path,
+    connect,
     error_message,
-    fail,
     get_all,
-    pick_site,
     run,
-    target,
 )
+from nico.cli.resolve import SiteView
 
-app = typer.Typer(help="Rack simulator: fault drills.", no_args_is_help=True)
+if TYPE_CHECKING:
+    import httpx
+
+app = typer.Typer(help="Rack simulator: fault drills.", no_args_is_help=True, rich_markup_mode=None)
 fault_app = typer.Typer(
     help="Inject, list and clear faults of simulated trays (see docs/drills.md).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(fault_app, name="fault")
 
@@ -47,78 +46,19 @@ RackOption = Annotated[
 ]
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass
-class SiteView:
-    """One site as the commands see it: its id and its racks by id."""
-
-    client: httpx.AsyncClient
-    org: str
-    site_id: str
-    racks: dict[str, str]
-
-    @classmethod
-    async def load(cls, client: httpx.AsyncClient, org: str, site: str | None) -> SiteView:
-        site_id = await pick_site(client, org, site)
-        racks = await get_all(client, f"{base_path(org)}/rack", {"siteId": site_id})
-        return cls(client, org, site_id, {str(r["id"]): str(r["name"]) for r in racks})
-
-    @property
-    def base(self) -> str:
-        return base_path(self.org)
-
-    def rack_id(self, rack: str) -> str:
-        """A rack's id from its name or id."""
-        if rack in self.racks:
-            return rack
-        found = [rack_id for rack_id, name in self.racks.items() if name == rack]
-        if not found:
-            known = ", ".join(sorted(self.racks.values())) or "none"
-            raise CliError(f"no rack {rack!r} in site {self.site_id} (racks: {known})")
-        return found[0]
-
-    async def tray_ids(self, trays: list[str], rack: str | None) -> list[str]:
-        """Tray ids from names (unique in the rack, or in the site without --rack) or ids."""
-        params = {"siteId": self.site_id}
-        if rack is not None:
-            params["rackId"] = self.rack_id(rack)
-        named = [t for t in trays if not _is_uuid(t)]
-        listed = await get_all(self.client, f"{self.base}/tray", params) if named else []
-        ids = []
-        for tray in trays:
-            if _is_uuid(tray):
-                ids.append(tray)
-                continue
-            matches = [t for t in listed if t["name"] == tray]
-            if not matches:
-                where = f"rack {rack}" if rack else f"site {self.site_id}"
-                raise CliError(f"no tray named {tray!r} in {where}")
-            if len(matches) > 1:
-                racks = ", ".join(sorted(str(m["rackName"]) for m in matches))
-                raise CliError(f"tray name {tray!r} is in several racks ({racks}): pass --rack")
-            ids.append(str(matches[0]["id"]))
-        return ids
-
-    def target_text(self, fault: dict[str, Any]) -> str:
-        """`rack-01/compute-07`, `NVLSwitch trays of rack-01`, `every tray of the site`."""
-        rack = self.racks.get(str(fault.get("rackId")), fault.get("rackId"))
-        if fault.get("trayId"):
-            return f"{rack}/{fault.get('trayName') or fault['trayId']}"
-        kind = f"{fault['componentType']} trays" if fault.get("componentType") else "every tray"
-        return f"{kind} of {rack}" if rack else f"{kind} of the site"
+def target_text(site: SiteView, fault: dict[str, Any]) -> str:
+    """`rack-01/compute-07`, `NVLSwitch trays of rack-01`, `every tray of the site`."""
+    rack = site.racks.get(str(fault.get("rackId")), fault.get("rackId"))
+    if fault.get("trayId"):
+        return f"{rack}/{fault.get('trayName') or fault['trayId']}"
+    kind = f"{fault['componentType']} trays" if fault.get("componentType") else "every tray"
+    return f"{kind} of {rack}" if rack else f"{kind} of the site"
 
 
 def describe(site: SiteView, fault: dict[str, Any]) -> str:
     remaining = "unlimited" if fault["remaining"] is None else f"{fault['remaining']} left"
     expires = f"until {fault['expires']}" if fault["expires"] else "no expiry"
-    return f"{fault['id']}  {fault['fault']} on {site.target_text(fault)} ({remaining}, {expires})"
+    return f"{fault['id']}  {fault['fault']} on {target_text(site, fault)} ({remaining}, {expires})"
 
 
 async def add_fault(
@@ -194,13 +134,6 @@ async def _filters(view: SiteView, rack: str | None, tray: str | None) -> dict[s
     return params
 
 
-def _api(api_url: str, org: str, token: str | None) -> ApiTarget:
-    try:
-        return target(api_url, org, token)
-    except CliError as exc:
-        raise fail(exc) from None
-
-
 def _echo(lines: list[str]) -> None:
     for line in lines:
         typer.echo(line)
@@ -229,11 +162,11 @@ def add_command(
     ] = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,
-    org: Org = "demo",
+    org: Org = DEFAULT_ORG,
     token: Token = None,
 ) -> None:
     """Inject a fault: into --tray trays, or --type/--rack trays, or every tray of the site."""
-    api = _api(api_url, org, token)
+    api = connect(api_url, org, token)
 
     async def work() -> list[str]:
         async with api.client() as client:
@@ -258,11 +191,11 @@ def list_command(
     tray: TrayOption = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,
-    org: Org = "demo",
+    org: Org = DEFAULT_ORG,
     token: Token = None,
 ) -> None:
     """List the faults that can still fire (optionally only a rack's or a tray's)."""
-    api = _api(api_url, org, token)
+    api = connect(api_url, org, token)
 
     async def work() -> list[str]:
         async with api.client() as client:
@@ -280,11 +213,11 @@ def clear_command(
     tray: TrayOption = None,
     site: Site = None,
     api_url: ApiUrl = DEFAULT_API_URL,
-    org: Org = "demo",
+    org: Org = DEFAULT_ORG,
     token: Token = None,
 ) -> None:
     """Clear one fault, a tray's or a rack's faults, or every fault of the site."""
-    api = _api(api_url, org, token)
+    api = connect(api_url, org, token)
 
     async def work() -> list[str]:
         async with api.client() as client:

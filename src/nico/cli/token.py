@@ -6,12 +6,6 @@ from typing import Annotated
 
 import typer
 
-from nico.auth.tokens import mint_dev_token
-from nico.config import Settings
-from nico.keyfiles import load_or_create_key, new_dev_key
-from nico.rules.durations import DurationError, parse_duration
-from nico.services import DEV_KEY_FILE
-
 
 def register(app: typer.Typer) -> None:
     @app.command("token")
@@ -25,6 +19,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mint a dev token signed with NICO_AUTH_DEV_KEY, else with the data-dir key (created
         on first use; `nico serve` accepts it while no OIDC issuer is configured)."""
+        from nico.auth.tokens import mint_dev_token
+        from nico.config import Settings
+        from nico.keyfiles import load_or_create_key, new_dev_key
+        from nico.rules.durations import DurationError, parse_duration
+        from nico.services import DEV_KEY_FILE
+
         try:
             seconds = int(parse_duration(ttl).seconds)
         except DurationError as exc:
