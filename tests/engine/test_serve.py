@@ -1,5 +1,7 @@
-"""`nico serve` on a fresh data dir: embedded Temporal, worker and API come up, a rack
-powers on over HTTP, and Ctrl-C stops everything, the Temporal server process included."""
+"""`nico serve` on a fresh data dir: embedded Temporal, worker and API come up (the worker
+and the API in processes of their own), a rack powers on over HTTP, Ctrl-C and SIGTERM
+stop everything, the Temporal server process included, and a child that dies stops
+`nico serve` with exit code 1."""
 
 from __future__ import annotations
 
@@ -111,6 +113,37 @@ async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None
     assert (tmp_path / "data" / "temporal.db").exists()
 
 
+def children(pid: int) -> dict[str, int]:
+    """`nico serve`'s child processes by what they run: api, worker, temporal."""
+    out: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        words = [a.decode() for a in argv if a]
+        if "api" in words and "--under-serve" in words:
+            out["api"] = int(entry.name)
+        elif "worker" in words and "--under-serve" in words:
+            out["worker"] = int(entry.name)
+        elif "start-dev" in words:
+            out["temporal"] = int(entry.name)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def test_sigterm_stops_the_embedded_temporal_server_too(tmp_path: Path) -> None:
     # systemd and Kubernetes stop services with SIGTERM, not Ctrl-C.
     api_port, temporal_port = free_port(), free_port()
@@ -119,6 +152,9 @@ async def test_sigterm_stops_the_embedded_temporal_server_too(tmp_path: Path) ->
     try:
         await wait_until_up(process, log, api_port)
         assert listening(temporal_port)
+        # The API (with the background loops) and the worker run in processes of their own.
+        kids = children(process.pid)
+        assert set(kids) == {"api", "worker", "temporal"}, kids
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -129,3 +165,25 @@ async def test_sigterm_stops_the_embedded_temporal_server_too(tmp_path: Path) ->
     assert process.returncode == 0
     await assert_closed(temporal_port)
     await assert_closed(api_port)
+
+
+async def test_a_child_that_dies_stops_serve_with_exit_code_1(tmp_path: Path) -> None:
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    process = start_serve(serve_env(tmp_path, api_port, temporal_port), log)
+    try:
+        await wait_until_up(process, log, api_port)
+        kids = children(process.pid)
+        os.kill(kids["worker"], signal.SIGKILL)
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("nico serve kept running without its worker: " + log.read_text()[-2000:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert "the worker process exited with code -9; stopping nico serve" in log.read_text()
+    await assert_closed(api_port)
+    await assert_closed(temporal_port)
+    assert not alive(kids["api"]) and not alive(kids["temporal"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ import uvicorn
 
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
+from nico.cli.supervise import UNDER_SERVE, supervise, watch_parent
 from nico.config import Settings
-from nico.engine.runner import connect_with_retry, run_worker_only, serve_all
+from nico.engine.runner import connect_with_retry, run_background, run_worker_only
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, auth_summary, build_services
 
@@ -35,16 +37,17 @@ def start_services(settings: Settings, *, create_keys: bool) -> Services:
 
 
 SQLITE_SPLIT_WARNING = (
-    "nico %s is using SQLite (%s): task submission, conflict checks and queue promotion "
-    "are serialized only within one process, so a separate `nico api` and `nico worker` on "
-    "one SQLite file can start conflicting tasks. Split deployments need PostgreSQL "
+    "nico %s is using SQLite (%s): every process shares the file's one write lock, so "
+    "submissions, reports and queue promotion of all processes wait for each other, and "
+    "only processes on this host can use it. Split deployments need PostgreSQL "
     "(NICO_DATABASE_URL); for a single host run `nico serve`."
 )
 
 
 def warn_if_sqlite(services: Services, command: str) -> None:
     """Split commands (`nico api`, `nico worker`) say loudly when they run on SQLite,
-    whose rack locks are per process (tests still run a worker on SQLite, so no refusal)."""
+    which serializes every writer of every process (tests still run a worker on SQLite,
+    so no refusal; `nico serve` runs its own two processes on it knowingly)."""
     if services.db.is_sqlite:
         logging.getLogger("nico").warning(SQLITE_SPLIT_WARNING, command, services.db.url)
 
@@ -92,7 +95,7 @@ class ApiServer(uvicorn.Server):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def run_api(services: Services) -> None:
+def api_server(services: Services) -> ApiServer:
     settings = services.settings
     config = uvicorn.Config(
         create_app(services),
@@ -101,42 +104,74 @@ async def run_api(services: Services) -> None:
         log_level=settings.log_level.lower(),
         lifespan="off",
     )
-    await ApiServer(config).serve()
+    return ApiServer(config)
+
+
+async def run_api(services: Services) -> None:
+    await api_server(services).serve()
+
+
+async def run_api_under_serve(services: Services, parent: int) -> None:
+    """The API process of `nico serve`: the API plus the background loops (queue sweep,
+    reconciler), which stay responsive here while the worker process is saturated. Stops
+    on SIGTERM from `nico serve`, or by itself if `nico serve` is gone."""
+    server = api_server(services)
+    loops = asyncio.create_task(run_background(services))
+    orphaned = asyncio.create_task(watch_parent(parent))
+    orphaned.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    try:
+        await server.serve()
+    finally:
+        for task in (loops, orphaned):
+            task.cancel()
+        await asyncio.gather(loops, orphaned, return_exceptions=True)
+
+
+UnderServeOption = typer.Option(
+    False, UNDER_SERVE, hidden=True, help="Run as a child process of `nico serve`."
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve() -> None:
         """Run everything on embedded defaults: database, Temporal, worker, API on
-        127.0.0.1:8388."""
+        127.0.0.1:8388 (the worker and the API in processes of their own)."""
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=True)
 
-        async def main() -> None:
+        async def main() -> int:
             try:
                 demo = await prepare(services)
-                banner = (lambda: print_demo_banner(services, demo)) if demo else None
-                await serve_all(services, run_api, on_ready=banner)
             finally:
-                await services.backends.aclose()
                 await services.db.dispose()
+            banner = (lambda: print_demo_banner(services, demo)) if demo else None
+            return await supervise(settings, on_ready=banner)
 
-        asyncio.run(main())
+        code = asyncio.run(main())
+        if code:
+            # Not typer.Exit: in non-standalone mode click returns that code unseen.
+            raise SystemExit(code)
 
     @app.command("worker")
-    def worker() -> None:
+    def worker(under_serve: bool = UnderServeOption) -> None:
         """Run only a Temporal worker (and the queue sweep / reconciler) against
         NICO_TEMPORAL_ADDRESS; production runs several next to `nico api` replicas."""
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=False)
-        warn_if_sqlite(services, "worker")
+        if not under_serve:
+            warn_if_sqlite(services, "worker")
+        parent = os.getppid()
 
         async def main() -> None:
             try:
                 await services.db.migrate()
-                await run_worker_only(services)
+                if under_serve:
+                    await run_worker_only(services, loops=False, until=watch_parent(parent))
+                else:
+                    await run_worker_only(services)
             finally:
                 await services.backends.aclose()
                 await services.db.dispose()
@@ -144,19 +179,24 @@ def register(app: typer.Typer) -> None:
         asyncio.run(main())
 
     @app.command("api")
-    def api() -> None:
+    def api(under_serve: bool = UnderServeOption) -> None:
         """Run only the API (production: several replicas against NICO_DATABASE_URL)."""
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=False)
-        warn_if_sqlite(services, "api")
+        if not under_serve:
+            warn_if_sqlite(services, "api")
+        parent = os.getppid()
 
         async def main() -> None:
             try:
                 await services.db.migrate()
                 # The API starts and cancels task workflows itself (NICO_TEMPORAL_ADDRESS).
                 services.temporal = await connect_with_retry(services)
-                await run_api(services)
+                if under_serve:
+                    await run_api_under_serve(services, parent)
+                else:
+                    await run_api(services)
             finally:
                 await services.db.dispose()
 

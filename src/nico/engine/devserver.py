@@ -95,8 +95,14 @@ class EmbeddedTemporal:
         with self.log_path.open("ab") as out:
             # umask 077: the server creates temporal.db and its -wal/-shm files 0600 (an
             # empty file made beforehand would be taken for an initialised database).
+            # A session of its own: a Ctrl-C in the terminal reaches only `nico serve`,
+            # which stops this server last, after the processes that use it.
             self._process = await asyncio.create_subprocess_exec(
-                *command, stdout=out, stderr=asyncio.subprocess.STDOUT, umask=0o077
+                *command,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                umask=0o077,
+                start_new_session=True,
             )
         return await self._wait_until_ready()
 

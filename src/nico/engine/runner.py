@@ -1,9 +1,10 @@
-"""Process runners: `nico serve` (Temporal + worker + API together) and `nico worker`.
+"""Process runners: the worker (`nico worker`, and the worker process of `nico serve`)
+and the task manager's background loops (queue sweep, reconciler).
 
-Both run the engine worker next to the task manager's background loops (queue sweep,
-reconciler) and stop everything cleanly on Ctrl-C / SIGTERM: the API first, then the
-worker (in-flight activities are cancelled; Temporal retries them on the next worker),
-then the embedded Temporal server process.
+`nico serve` runs the worker and the API in separate processes (`nico.cli.supervise`);
+`engine_running` also serves the engine benchmark, which wants the stack in-process.
+A worker stops cleanly on SIGINT / SIGTERM: in-flight activities are cancelled and
+Temporal retries them on the next worker.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ async def temporal_client(services: Services, *, embed: bool) -> AsyncIterator[C
         yield client
 
 
+async def run_background(services: Services) -> None:
+    """The task manager's background loops (queue sweep, reconciler) until cancelled."""
+    await _background(services)
+
+
 async def _background(services: Services) -> None:
     from nico.tasks.background import run_background_loops
 
@@ -68,46 +74,40 @@ def _finished_hook(services: Services) -> Callable[[uuid.UUID], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def engine_running(services: Services, client: Client) -> AsyncIterator[None]:
-    """Worker + background loops running until the block exits."""
+async def engine_running(
+    services: Services, client: Client, *, loops: bool = True
+) -> AsyncIterator[None]:
+    """Worker (+ background loops unless `loops=False`) running until the block exits."""
     services.temporal = client
     worker = build_worker(client, services, on_task_finished=_finished_hook(services))
     async with worker:
-        loops = asyncio.create_task(_background(services))
+        if not loops:
+            yield
+            return
+        background = asyncio.create_task(_background(services))
         try:
             yield
         finally:
-            loops.cancel()
+            background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await loops
+                await background
 
 
-async def serve_all(
-    services: Services,
-    run_api: Callable[[Services], Awaitable[None]],
-    on_ready: Callable[[], None] | None = None,
+async def run_worker_only(
+    services: Services, *, loops: bool = True, until: Awaitable[None] | None = None
 ) -> None:
-    """`nico serve`: Temporal (embedded unless configured), worker, loops and the API.
-    `on_ready` runs once the engine is up, just before the API starts listening.
-    The API server owns Ctrl-C; when it returns, the rest shuts down in order."""
-    async with (
-        temporal_client(services, embed=True) as client,
-        engine_running(services, client),
-    ):
-        if on_ready is not None:
-            on_ready()
-        await run_api(services)
-
-
-async def run_worker_only(services: Services) -> None:
-    """`nico worker`: worker + loops against NICO_TEMPORAL_ADDRESS until SIGINT/SIGTERM."""
+    """`nico worker`: worker + loops (unless `loops=False`: `nico serve` runs them in its
+    API process) against NICO_TEMPORAL_ADDRESS until SIGINT/SIGTERM or `until` returns."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.ensure_future(until) if until is not None else None
+    if watcher is not None:
+        watcher.add_done_callback(lambda _: stop.set())
     async with (
         temporal_client(services, embed=False) as client,
-        engine_running(services, client),
+        engine_running(services, client, loops=loops),
     ):
         log.info(
             "worker running on task queue %s at %s",
@@ -115,3 +115,5 @@ async def run_worker_only(services: Services) -> None:
             temporal_target(services.settings),
         )
         await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
