@@ -103,7 +103,8 @@ def render(tasks: list[Watched]) -> Any:
     for watched in tasks:
         body = watched.body
         per_type = counts(body)
-        done = sum(c[0] + c[1] for c in per_type.values())
+        completed = sum(c[0] for c in per_type.values())
+        failed = sum(c[1] for c in per_type.values())
         total = sum(c[2] for c in per_type.values())
         parts.append(
             Text.from_markup(
@@ -113,8 +114,8 @@ def render(tasks: list[Watched]) -> Any:
         )
         bar = Table.grid(padding=(0, 1))
         bar.add_row(
-            ProgressBar(total=max(total, 1), completed=done, width=40),
-            Text(f"{done}/{total} components"),
+            ProgressBar(total=max(total, 1), completed=completed + failed, width=40),
+            Text(f"{completed}/{total} components done" + (f", {failed} failed" if failed else "")),
         )
         parts.append(bar)
         parts.append(
