@@ -349,4 +349,6 @@ async def test_openapi_declares_nullable_timestamps_and_optional_report(
     for name in ("started", "finished", "ruleId"):
         assert {"type": "null"} in task["properties"][name]["anyOf"], name
     assert "report" not in task.get("required", [])
-    assert spec["components"]["schemas"]["TaskReportV1"]["properties"]["version"]["const"] == 1
+    version = spec["components"]["schemas"]["TaskReportV1"]["properties"]["version"]
+    assert version["$ref"] == "#/components/schemas/TaskReportV1Version"
+    assert spec["components"]["schemas"]["TaskReportV1Version"]["enum"] == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -55,16 +56,46 @@ def _error_response(code: str) -> dict[str, Any]:
     }
 
 
+# Seed operationIds (and names for the two routes that serve one handler twice); every
+# other operation is its handler's name in kebab-case (`list_rules` -> `list-rules`).
+OPERATION_IDS: dict[tuple[str, str], str] = {
+    ("get", "/tray/{id}/task"): "get-tray-tasks",
+    ("get", "/task/rule/{id}"): "get-rule",
+    ("get", "/rack/{id}/task"): "get-rack-tasks",
+    ("get", "/rack/task/{id}"): "get-rack-task",
+    ("post", "/rack/task/{id}/cancel"): "cancel-rack-task",
+    ("get", "/task/{id}"): "get-task",
+    ("post", "/task/{id}/cancel"): "cancel-task",
+}
+
+
+def _operation_ids(spec: dict[str, Any], prefix: str) -> None:
+    """Stable, readable operationIds, so a client generated from this document names the
+    seed operations as one generated from the seeds does (`get-tray-tasks`, `get-rule`).
+    FastAPI's own id is the handler's name followed by the path and method
+    (`fastapi.routing.generate_unique_id`); the name is what is kept."""
+    for path, operations in spec.get("paths", {}).items():
+        local = path.removeprefix(prefix)
+        for method, operation in operations.items():
+            suffix = re.sub(r"\W", "_", path) + "_" + method
+            name = str(operation.get("operationId", "")).removesuffix(suffix)
+            default = name.replace("_", "-")
+            operation["operationId"] = OPERATION_IDS.get((method, local), default)
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with 422 replaced by the NICo error responses each route gives."""
     spec = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    _operation_ids(spec, app.state.services.settings.api_prefix())
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas.update(ERROR_SCHEMAS)
+    for schema in schemas.values():
+        _drop_null_defaults(schema)
     components["securitySchemes"] = {
         "JWTBearerToken": {
             "type": "http",
@@ -85,7 +116,23 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = [{"JWTBearerToken": []}]
             if method in ("get", "delete"):
                 _site_id_required(operation)
+            _uuid_path_ids(operation)
     return spec
+
+
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    """`default: null` on a property that is never null (one left out when unset, see
+    `Omittable`): the seeds publish no default there, and null is not a value of it."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None and "anyOf" not in prop:
+            del prop["default"]
+
+
+def _uuid_path_ids(operation: dict[str, Any]) -> None:
+    """Path ids are UUIDs (a malformed one is a 400 naming it), as the seeds declare."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") == "id":
+            parameter["schema"] = {**parameter["schema"], "format": "uuid"}
 
 
 def _site_id_required(operation: dict[str, Any]) -> None:

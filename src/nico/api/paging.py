@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Query, Response
+from pydantic import WithJsonSchema
 
 from nico.errors import ValidationFailed
 
@@ -64,25 +65,31 @@ class PageRequest:
         return OrderBy(field=field, descending=match.group(2) == "DESC", raw=self.order_by_raw)
 
 
+# Published as seed 000 declares them (integers, pageNumber defaulting to 1) with the
+# bounds the handler enforces; absent is the default, so null is not offered.
+PageNumberQuery = Annotated[
+    int | None,
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER}),
+    Query(description="Page number for pagination query (1..2147483647)"),
+]
+PageSizeQuery = Annotated[
+    int | None,
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}),
+    Query(description="Page size for pagination query (1..100, default 20)"),
+]
+
+
 def page_request(
-    pageNumber: Annotated[
-        int | None, Query(description="Page number for pagination query (1..2147483647)")
-    ] = None,
-    pageSize: Annotated[
-        int | None, Query(description="Page size for pagination query (1..100, default 20)")
-    ] = None,
+    pageNumber: PageNumberQuery = 1,
+    pageSize: PageSizeQuery = None,
 ) -> PageRequest:
     """Dependency for lists that take no `orderBy`."""
     return _validated(pageNumber, pageSize, None)
 
 
 def page_request_ordered(
-    pageNumber: Annotated[
-        int | None, Query(description="Page number for pagination query (1..2147483647)")
-    ] = None,
-    pageSize: Annotated[
-        int | None, Query(description="Page size for pagination query (1..100, default 20)")
-    ] = None,
+    pageNumber: PageNumberQuery = 1,
+    pageSize: PageSizeQuery = None,
     orderBy: Annotated[str | None, Query(description="Ordering as FIELD_ASC or FIELD_DESC")] = None,
 ) -> PageRequest:
     """Dependency for lists that accept `orderBy` (validated by the endpoint's field list)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -15,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 
@@ -52,6 +54,33 @@ def go_bool(value: Any) -> Any:
 
 
 QueryBool = Annotated[bool, BeforeValidator(go_bool)]
+
+
+# A field left out of the JSON when unset (never sent as null), published as the seeds do:
+# optional and of its own type, e.g. `error: Omittable[str] = None`.
+T = TypeVar("T")
+Omittable = Annotated[T | SkipJsonSchema[None], "omitted when unset"]
+# RFC 3339 text kept as a string (a report's own timestamps), documented as date-time.
+DateTimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def no_default(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` for a field whose default the seed does not publish."""
+    schema.pop("default", None)
+
+
+def no_required(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` for a response model whose seed lists no required fields
+    (a client generated from ours then matches one generated from the seed)."""
+    schema.pop("required", None)
+
+
+def named_enum_copy(name: str, source: type[StrEnum], doc: str) -> Any:
+    """`source`'s members under a seed's schema name (OpenAPI names an enum's schema
+    after its class), so the wire enum can never drift from the one the code uses."""
+    copy = StrEnum(name, {member.name: member.value for member in source})  # type: ignore[misc]  # functional API with computed members
+    copy.__doc__ = doc
+    return copy
 
 
 class ResponseModel(BaseModel):

@@ -14,28 +14,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nico.domain import OperationType
 from nico.rules.model import ActionName
-from nico.schemas.common import ResponseModel, UtcTimestamp, rfc3339
+from nico.schemas.common import (
+    Omittable,
+    ResponseModel,
+    UtcTimestamp,
+    named_enum_copy,
+    no_default,
+    rfc3339,
+)
 from nico.store.models import OperationRule as OperationRuleRow
-
-
-def _named_copy(name: str, source: type[StrEnum], doc: str) -> Any:
-    """`source`'s members under seed 004's schema name (OpenAPI names an enum's schema
-    after its class), so the wire enum can never drift from the one the code uses."""
-    copy = StrEnum(name, {member.name: member.value for member in source})  # type: ignore[misc]  # functional API with computed members
-    copy.__doc__ = doc
-    return copy
-
 
 if TYPE_CHECKING:
     OperationRuleOperationType = OperationType
     ActionConfigName = ActionName
 else:
-    OperationRuleOperationType = _named_copy(
+    OperationRuleOperationType = named_enum_copy(
         "OperationRuleOperationType",
         OperationType,
         "Seed 004's enum plus `BringUp` (our addition: bring_up and ingest rules).",
     )
-    ActionConfigName = _named_copy(
+    ActionConfigName = named_enum_copy(
         "ActionConfigName", ActionName, "Executor-agnostic action names (seed 004)."
     )
 
@@ -53,19 +51,21 @@ class RetryPolicy(_Wire):
     initialInterval: str = Field(
         description="Initial retry interval, Go duration (`1s`); at most 168h."
     )
-    backoffCoefficient: float = Field(description="Backoff multiplier; must be >= 1.0.")
-    maxInterval: str | None = Field(None, description="Cap on the retry interval.")
+    backoffCoefficient: float = Field(
+        description="Backoff multiplier; must be >= 1.0.", json_schema_extra={"format": "double"}
+    )
+    maxInterval: Omittable[str] = Field(None, description="Cap on the retry interval.")
 
 
 class ActionConfig(_Wire):
     """One action: name, optional timeout/poll interval, parameters per the action."""
 
     name: ActionConfigName
-    timeout: str | None = Field(
+    timeout: Omittable[str] = Field(
         None, description="Per-attempt bound of one call; for polling actions the poll loop."
     )
-    pollInterval: str | None = Field(None, description="Poll interval of polling actions.")
-    parameters: dict[str, Any] | None = Field(
+    pollInterval: Omittable[str] = Field(None, description="Poll interval of polling actions.")
+    parameters: Omittable[dict[str, Any]] = Field(
         None, description="Action-specific parameters (snake_case keys, as in seed 004)."
     )
 
@@ -73,18 +73,28 @@ class ActionConfig(_Wire):
 class SequenceStep(_Wire):
     componentType: str = Field(description="Compute, NVLSwitch or PowerShelf.")
     stage: int = Field(description="Stage number (1 to 1000); same stage runs in parallel.")
-    maxParallel: int = Field(0, description="Trays processed at once (at most 10000); 0 = all.")
-    timeout: str | None = Field(None, description="Bound of the whole step; at most 168h.")
-    retry: RetryPolicy | None = None
-    preOperation: list[ActionConfig] | None = None
+    maxParallel: int = Field(
+        0,
+        description="Trays processed at once (at most 10000); 0 = all.",
+        json_schema_extra=no_default,
+    )
+    timeout: Omittable[str] = Field(None, description="Bound of the whole step; at most 168h.")
+    retry: Omittable[RetryPolicy] = None
+    preOperation: Omittable[list[ActionConfig]] = None
     mainOperation: ActionConfig
-    postOperation: list[ActionConfig] | None = None
-    delayAfter: str | None = Field(None, description="Deprecated: a Sleep after post.")
+    postOperation: Omittable[list[ActionConfig]] = None
+    delayAfter: Omittable[str] = Field(None, description="Deprecated: a Sleep after post.")
+
+
+class RuleDefinitionVersion(StrEnum):
+    """Schema version. Currently always `v1`."""
+
+    V1 = "v1"
 
 
 class RuleDefinition(_Wire):
-    version: Literal["v1"] = "v1"
-    steps: list[SequenceStep] = Field(default_factory=list)
+    version: RuleDefinitionVersion
+    steps: list[SequenceStep] = Field(default_factory=list, json_schema_extra=no_default)
 
 
 class OperationRule(ResponseModel):
@@ -92,7 +102,7 @@ class OperationRule(ResponseModel):
 
     id: str = Field(json_schema_extra={"format": "uuid"})
     name: str
-    description: str = ""
+    description: str = Field("", json_schema_extra=no_default)
     operationType: OperationRuleOperationType
     operationCode: str
     ruleDefinition: RuleDefinition

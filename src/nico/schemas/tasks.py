@@ -8,31 +8,59 @@ that has none yet and of list items unless `includeReport=true`.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from nico.domain import ReportStatus, TaskStatus
-from nico.schemas.common import RequestModel, ResponseModel, UtcTimestamp
+from nico.schemas.common import (
+    DateTimeText,
+    Omittable,
+    RequestModel,
+    ResponseModel,
+    UtcTimestamp,
+    named_enum_copy,
+    no_default,
+    no_required,
+)
+
+if TYPE_CHECKING:
+    TaskReportV1Status = ReportStatus
+else:
+    TaskReportV1Status = named_enum_copy(
+        "TaskReportV1Status", ReportStatus, "Per-stage and per-step execution status."
+    )
+
+
+class TaskReportV1Version(IntEnum):
+    """Schema version of a report: the integer 1, as seed 000's example, upstream's code
+    and SPEC send it (the seed's schema says the string "1"; docs/openapi.md)."""
+
+    V1 = 1
 
 
 class TaskReportV1Step(ResponseModel):
     """Execution state of one rule step; pairs 1:1 with the rule's step at its index."""
 
     component_type: str = Field(description="Component class this step targets.")
-    status: ReportStatus
-    total_components: int | None = Field(
+    status: TaskReportV1Status
+    total_components: Omittable[int] = Field(
         None, description="Count of components of `componentType` this step targets."
     )
-    completed_components: int | None = Field(
+    completed_components: Omittable[int] = Field(
         None, description="Components that finished the step successfully so far (live)."
     )
-    failed_components: int | None = Field(
+    failed_components: Omittable[int] = Field(
         None, description="Components that failed the step so far (live)."
     )
-    started_at: str | None = Field(None, description="Set when the step leaves `pending`.")
-    finished_at: str | None = Field(None, description="Set when the step reaches a final state.")
-    error: str | None = Field(
+    started_at: Omittable[DateTimeText] = Field(
+        None, description="Set when the step leaves `pending`."
+    )
+    finished_at: Omittable[DateTimeText] = Field(
+        None, description="Set when the step reaches a final state."
+    )
+    error: Omittable[str] = Field(
         None, description="Failure summary naming the trays that failed; at most 512 bytes."
     )
 
@@ -41,25 +69,40 @@ class TaskReportV1Stage(ResponseModel):
     """Execution state of one rule stage; `number` joins it back to the rule."""
 
     number: int
-    status: ReportStatus
+    status: TaskReportV1Status
     steps: list[TaskReportV1Step]
-    started_at: str | None = None
-    finished_at: str | None = None
-    error: str | None = None
+    started_at: Omittable[DateTimeText] = None
+    finished_at: Omittable[DateTimeText] = None
+    error: Omittable[str] = None
+
+
+def _version_required(schema: dict[str, Any]) -> None:
+    """`version` is always sent (seed 000 lists it as required); its default only lets the
+    code build a report without naming it."""
+    schema["required"] = ["version", *schema.get("required", [])]
 
 
 class TaskReportV1(ResponseModel):
     """Structured execution report (version 1) mirroring the rule's stages and steps."""
 
-    version: Literal[1] = Field(1, description="Schema version of this report: always 1.")
+    model_config = ConfigDict(json_schema_extra=_version_required)
+
+    version: TaskReportV1Version = Field(
+        TaskReportV1Version.V1,
+        description="Schema version of this report: always 1.",
+        json_schema_extra=no_default,
+    )
     stages: list[TaskReportV1Stage]
-    error: str | None = Field(
+    error: Omittable[str] = Field(
         None, description="The first failing stage's message; never overwritten."
     )
 
 
 class Task(ResponseModel):
     """A task: one operation on one rack, executed as a durable workflow."""
+
+    # Seed 000 lists no required field; every one is sent all the same.
+    model_config = ConfigDict(json_schema_extra=no_required)
 
     id: uuid.UUID
     status: TaskStatus
@@ -75,7 +118,7 @@ class Task(ResponseModel):
     )
     created: UtcTimestamp
     updated: UtcTimestamp
-    report: TaskReportV1 | None = Field(
+    report: Omittable[TaskReportV1] = Field(
         None,
         description="Execution report. Always on single-task responses once produced; on "
         "lists only with includeReport=true; omitted while the task has none.",
