@@ -11,7 +11,9 @@ import threading
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from nico.domain import TaskStatus
@@ -110,19 +112,22 @@ async def test_a_slow_call_ends_with_its_attempt_not_after_it(services: Services
     assert await sim_state(services, shelf.id) is None  # and it never reached the BMC
 
 
-async def test_a_cycle_whose_first_attempt_went_unanswered_is_not_sent_again(
+async def test_a_cycle_whose_outcome_cannot_be_known_fails_and_is_not_sent_again(
     services: Services,
 ) -> None:
     rack = await make_rack(services, compute=0, switches=0, shelves=1)
     shelf = rack.of("PowerShelf")[0]
     key = f"{uuid.uuid4()}/stage-1/step-0/{shelf.id}/main"
-    async with services.db.session() as session:  # what a crashed first attempt leaves
+    # What a crashed first attempt leaves when the BMC exposes no reset marker.
+    async with services.db.session() as session:
         await ledger.intend(session, key, shelf.id, "power", {"code": "cold_reset"})
     activities = EngineActivities(services, None)
-    result = await activity_env().run(
-        activities.power_control, PowerCommand(key, shelf.id, "cold_reset")
-    )
-    assert result == PowerResult(outcome_unknown=True)
+    with pytest.raises(ApplicationError) as failed:
+        await activity_env().run(
+            activities.power_control, PowerCommand(key, shelf.id, "cold_reset")
+        )
+    assert failed.value.message.startswith("cold_reset outcome unknown")
+    assert failed.value.non_retryable  # never a silent success, never a second cycle
     assert await sim_state(services, shelf.id) is None  # the BMC heard nothing more
     # An idempotent code is simply sent again: "already there" is a no-op.
     on_key = f"{uuid.uuid4()}/stage-1/step-0/{shelf.id}/main"
@@ -156,22 +161,18 @@ async def verified_cold_reset(
     )
 
 
-async def test_a_cycle_cut_off_by_its_attempt_is_verified_not_resent(engine: Engine) -> None:
+async def test_a_cycle_cut_off_before_the_bmc_acted_is_sent_by_the_retry(
+    engine: Engine,
+) -> None:
     rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
     shelf = rack.of("PowerShelf")[0]
-    # The first call hangs past its 3s attempt; a retry would find the BMC answering.
+    # The first call hangs past its 3s attempt (before the BMC acts); its reset marker
+    # has not moved, so the retry knows the tray never cycled and sends the reset.
     await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=10, remaining=1)
     task, _ = await engine.run(await verified_cold_reset(engine, rack, "3s", attempts=3))
-    assert task.status == TaskStatus.FAILED.value
-    assert task.report is not None
-    error = task.report["stages"][0]["steps"][0]["error"]
-    assert error == (
-        "1 of 1 PowerShelf failed: shelf-01: power state stayed Off after 1m (expected On); "
-        "cold_reset outcome unknown: an earlier attempt was cut off before the BMC answered, "
-        "so it was not sent again"
-    )
+    assert task.status == TaskStatus.SUCCEEDED.value, task.message
     state = await sim_state(engine.services, shelf.id)
-    assert state is not None and state.power_ops == 0  # never sent twice (here: not at all)
+    assert state is not None and (state.power_ops, state.power_cycles) == (1, 1)
 
 
 async def test_a_cycle_the_bmc_refused_is_retried(engine: Engine) -> None:

@@ -27,7 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from nico.domain import TaskStatus
-from nico.engine import infra, ledger
+from nico.engine import infra, ledger, messages
 from nico.engine import payloads as p
 from nico.engine.capabilities import TargetTray, capability_gaps, uncovered_trays
 from nico.engine.infra import InfrastructureUnavailable, retrying
@@ -43,6 +43,9 @@ from nico.store.tasks import save_running_report, transition_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Waits before each look at a reset marker after a cycle was accepted (seconds).
+CYCLE_CHECK_PAUSES = (0.0, 0.5, 1.0, 2.0)
 
 
 TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
@@ -281,26 +284,39 @@ class EngineActivities:
 
     @activity.defn(name=p.POWER_CONTROL)
     async def power_control(self, data: p.PowerCommand) -> p.PowerResult:
-        """Send a power code once. A cycle (restart, resets) is preceded by an intent in
-        the ledger; a retry that finds the intent but no acceptance sends nothing and says
-        the outcome is unknown (the step's verification then decides)."""
+        """Send a power code once. A cycle (restart, resets) is verified by the tray's
+        reset marker (`TrayBackend.reset_marker`), read before it is sent and kept with its
+        intent in the ledger: accepted but the marker did not move is a failed attempt; a
+        retry that finds the intent but no acceptance reads the marker again and knows
+        whether the earlier attempt cycled the tray (done) or not (sent now). Without a
+        marker the outcome stays unknown and the tray fails saying so; never a silent
+        success, never a second cycle."""
         async with hardware_attempt():
             key = data.ledger_key
             cycle = data.code not in ledger.RESENDABLE_POWER_CODES
             entry = await self._db(lambda session: ledger.lookup(session, key))
             if entry is not None and entry.accepted:
                 return p.PowerResult()
-            if entry is not None and cycle:
-                log.warning(
-                    "%s under %s: earlier attempt's outcome unknown, not resent", data.code, key
-                )
-                return p.PowerResult(outcome_unknown=True)
             ref, backend = await self._target(data.tray_id)
-            if cycle:
-                await self._db(
-                    lambda session: ledger.intend(
-                        session, key, data.tray_id, "power", {"code": data.code}
+            if entry is not None and cycle:
+                before = entry.result.get("marker")
+                if before is None:
+                    log.warning("%s under %s: outcome unknown, not resent", data.code, key)
+                    raise HardwareError(messages.outcome_unknown(data.code), retryable=False)
+                if await retrying(lambda: backend.reset_marker(ref)) != before:
+                    log.warning("%s under %s: the cut-off attempt did cycle", data.code, key)
+                    await self._db(
+                        lambda session: ledger.record(session, key, data.tray_id, "power", {})
                     )
+                    return p.PowerResult()
+                # The marker did not move: the cut-off attempt never reached the BMC.
+                await self._db(lambda session: ledger.forget(session, key))
+            marker: str | None = None
+            if cycle:
+                marker = await retrying(lambda: backend.reset_marker(ref))
+                intent = {"code": data.code, "marker": marker}
+                await self._db(
+                    lambda session: ledger.intend(session, key, data.tray_id, "power", intent)
                 )
             try:
                 await retrying(lambda: backend.power_control(ref, data.code, operation_key=key))
@@ -311,12 +327,24 @@ class EngineActivities:
                 if cycle:
                     await self._db(lambda session: ledger.forget(session, key))
                 raise
+            if marker is not None and not await self._cycled(backend, ref, marker):
+                # Accepted, yet the tray did not cycle: the retry may send it again.
+                await self._db(lambda session: ledger.forget(session, key))
+                raise HardwareError(messages.cycle_not_observed(data.code))
             await self._db(
                 lambda session: ledger.record(
                     session, key, data.tray_id, "power", {"code": data.code}
                 )
             )
             return p.PowerResult()
+
+    async def _cycled(self, backend: TrayBackend, ref: TrayRef, before: str) -> bool:
+        """Whether the reset marker moved from `before` (a BMC may take a moment)."""
+        for pause in CYCLE_CHECK_PAUSES:
+            await asyncio.sleep(pause)
+            if await retrying(lambda: backend.reset_marker(ref)) != before:
+                return True
+        return False
 
     @activity.defn(name=p.FIRMWARE_START)
     async def firmware_start(self, data: p.FirmwareCommand) -> str:

@@ -114,11 +114,17 @@ def attempts_suffix(action: str, attempts: int) -> str:
 
 
 def outcome_unknown(code: str) -> str:
-    """Why a power cycle was not sent again after an attempt that never got its answer."""
+    """Why a power cycle was not sent again after an attempt that never got its answer
+    (and the BMC exposes nothing that would tell whether it cycled)."""
     return (
         f"{code} outcome unknown: an earlier attempt was cut off before the BMC answered, "
         "so it was not sent again"
     )
+
+
+def cycle_not_observed(code: str) -> str:
+    """A cycle the BMC accepted while its reset marker (boot counter) did not move."""
+    return f"BMC accepted {code} but the tray did not power-cycle"
 
 
 def internal_error(exc: BaseException) -> str:

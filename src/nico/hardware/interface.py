@@ -118,6 +118,12 @@ class TrayBackend(Protocol):
         """Whether the tray's BMC answers an authenticated request."""
         ...
 
+    async def reset_marker(self, tray: TrayRef) -> str | None:
+        """A value that moves each time the tray really goes through a power cycle (a
+        boot counter, a last-reset time), or None when the BMC exposes none. The engine
+        reads it before and after a restart or reset, so a cycle is observed, not assumed."""
+        ...
+
     async def firmware_start(
         self, tray: TrayRef, version: str | None, targets: tuple[str, ...], *, operation_key: str
     ) -> str:

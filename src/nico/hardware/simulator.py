@@ -183,6 +183,7 @@ class SimulatorBackend:
         if fault is not None:  # POWER_STUCK: accepted, nothing happens
             return None
         if code in _CYCLE_CODES:
+            state.power_cycles += 1
             state.power_on = False
             target = True
         else:
@@ -212,6 +213,13 @@ class SimulatorBackend:
         call = await self._begin(tray)
         async with self._db.session() as session:
             return await self._bmc_problem(session, call, utcnow()) is None
+
+    async def reset_marker(self, tray: TrayRef) -> str | None:
+        """How many power cycles this simulated BMC carried out (its boot counter)."""
+        call = await self._begin(tray)
+        async with self._db.session() as session:
+            await self._answering(session, call)
+            return str((await self._state(session, call.tray)).power_cycles)
 
     # --- firmware -------------------------------------------------------------------
 

@@ -349,6 +349,11 @@ class SimTrayState(Base):
     bring_up_open: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     expectation_injected: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     power_ops: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # Power cycles (restarts, resets) the simulated BMC really carried out: the marker a
+    # cycle is verified by (an accepted but swallowed command does not move it).
+    power_cycles: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
     # Operation key of the last accepted power command: a retried call with the same key
     # (worker crash after the BMC accepted it) is acknowledged without acting twice.
     power_op_key: Mapped[str | None] = mapped_column(String(512), nullable=True)

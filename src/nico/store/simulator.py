@@ -47,6 +47,7 @@ async def ensure_states(session: AsyncSession, trays: Sequence[Tray]) -> None:
             "bring_up_open": False,
             "expectation_injected": False,
             "power_ops": 0,
+            "power_cycles": 0,
         }
         for t in trays
     ]

@@ -149,6 +149,12 @@ class RedfishBackend:
         target = await self._read_power_target(client, tray, self._power_model(tray))
         return target.state
 
+    async def reset_marker(self, tray: TrayRef) -> str | None:
+        """None: neither sushy-tools nor the Redfish properties this backend reads expose
+        a boot counter or `LastResetTime`, so a cycle cut off before its answer counts as
+        a failed attempt (docs/engine.md, "Verified outcomes")."""
+        return None
+
     async def reachable(self, tray: TrayRef) -> bool:
         """An authenticated GET of the tray's resource answers.
 
