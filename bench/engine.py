@@ -44,9 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from nico.domain import OperationType
     from nico.engine.devserver import EmbeddedTemporal
     from nico.engine.payloads import TaskWorkflowResult
-    from nico.engine.runner import engine_running
     from nico.rules.builtins import builtin_rule
     from nico.rules.model import RuleDefinition
+    from nico.runner import engine_running
     from nico.seed import seed_demo
     from nico.services import Services, build_services
     from nico.store.models import SimTrayState, Tray

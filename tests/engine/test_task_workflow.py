@@ -15,10 +15,10 @@ from nico.domain import ComponentType, TaskStatus
 from nico.engine.client import WorkflowState, cancel_task_workflow, task_workflow_state
 from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TrayTarget
 from nico.engine.payloads import StepInput, TaskWorkflowResult
+from nico.engine.plan import PlanTray, plan_rule
 from nico.engine.worker import workflow_runner
 from nico.engine.workflows import StepWorkflow, TaskWorkflow
 from nico.rules.model import RuleDefinition
-from nico.rules.plan import PlanTray, plan_rule
 from nico.store.simulator import FaultKind
 from nico.store.tasks import transition_task
 from tests.engine.conftest import Engine

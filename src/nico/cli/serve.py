@@ -17,7 +17,7 @@ from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.cli.supervise import UNDER_SERVE, supervise, watch_parent
 from nico.config import Settings
-from nico.engine.runner import connect_with_retry, run_background, run_worker_only
+from nico.runner import connect_with_retry, run_background, run_worker_only
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, auth_summary, build_services
 

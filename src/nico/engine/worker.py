@@ -36,7 +36,7 @@ PURE_WORKFLOW_MODULES: tuple[str, ...] = (
     "nico.hardware.interface",
     "nico.rules.durations",
     "nico.rules.model",
-    "nico.tasks.report",
+    "nico.engine.report",
 )
 
 

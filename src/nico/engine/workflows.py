@@ -1,7 +1,7 @@
 """The task workflow (stages in order, fail-fast) and the step workflow (one per rule step:
 trays through pre -> main -> post, at most `maxParallel` at a time).
 
-Thin orchestration over pure parts: the rule model, `nico.tasks.report`, the budgets of
+Thin orchestration over pure parts: the rule model, `nico.engine.report`, the budgets of
 `nico.engine.policy` and the actions of `nico.engine.actions`. docs/engine.md explains
 the choices (fail-fast, timeouts, live counts, cancel).
 """
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from nico.engine import payloads as p
     from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TaskWorkflowInput, TrayTarget
     from nico.engine.policy import STEP_SCOPED_ACTIONS, execution_timeout, step_budget, task_budget
+    from nico.engine.report import CANCELLED_BY_USER, PlannedStep, TaskReport
     from nico.engine.retries import (
         FINAL_RETRY,
         REPORT_ATTEMPT_TIMEOUT,
@@ -41,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         ROW_RETRY,
     )
     from nico.rules.model import ActionConfig, RuleDefinition, SequenceStep, Stage
-    from nico.tasks.report import CANCELLED_BY_USER, PlannedStep, TaskReport
 
 CANCELLED_MESSAGE = "Cancelled by user"
 _T = TypeVar("_T")

@@ -28,6 +28,7 @@ from temporalio.client import Client
 
 from nico.domain import TaskStatus
 from nico.engine.client import cancel_task_workflow, terminate_task_workflow
+from nico.engine.report import finalize_cancelled
 from nico.engine.workflows import TaskWorkflow
 from nico.errors import Conflict, NotFound, ServiceUnavailable
 from nico.services import Services
@@ -35,7 +36,6 @@ from nico.store import tasks as task_store
 from nico.store.models import Task
 from nico.tasks.dispatch import temporal_unreachable
 from nico.tasks.queue import promote_rack
-from nico.tasks.report import finalize_cancelled
 
 log = logging.getLogger("nico.tasks")
 T = TypeVar("T")

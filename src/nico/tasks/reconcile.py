@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
+from nico.engine.report import finalize_cancelled
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import utcnow
 from nico.tasks.dispatch import Dispatch, dispatch_task
 from nico.tasks.queue import promote_rack
-from nico.tasks.report import finalize_cancelled
 
 log = logging.getLogger("nico.tasks")
 

@@ -22,9 +22,9 @@ from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.errors import PARSE_FAILED, VALIDATE_FAILED
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.domain import ComponentType, OperationType
+from nico.engine.plan import PlanTray, plan_rule
 from nico.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from nico.rules import requests as rule_requests
-from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.resolution import resolve_rule
 from nico.schemas.common import NUL_REFUSED, QueryBool
 from nico.schemas.rules import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nico.domain import ComponentType, OperationType
+from nico.engine.plan import PlanTray, plan_rule
 from nico.engine.policy import POLL_ATTEMPT_TIMEOUT, STEP_MARGIN, step_budget
 from nico.rules.builtins import builtin_rule
-from nico.rules.plan import PlanTray, plan_rule
 from nico.rules.validation import validate_rule_definition
 from tests.rules.support import RACK_SHAPE
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nico.tasks.report import PlannedStep, TaskReport, finalize_cancelled, format_timestamp
+from nico.engine.report import PlannedStep, TaskReport, finalize_cancelled, format_timestamp
 from tests.support.seed000 import example_response, validator
 
 T0 = datetime(2026, 4, 10, 14, 0, 0, 123456, tzinfo=UTC)
