@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from nico import __version__
 from nico.api.errors import install_error_handlers
+from nico.api.health import install_health
 from nico.api.openapi import install_openapi
 from nico.api.routers import (
     operations,
@@ -45,6 +46,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    install_health(app)
     prefix = services.settings.api_prefix()
     for router, tag in _ROUTERS:
         app.include_router(router, prefix=prefix, tags=[tag])
