@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test-only venv for openapi-python-client: a generated client is tested against our
+# /openapi.json (tests/api/test_openapi_client.py), without its deps in the app's venv.
+CODEGEN := .venv-codegen
 
 .PHONY: run test lint fmt bench clean
 
@@ -13,10 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(CODEGEN)/.installed:
+	test -x $(CODEGEN)/bin/python || $(PYTHON) -m venv $(CODEGEN)
+	$(CODEGEN)/bin/python -m pip install --quiet --upgrade pip
+	$(CODEGEN)/bin/python -m pip install --quiet 'openapi-python-client>=0.29,<0.30'
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/nico serve
 
-test: $(STAMP)
+test: $(STAMP) $(CODEGEN)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -37,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
 
 clean:
-	rm -rf $(VENV) .nico .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CODEGEN) .nico .pytest_cache .mypy_cache .ruff_cache
