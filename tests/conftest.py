@@ -17,6 +17,7 @@ from nico.config import Settings
 from nico.services import Services, build_services
 from nico.store.db import Database
 from tests.support import postgres
+from tests.support.pgcluster import cluster, pg_services  # noqa: F401 (fixtures)
 from tests.support.temporal import (  # noqa: F401 (fixtures)
     private_temporal_env,
     temporal_dev_env,

@@ -7,24 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from nico.config import Settings
 from nico.domain import TaskStatus
 from nico.engine.client import start_task_workflow
 from nico.engine.infra import InfrastructureUnavailable, classify, retrying
 from nico.engine.retries import DATABASE, TEMPORAL, InfraBudget
 from nico.hardware.interface import HardwareError
-from nico.services import Services, build_services
+from nico.services import Services
 from nico.store.db import Database
 from nico.store.models import Task
 from nico.store.simulator import FaultKind
 from tests.engine.support import act, add_fault, load_tray, make_rack, make_task, retry, rule, step
-from tests.support.pgcluster import PrivateCluster, private_cluster
+from tests.support.pgcluster import PrivateCluster
 from tests.support.tasks import load_task
 from tests.support.temporal import running_worker, wait_for_task_workflow
 
@@ -112,22 +110,6 @@ async def test_a_hardware_error_is_not_retried_as_an_outage() -> None:
 
 
 # --- a PostgreSQL outage in the middle of a task ------------------------------------------
-
-
-@pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    with private_cluster() as running:
-        yield running
-
-
-@pytest.fixture
-async def pg_services(settings: Settings, cluster: PrivateCluster) -> AsyncIterator[Services]:
-    svc = build_services(
-        settings.model_copy(update={"database_url": cluster.url}), create_keys=True
-    )
-    await svc.db.migrate()
-    yield svc
-    await svc.db.dispose()
 
 
 async def _when_running(services: Services, task_id: str) -> None:

@@ -13,12 +13,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from nico.config import Settings
+from nico.services import Services, build_services
 from tests.support.postgres import in_ci
 
 PG_BIN = Path(os.environ.get("NICO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -116,3 +118,19 @@ def private_cluster() -> Iterator[PrivateCluster]:
             check=False,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A private cluster for one test (import the fixture into the test module)."""
+    with private_cluster() as running:
+        yield running
+
+
+@pytest.fixture
+async def pg_services(settings: Settings, cluster: PrivateCluster) -> AsyncIterator[Services]:
+    """The test's services on the private cluster (migrated)."""
+    svc = build_services(settings.model_copy(update={"database_url": cluster.url}))
+    await svc.db.migrate()
+    yield svc
+    await svc.db.dispose()

@@ -1,0 +1,170 @@
+"""Outage drills at fleet shape: 20 racks in flight on two real `nico worker` processes,
+the dev server (real time) and a private PostgreSQL cluster (docs/drills.md, "Outage
+drills"). Each drill is as short as its point allows.
+
+- PostgreSQL killed for 60 s: every task still Succeeds, and no message or report shows
+  a host, port or driver text (the outage is not the hardware's).
+- Both workers killed while racks are being restarted: a fresh worker finishes them, and
+  every tray was power-cycled exactly once — none reported cycled that was not, none
+  cycled twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from nico.domain import TaskStatus
+from nico.engine.client import start_task_workflow
+from nico.engine.contracts import TaskWorkflowInput
+from nico.hardware.interface import TrayRef
+from nico.services import Services
+from nico.store.models import Task
+from tests.engine.support import (
+    SimRack,
+    act,
+    load_tray,
+    make_rack,
+    make_task,
+    power_on_rule,
+    rule,
+    sim_state,
+    step,
+)
+from tests.support.pgcluster import PrivateCluster
+from tests.support.tasks import load_task
+from tests.support.temporal import dev_server_address
+from tests.support.workers import WorkerProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.temporal, pytest.mark.postgres]
+
+RACKS = 20
+LEAKS = ("127.0.0.1", "5432", "asyncpg", "sqlalchemy", "OperationalError", "Errno", "Connect call")
+
+
+@pytest.fixture
+def fleet_workers(
+    pg_services: Services, temporal_dev_env: WorkflowEnvironment, tmp_path: Path
+) -> Iterator[list[WorkerProcess]]:
+    """Two `nico worker` processes on the private cluster (more may be appended)."""
+    pg_services.settings.temporal_task_queue = f"drill-{uuid.uuid4().hex}"
+    address = dev_server_address(temporal_dev_env)
+    started = [
+        WorkerProcess(pg_services, address, tmp_path / f"worker-{n}.log", sim_latency=0.5)
+        for n in (1, 2)
+    ]
+    for worker in started:
+        worker.start()
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+async def _start_all(
+    env: WorkflowEnvironment, services: Services, payloads: list[TaskWorkflowInput]
+) -> None:
+    await asyncio.gather(*(start_task_workflow(env.client, services.settings, p) for p in payloads))
+
+
+async def _tasks(services: Services, payloads: list[TaskWorkflowInput]) -> list[Task]:
+    return [await load_task(services, p.task_id) for p in payloads]
+
+
+async def _until(services: Services, payloads: list[TaskWorkflowInput], done: set[str]) -> None:
+    """Poll until every task's status is in `done` (a guard against hanging, not a timer
+    under test: 10 minutes is far beyond any of these drills)."""
+    for _ in range(1200):
+        if all(t.status in done for t in await _tasks(services, payloads)):
+            return
+        await asyncio.sleep(0.5)
+    stuck = [(t.id, t.status, t.message) for t in await _tasks(services, payloads)]
+    raise AssertionError(f"tasks did not get there: {stuck}")
+
+
+FINAL = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value, TaskStatus.TERMINATED.value}
+
+
+async def test_postgresql_killed_for_60s_every_rack_still_succeeds(
+    temporal_dev_env: WorkflowEnvironment,
+    pg_services: Services,
+    cluster: PrivateCluster,
+    fleet_workers: list[WorkerProcess],
+) -> None:
+    services = pg_services
+    racks = [await make_rack(services, compute=4, switches=2, shelves=2) for _ in range(RACKS)]
+    payloads = [await make_task(services, rack, power_on_rule()) for rack in racks]
+    await _start_all(temporal_dev_env, services, payloads)
+    await _until(services, payloads, {TaskStatus.RUNNING.value, *FINAL})
+    cluster.stop()
+    await asyncio.sleep(60)
+    cluster.start()
+    await _until(services, payloads, FINAL)
+    tasks = await _tasks(services, payloads)
+    assert [t.status for t in tasks] == [TaskStatus.SUCCEEDED.value] * RACKS, [
+        t.message for t in tasks
+    ]
+    for rack in racks:
+        assert {(await load_tray(services, t.id)).power_state for t in rack.all} == {"On"}
+    seen = json.dumps([[t.message, t.report] for t in tasks])
+    assert not [leak for leak in (*LEAKS, str(cluster.port)) if leak in seen]
+
+
+async def _shelves_on(services: Services, rack: SimRack) -> None:
+    backend = services.backends.backend("simulator")
+    for shelf in rack.of("PowerShelf"):
+        ref: TrayRef = await services.backends.tray_ref(shelf.id)
+        await backend.power_control(ref, "power_on", operation_key=str(uuid.uuid4()))
+
+
+async def _cycles(services: Services, racks: list[SimRack]) -> list[int]:
+    counts = []
+    for rack in racks:
+        for tray in rack.of("Compute"):
+            state = await sim_state(services, tray.id)
+            counts.append(state.power_cycles if state else 0)
+    return counts
+
+
+async def test_both_workers_killed_mid_restart_no_tray_is_reported_cycled_that_was_not(
+    temporal_dev_env: WorkflowEnvironment,
+    pg_services: Services,
+    fleet_workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    services = pg_services
+    racks = [await make_rack(services, compute=6, switches=0, shelves=1) for _ in range(RACKS)]
+    for rack in racks:
+        await _shelves_on(services, rack)
+    verify = [act("VerifyPowerStatus", "2m", "1s", expected_status="on")]
+    restart = rule(step("Compute", 1, act("PowerControl"), post=verify))
+    payloads = [
+        await make_task(services, rack, restart, operation_code="restart", trays=rack.of("Compute"))
+        for rack in racks
+    ]
+    await _start_all(temporal_dev_env, services, payloads)
+    total = RACKS * 6
+    for _ in range(1200):
+        if sum(await _cycles(services, racks)) >= total // 10:
+            break
+        await asyncio.sleep(0.1)
+    for worker in fleet_workers:
+        worker.kill()
+    assert sum(await _cycles(services, racks)) < total  # really mid-cycle
+    fresh = WorkerProcess(
+        services, dev_server_address(temporal_dev_env), tmp_path / "worker-3.log", sim_latency=0.5
+    )
+    fleet_workers.append(fresh)
+    fresh.start()
+    await _until(services, payloads, FINAL)
+    tasks = await _tasks(services, payloads)
+    assert [t.status for t in tasks] == [TaskStatus.SUCCEEDED.value] * RACKS, [
+        t.message for t in tasks
+    ]
+    # Succeeded means every tray was seen to cycle: exactly once, never zero, never twice.
+    assert await _cycles(services, racks) == [1] * total
