@@ -4,6 +4,8 @@ drills"). Each drill is as short as its point allows.
 
 - PostgreSQL killed for 60 s: every task still Succeeds, and no message or report shows
   a host, port or driver text (the outage is not the hardware's).
+- Temporal (the dev server, as `nico serve` runs it) killed for 10 s: every task still
+  Succeeds once it is back.
 - Both workers killed while racks are being restarted: a fresh worker finishes them, and
   every tray was power-cycled exactly once — none reported cycled that was not, none
   cycled twice.
@@ -13,16 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from nico.config import Settings
 from nico.domain import TaskStatus
 from nico.engine.client import start_task_workflow
 from nico.engine.contracts import TaskWorkflowInput
+from nico.engine.devserver import dev_server_command, temporal_binary
 from nico.hardware.interface import TrayRef
 from nico.services import Services
 from nico.store.models import Task
@@ -168,3 +175,83 @@ async def test_both_workers_killed_mid_restart_no_tray_is_reported_cycled_that_w
     ]
     # Succeeded means every tray was seen to cycle: exactly once, never zero, never twice.
     assert await _cycles(services, racks) == [1] * total
+
+
+class KillableTemporal:
+    """The dev server as `nico serve` runs it (same command and SQLite file), in a process
+    of its own that the drill SIGKILLs and starts again on the same port and file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.temporal_dev_port}"
+
+    def launch(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        command = dev_server_command(self.settings, temporal_binary())
+        with (self.settings.data_dir / "temporal.log").open("ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    async def start(self) -> Client:
+        self.launch()
+        for _ in range(240):
+            try:
+                return await Client.connect(self.address)
+            except Exception:
+                await asyncio.sleep(0.25)
+        raise AssertionError("the dev server did not come up")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+async def killable_temporal(pg_services: Services) -> AsyncIterator[KillableTemporal]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = KillableTemporal(pg_services.settings.model_copy(update={"temporal_dev_port": port}))
+    yield server
+    server.kill()
+
+
+async def test_temporal_killed_mid_task_every_rack_still_succeeds(
+    pg_services: Services, killable_temporal: KillableTemporal, tmp_path: Path
+) -> None:
+    services = pg_services
+    client = await killable_temporal.start()
+    services.settings.temporal_task_queue = f"drill-{uuid.uuid4().hex}"
+    workers = [
+        WorkerProcess(
+            services, killable_temporal.address, tmp_path / f"worker-{n}.log", sim_latency=0.5
+        )
+        for n in (1, 2)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        racks = [await make_rack(services, compute=4, switches=2, shelves=2) for _ in range(RACKS)]
+        payloads = [await make_task(services, rack, power_on_rule()) for rack in racks]
+        await asyncio.gather(*(start_task_workflow(client, services.settings, p) for p in payloads))
+        await _until(services, payloads, {TaskStatus.RUNNING.value, *FINAL})
+        killable_temporal.kill()
+        await asyncio.sleep(10)
+        await killable_temporal.start()
+        # A worker that gave up while Temporal was gone is restarted, as its supervisor
+        # (systemd, Kubernetes) would.
+        for worker in workers:
+            if worker.process is not None and worker.process.poll() is not None:
+                worker.start()
+        await _until(services, payloads, FINAL)
+    finally:
+        for worker in workers:
+            worker.stop()
+    tasks = await _tasks(services, payloads)
+    assert [t.status for t in tasks] == [TaskStatus.SUCCEEDED.value] * RACKS, [
+        t.message for t in tasks
+    ]
