@@ -39,11 +39,15 @@ fmt: $(STAMP)
 
 # Rack counts of the fleet table; `make bench FLEET_SIZES=1,10,50,100,200` for all.
 FLEET_SIZES ?= 1,10,50
+# Task-history sizes of the reads table (`READS_FLAGS=--million` adds 1,000,000 tasks).
+READS_SIZES ?= 200,10000,100000
+READS_FLAGS ?=
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/fleet.py --sizes $(FLEET_SIZES)
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/reads.py --sizes $(READS_SIZES) $(READS_FLAGS)
 
 clean:
 	rm -rf $(VENV) $(CODEGEN) .nico .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,457 @@
+"""Reads benchmark: the three task lists against a site with a long history.
+
+    .venv/bin/python bench/reads.py [--sizes 200,10000,100000] [--million]
+                                    [--db sqlite,postgres] [--baseline ../other-checkout]
+                                    [--duration 10] [--quick]
+
+(`make bench` runs it with `--sizes $(READS_SIZES)`, default 200,10000,100000.)
+
+For each history size N and database, a fresh data dir (or a fresh PostgreSQL database)
+gets the demo site and N finished tasks written through the store in bulk: spread over
+100 racks of 35 trays (rack 1 is the demo rack, the others are history of racks since
+retired), each task targeting its rack's 35 trays with a ~2 KB report, so a tray holds
+1% of the site's tasks. Then `nico serve` starts as a subprocess (embedded Temporal dev
+server, worker in the same process) and `wrk` (Debian package; installed with apt-get
+when missing) drives it from its own process:
+
+- 50 connections for `--duration` seconds: req/s, p50, p99;
+- 1 connection for 3 seconds: p50 (the latency of one request on an idle server);
+
+for `GET /tray/{id}/task`, `GET /rack/{id}/task`, `GET /task` (pageSize 20), plain,
+with `includeReport=true` and with `activeOnly=true` (none active). The last table gives
+each list's req/s at the largest size over the smallest (1.00 = flat in history).
+
+`--baseline DIR` measures another checkout (its `.venv`, its `nico serve`, history written
+by its own schema) size by size interleaved with this one, so rows compare within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+BASE = "/v2/org/demo/nico"
+DEFAULT_SIZES = (200, 10_000, 100_000)
+MILLION = 1_000_000
+RACKS = 100
+TRAYS_PER_RACK = 35
+CHUNK = 2_000
+PG_ADMIN = os.environ.get("NICO_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+
+ENDPOINTS = ("tray", "rack", "site")
+VARIANTS: dict[str, dict[str, str]] = {
+    "plain": {},
+    "includeReport": {"includeReport": "true"},
+    "activeOnly": {"activeOnly": "true"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- seeding (runs under the target's interpreter: its models, its store) ------------------
+
+
+def report_of(task_id: uuid.UUID, trays: list[str]) -> dict[str, Any]:
+    """A finished power task's report, about 2 KB of JSON."""
+    return {
+        "version": 1,
+        "taskId": str(task_id),
+        "stages": [
+            {
+                "name": "Compute",
+                "status": "completed",
+                "steps": [
+                    {"trayId": t, "action": "PowerOn", "status": "completed", "attempts": 1}
+                    for t in trays[:12]
+                ],
+            }
+        ],
+        "summary": {"total": len(trays), "succeeded": len(trays), "failed": 0},
+    }
+
+
+async def seed_history(tasks: int) -> tuple[str, str, str]:
+    """Demo inventory + `tasks` finished tasks; prints nothing, returns (site, rack, tray)."""
+    from sqlalchemy import insert
+
+    from nico.config import Settings
+    from nico.seed import seed_demo
+    from nico.services import build_services
+    from nico.store import inventory
+    from nico.store import tasks as task_store
+    from nico.store.models import Task, TaskTray
+
+    services = build_services(Settings(), create_keys=True)
+    await services.db.migrate()
+    demo = await seed_demo(services)
+    async with services.db.session() as session:
+        demo_trays = (await inventory.trays_of_racks(session, [demo.rack_id]))[demo.rack_id]
+    rng = random.Random(7)
+    racks: list[tuple[uuid.UUID, list[str]]] = [
+        (demo.rack_id, sorted(str(t.id) for t in demo_trays)[:TRAYS_PER_RACK])
+    ]
+    racks += [
+        (uuid.UUID(int=rng.getrandbits(128)), [str(uuid.uuid4()) for _ in range(TRAYS_PER_RACK)])
+        for _ in range(RACKS - 1)
+    ]
+    start = datetime.now(UTC) - timedelta(days=365)
+    step = timedelta(days=365) / max(tasks, 1)
+    bulk = getattr(task_store, "insert_tasks", None)  # the store's bulk path, when it has one
+    link_columns = set(TaskTray.__table__.c.keys())
+    for first in range(0, tasks, CHUNK):
+        rows = []
+        for i in range(first, min(first + CHUNK, tasks)):
+            rack_id, trays = racks[i % RACKS]
+            task_id = uuid.uuid4()
+            created = start + step * i
+            rows.append(
+                {
+                    "id": task_id,
+                    "site_id": demo.site_id,
+                    "rack_id": rack_id,
+                    "operation_type": "PowerControl",
+                    "operation_code": "power_on",
+                    "description": "",
+                    "status": "Failed" if i % 50 == 0 else "Succeeded",
+                    "message": "",
+                    "information": {"state": "on"},
+                    "targets": {"Compute": trays},
+                    "conflict_strategy": "reject",
+                    "report": report_of(task_id, trays),
+                    "workflow_id": str(task_id),
+                    "started": created,
+                    "finished": created + timedelta(seconds=30),
+                    "created": created,
+                    "updated": created + timedelta(seconds=30),
+                }
+            )
+        async with services.db.session() as session:
+            if bulk is not None:
+                await bulk(session, rows)
+            else:  # a checkout from before the bulk path: the same rows, its columns
+                await session.execute(insert(Task), rows)
+                links = [
+                    {
+                        k: v
+                        for k, v in {
+                            "task_id": r["id"],
+                            "tray_id": uuid.UUID(t),
+                            "site_id": r["site_id"],
+                            "created": r["created"],
+                        }.items()
+                        if k in link_columns
+                    }
+                    for r in rows
+                    for t in r["targets"]["Compute"]
+                ]
+                await session.execute(insert(TaskTray), links)
+    if not services.db.is_sqlite:
+        async with services.db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("VACUUM ANALYZE")
+    await services.db.dispose()
+    return str(demo.site_id), str(demo.rack_id), racks[0][1][0]
+
+
+# --- load from wrk ----------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk (apt-get install -y wrk)", file=sys.stderr, flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed and apt-get could not install it")
+    return found
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unparsed wrk latency {text!r}")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def run_wrk(wrk: str, url: str, token: str, connections: int, seconds: float) -> Load:
+    out = subprocess.run(
+        [
+            "nice",
+            "-n",
+            "5",
+            wrk,
+            "-t",
+            "1" if connections == 1 else "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "30s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {token}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors: .*", out)
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+    return Load(rps, p50, p99, errors)
+
+
+# --- one (target, database, size) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    python: Path
+
+    def nico(self) -> str:
+        return str(self.python.parent / "nico")
+
+
+@dataclass
+class Row:
+    label: str
+    db: str
+    tasks: int
+    endpoint: str
+    variant: str
+    c50: Load
+    c1: Load
+
+
+def wait_until_up(base_url: str, path: str, token: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"nico serve exited with code {process.returncode}")
+        try:
+            if httpx.get(base_url + path, headers=headers, timeout=30).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit("nico serve did not answer within 120 s")
+
+
+def pg_database(action: str, name: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                if action == "create":
+                    await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                else:
+                    await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def postgres_reachable() -> bool:
+    try:
+        pg_database("drop", "nico_bench_probe")
+        return True
+    except Exception:
+        return False
+
+
+def run_size(
+    target: Target, db: str, tasks: int, wrk: str, duration: float, variants: list[tuple[str, str]]
+) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="nico-reads-") as tmp:
+        dev_key = "reads-" + uuid.uuid4().hex
+        env = {
+            **os.environ,
+            "NICO_DATA_DIR": tmp,
+            "NICO_PORT": str(free_port()),
+            "NICO_TEMPORAL_DEV_PORT": str(free_port()),
+            "NICO_SECRET_KEY": Fernet.generate_key().decode(),
+            "NICO_AUTH_DEV_KEY": dev_key,
+            "NICO_LOG_LEVEL": "WARNING",
+        }
+        env.pop("NICO_TEMPORAL_ADDRESS", None)
+        env.pop("NICO_DATABASE_URL", None)
+        pg_name = f"nico_bench_{uuid.uuid4().hex[:10]}"
+        if db == "postgres":
+            pg_database("create", pg_name)
+            env["NICO_DATABASE_URL"] = f"{PG_ADMIN}/{pg_name}"
+        try:
+            seeded = subprocess.run(
+                [str(target.python), __file__, "--seed", str(tasks)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            site_id, rack_id, tray_id = seeded.stdout.split()[-3:]
+            from nico.auth.tokens import mint_dev_token
+
+            token = mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"])
+            paths = {
+                "tray": f"{BASE}/tray/{tray_id}/task",
+                "rack": f"{BASE}/rack/{rack_id}/task",
+                "site": f"{BASE}/task",
+            }
+            base_url = f"http://127.0.0.1:{env['NICO_PORT']}"
+            with open(Path(tmp) / "serve.log", "wb") as log:
+                process = subprocess.Popen(
+                    [target.nico(), "serve"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                try:
+                    query = f"?siteId={site_id}&pageSize=20"
+                    wait_until_up(base_url, paths["site"] + query, token, process)
+                    rows = []
+                    for endpoint, variant in variants:
+                        extra = "".join(f"&{k}={v}" for k, v in VARIANTS[variant].items())
+                        url = base_url + paths[endpoint] + query + extra
+                        c50 = run_wrk(wrk, url, token, 50, duration)
+                        c1 = run_wrk(wrk, url, token, 1, 3)
+                        rows.append(Row(target.label, db, tasks, endpoint, variant, c50, c1))
+                    return rows
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    try:
+                        process.wait(30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+        finally:
+            if db == "postgres":
+                pg_database("drop", pg_name)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def print_tables(rows: list[Row], duration: float) -> None:
+    print(
+        f"\nTask lists, `nico serve` (worker in the process), pageSize 20, finished tasks over "
+        f"{RACKS} racks x {TRAYS_PER_RACK} trays (a tray holds 1%), ~2 KB report each;\n"
+        f"wrk from its own process: 50 connections {duration:g} s (req/s, p50, p99) and "
+        "1 connection 3 s (p50 c1)\n"
+    )
+    header = (
+        f"{'code':<8} {'db':<8} {'tasks':>9} {'list':<5} {'variant':<13} "
+        f"{'req/s':>8} {'p50':>9} {'p99':>9} {'p50 c1':>9} {'errors':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.label:<8} {r.db:<8} {r.tasks:>9,} {r.endpoint:<5} {r.variant:<13} "
+            f"{r.c50.rps:>8.0f} {r.c50.p50_ms:>6.1f} ms {r.c50.p99_ms:>6.1f} ms "
+            f"{r.c1.p50_ms:>6.2f} ms {r.c50.errors + r.c1.errors:>6}"
+        )
+    groups: dict[tuple[str, str, str, str], dict[int, float]] = {}
+    for r in rows:
+        groups.setdefault((r.label, r.db, r.endpoint, r.variant), {})[r.tasks] = r.c50.rps
+    print("\nreq/s at the largest size / req/s at the smallest (1.00 = flat in history)\n")
+    for (label, db, endpoint, variant), by_size in groups.items():
+        if len(by_size) < 2:
+            continue
+        small, large = min(by_size), max(by_size)
+        print(
+            f"{label:<8} {db:<8} {endpoint:<5} {variant:<13} "
+            f"{large:>9,} / {small:<6,} {by_size[large] / by_size[small]:>6.2f}"
+        )
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=parse_sizes, default=DEFAULT_SIZES)
+    parser.add_argument("--million", action="store_true", help="add a 1,000,000-task size")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite,postgres (default both)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds at 50 connections")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the tray list (plain, includeReport, activeOnly)"
+    )
+    parser.add_argument("--baseline", type=Path, help="another checkout, measured interleaved")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed is not None:
+        print(*asyncio.run(seed_history(args.seed)))
+        sys.stdout.flush()
+        os._exit(0)
+    wrk = ensure_wrk()
+    sizes = args.sizes + ((MILLION,) if args.million else ())
+    dbs = [d for d in args.db.split(",") if d]
+    if "postgres" in dbs and not postgres_reachable():
+        print("PostgreSQL unreachable: SQLite only", file=sys.stderr)
+        dbs.remove("postgres")
+    variants = [("tray", v) for v in VARIANTS]
+    if not args.quick:
+        variants += [(e, v) for e in ("rack", "site") for v in ("plain", "activeOnly")]
+    targets = [Target("this", Path(sys.executable))]
+    if args.baseline is not None:
+        targets.insert(0, Target("baseline", args.baseline.resolve() / ".venv/bin/python"))
+    rows: list[Row] = []
+    for db in dbs:
+        for tasks in sizes:
+            for target in targets:
+                rows += run_size(target, db, tasks, wrk, args.duration, variants)
+                print(f"{target.label} {db} {tasks}: measured", file=sys.stderr, flush=True)
+    print_tables(rows, args.duration)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
