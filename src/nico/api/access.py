@@ -42,14 +42,20 @@ async def require_site(
     flow: bool = True,
 ) -> Site:
     """Provider exists -> siteId given and a UUID -> site exists -> same provider -> Flow."""
-    provider = await require_provider(session, org)
     if site_id is None or site_id == "":
+        await require_provider(session, org)
         message = "siteId is required" if in_body else "siteId query parameter is required"
         raise BadRequest(message, {"siteId": "is required"})
+    if not isinstance(site_id, uuid.UUID) and as_uuid(site_id) is None:
+        await require_provider(session, org)
     parsed = (
         site_id if isinstance(site_id, uuid.UUID) else parse_uuid(site_id, SITE_INVALID, "siteId")
     )
-    site = await inventory.get_site(session, parsed)
+    # The provider and the site in one round trip: every site-scoped request runs this.
+    found = await inventory.get_provider_and_site(session, org, parsed)
+    if found is None:
+        raise BadRequest(NO_PROVIDER)
+    provider, site = found
     if site is None:
         raise BadRequest(SITE_MISSING, {"siteId": "does not exist"})
     if site.provider_id != provider.id:

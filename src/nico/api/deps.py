@@ -21,7 +21,8 @@ INVALID_ORG = "Invalid org specified in URL"
 ORG_MAX = 128
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async so FastAPI calls it in the event loop, not through a worker thread."""
     services: Services = request.app.state.services
     return services
 

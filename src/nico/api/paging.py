@@ -79,7 +79,7 @@ PageSizeQuery = Annotated[
 ]
 
 
-def page_request(
+async def page_request(
     pageNumber: PageNumberQuery = 1,
     pageSize: PageSizeQuery = None,
 ) -> PageRequest:
@@ -87,7 +87,7 @@ def page_request(
     return _validated(pageNumber, pageSize, None)
 
 
-def page_request_ordered(
+async def page_request_ordered(
     pageNumber: PageNumberQuery = 1,
     pageSize: PageSizeQuery = None,
     orderBy: Annotated[str | None, Query(description="Ordering as FIELD_ASC or FIELD_DESC")] = None,

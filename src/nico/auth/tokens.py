@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,13 @@ JWKS_TIMEOUT = 10
 
 log = logging.getLogger("nico.auth")
 NO_ROLES = "User does not have any roles assigned"
+
+# A verified token's principal is reused for this many seconds (never past the token's
+# `exp`): a client sends the same token with every request, and checking its signature
+# and claims again each time was a large part of a small request's CPU.
+VERIFIED_TTL = 30.0
+# Bound on remembered tokens (least recently used go first).
+VERIFIED_MAX = 4096
 
 # Signatures an OIDC issuer may use: public-key algorithms only (no HS*, no `none`).
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -108,8 +116,24 @@ class TokenVerifier:
             if settings.auth_jwks_url
             else None
         )
+        # token -> (principal, wall-clock time after which it must be verified again)
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        """The token's principal; 401/403 (never cached) when it does not verify."""
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None and now < hit[1]:
+            self._verified.move_to_end(token)
+            return hit[0]
+        principal, exp = await self._verify(token)
+        self._verified[token] = (principal, min(now + VERIFIED_TTL, exp))
+        self._verified.move_to_end(token)
+        while len(self._verified) > VERIFIED_MAX:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -122,7 +146,7 @@ class TokenVerifier:
             claims = await self._decode_oidc(token, str(header.get("alg")))
         else:
             raise invalid_token("unknown issuer")
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"])
 
     async def _decode_oidc(self, token: str, algorithm: str) -> dict[str, Any]:
         assert self._jwks is not None

@@ -62,6 +62,21 @@ async def get_or_create_provider(session: AsyncSession, org: str) -> Provider:
 # --- sites -----------------------------------------------------------------------------
 
 
+async def get_provider_and_site(
+    session: AsyncSession, org: str, site_id: uuid.UUID
+) -> tuple[Provider, Site | None] | None:
+    """The org's provider and the site with that id (of any provider, or None), in one
+    query; None when the org has no provider."""
+    result = await session.execute(
+        select(Provider, Site)
+        .select_from(Provider)
+        .outerjoin(Site, Site.id == site_id)
+        .where(Provider.org == org.lower())
+    )
+    row = result.first()
+    return None if row is None else (row[0], row[1])
+
+
 async def get_site(session: AsyncSession, site_id: uuid.UUID) -> Site | None:
     return await session.get(Site, site_id)
 

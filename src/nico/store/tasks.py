@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray, utcnow
@@ -276,8 +277,22 @@ def _task_filters(query: TaskQuery) -> list[ColumnElement[bool] | TextClause]:
     return conditions
 
 
+# What a list shows of each task (the report only on request): the rule snapshot, targets
+# and parameters stay in the database instead of being parsed for every row.
+LIST_COLUMNS = (
+    Task.status,
+    Task.description,
+    Task.message,
+    Task.rule_id,
+    Task.started,
+    Task.finished,
+    Task.created,
+    Task.updated,
+)
+
+
 def list_statements(
-    query: TaskQuery, *, offset: int, limit: int
+    query: TaskQuery, *, offset: int, limit: int, with_report: bool = True
 ) -> tuple[Select[Task], Select[int]]:
     """The page and the count statements of a task list (the plan tests EXPLAIN these).
 
@@ -315,16 +330,26 @@ def list_statements(
             conditions.append(link.exists())
         page = select(Task).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
         count = select(func.count()).select_from(Task).where(*conditions)
-    return page.offset(offset).limit(limit), count
+    columns = (*LIST_COLUMNS, Task.report) if with_report else LIST_COLUMNS
+    return page.options(load_only(*columns)).offset(offset).limit(limit), count
 
 
 async def list_tasks(
-    session: AsyncSession, query: TaskQuery, *, offset: int, limit: int
+    session: AsyncSession,
+    query: TaskQuery,
+    *,
+    offset: int,
+    limit: int,
+    with_report: bool = True,
 ) -> tuple[list[Task], int]:
-    """One page of tasks, newest first (id breaks ties), and the total after filters."""
+    """One page of tasks, newest first (id breaks ties), and the total after filters.
+
+    Rows carry the list columns only (and the report `with_report`); reading any other
+    attribute of them is an error, so pass them to the list's serializer only."""
     if query.statuses == ():
         return [], 0
-    page, count = list_statements(query, offset=offset, limit=limit)
+    page, count = list_statements(query, offset=offset, limit=limit, with_report=with_report)
     total = await session.execute(count)
     rows = await session.execute(page)
     return list(rows.scalars()), int(total.scalar_one())
+

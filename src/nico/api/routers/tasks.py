@@ -108,7 +108,7 @@ async def _list(
             operation_type=operation_type,
         )
         rows, total = await task_store.list_tasks(
-            session, query, offset=page.offset, limit=page.limit
+            session, query, offset=page.offset, limit=page.limit, with_report=include_report
         )
     body = [TaskOut.of(t, include_report=include_report).body() for t in rows]
     response = JSONResponse(content=body)
