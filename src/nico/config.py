@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,9 @@ def default_data_dir() -> Path:
     `nico serve` find the same dev key whichever directory they are run from."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "nico"
+
+
+_RETENTION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class Settings(BaseSettings):
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
         description="Seconds a Pending/Running task must be untouched before the reconciler "
         "re-dispatches it or fails it for a closed or missing workflow.",
     )
+    task_retention: float | None = Field(
+        None,
+        description="How long finished tasks are kept, counted from their creation: seconds "
+        "or a duration such as `400d`, `72h`, `90m`. Older finished tasks (Succeeded, "
+        "Failed, Terminated) are deleted in small batches by the worker's sweep; an "
+        "unfinished task is never deleted. Unset: keep every task.",
+    )
     cancel_wait: float = Field(
         15.0,
         description="Seconds a cancel waits for the workflow to stop gracefully (it then "
@@ -140,6 +150,26 @@ class Settings(BaseSettings):
 
     # --- demo seed -----------------------------------------------------------------
     seed_demo: bool = Field(True, description="`nico serve` seeds the demo org, site and rack.")
+
+    @field_validator("task_retention", mode="before")
+    @classmethod
+    def _retention_seconds(cls, value: object) -> object:
+        """Accept `400d` / `72h` / `90m` / `30s` as well as plain seconds; empty = unset."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if not text:
+                return None
+            unit = _RETENTION_UNITS.get(text[-1])
+            if unit is not None:
+                return float(text[:-1]) * unit
+        return value
+
+    @field_validator("task_retention")
+    @classmethod
+    def _retention_positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
 
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file under `data_dir`."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     CursorResult,
     Select,
     TextClause,
+    delete,
     func,
     insert,
     select,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from nico.domain import ALLOWED_TASK_TRANSITIONS, TaskStatus
+from nico.domain import ALLOWED_TASK_TRANSITIONS, FINISHED_TASK_STATUSES, TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray, utcnow
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
@@ -353,3 +354,37 @@ async def list_tasks(
     rows = await session.execute(page)
     return list(rows.scalars()), int(total.scalar_one())
 
+
+# --- retention ---------------------------------------------------------------------------
+
+FINISHED: tuple[str, ...] = tuple(sorted(s.value for s in FINISHED_TASK_STATUSES))
+
+
+async def prune_finished_tasks(
+    session: AsyncSession, site_id: uuid.UUID, *, created_before: datetime, limit: int
+) -> int:
+    """Delete up to `limit` of the site's finished tasks created before `created_before`
+    (oldest first) with their tray links; returns how many went. Not-finished tasks are
+    never touched. Reads the (site, status, created, id) index, so a pass costs the rows
+    it deletes, not the site's history."""
+    ids = list(
+        (
+            await session.execute(
+                select(Task.id)
+                .where(
+                    Task.site_id == site_id,
+                    Task.status.in_(FINISHED),
+                    Task.created < created_before,
+                )
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    await session.execute(delete(TaskTray).where(TaskTray.task_id.in_(ids)))
+    await session.execute(
+        delete(Task).where(Task.id.in_(ids), Task.status.in_(FINISHED)),
+        execution_options={"synchronize_session": False},
+    )
+    return len(ids)

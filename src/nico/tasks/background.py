@@ -1,7 +1,8 @@
 """The task manager's periodic work, run in the worker process (and in `nico serve`).
 
 Every `NICO_SWEEP_INTERVAL` seconds: expire and promote queued tasks, then reconcile
-tasks whose workflow is gone. A pass that fails is logged and the loop goes on.
+tasks whose workflow is gone, then prune finished tasks past `NICO_TASK_RETENTION`. A pass
+that fails is logged and the loop goes on.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Awaitable, Callable
 from nico.services import Services
 from nico.tasks.queue import promote_rack, sweep_queues
 from nico.tasks.reconcile import reconcile
+from nico.tasks.retention import prune_history
 
 log = logging.getLogger("nico.tasks")
 
 
 async def run_pass(services: Services) -> None:
-    """One sweep and one reconciler pass."""
+    """One sweep, one reconciler pass and one retention pass."""
     try:
         await sweep_queues(services)
     except Exception:
@@ -28,6 +30,10 @@ async def run_pass(services: Services) -> None:
         await reconcile(services)
     except Exception:
         log.exception("reconciler pass failed")
+    try:
+        await prune_history(services)
+    except Exception:
+        log.exception("task retention pass failed")
 
 
 async def run_background_loops(services: Services) -> None:
