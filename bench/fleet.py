@@ -16,7 +16,8 @@ and polls `GET /task?activeOnly=true` every 0.25 s until nothing is left. It pri
   Succeeded);
 - trays/s over that time; CPU-seconds per tray (user + system of `nico serve` and every
   process under it, the Temporal server included, from /proc, over that time);
-- peak RSS of that process tree (sampled every 0.25 s).
+- peak RSS of that process tree (sampled every 0.25 s);
+- the slowest answer to one of those polls: how responsive the API stayed meanwhile.
 
 One run per size (a 200-rack run takes minutes). `--baseline DIR` measures another
 checkout the same way (its `.venv`, its `nico serve`, the fleet written by its own code),
@@ -28,120 +29,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from cryptography.fernet import Fernet
 
 from nico import provisioning
-from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
 from nico.schemas.inventory import RackCreateRequest
 from nico.seed import nvl72_rack, seed_demo
 from nico.services import build_services
 from nico.store.models import Site
+from served import (
+    BASE,
+    Served,
+    Target,
+    TreeSampler,
+    cpu_seconds,
+    data_dir,
+    process_tree,
+    serve_env,
+    serving,
+    targets,
+    wait_until_up,
+)
 
-BASE = "/v2/org/demo/nico"
 DEFAULT_SIZES = (1, 10, 50)
 FULL_SIZES = (1, 10, 50, 100, 200)
 TRAYS_PER_RACK = 35
 REQUEST_TIMEOUT = 120.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- the process tree, from /proc ------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        tree.setdefault(int(fields[1]), []).append(int(entry))
-    return tree
-
-
-def process_tree(root: int) -> list[int]:
-    tree, out, todo = _children(), [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(tree.get(pid, []))
-    return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the processes (children that exited and were waited for are in
-    their parent's cutime/cstime)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[11..14] = utime, stime, cutime, cstime (stat fields 14-17)
-        total += sum(int(v) for v in fields[11:15])
-    return total / CLK_TCK
-
-
-def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE_SIZE
-        except OSError:
-            continue
-    return total
-
-
-class TreeSampler:
-    """Peak RSS of the tree under `root`, sampled every 0.25 s in a thread."""
-
-    def __init__(self, root: int) -> None:
-        self.root = root
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(process_tree(self.root)))
-            self._stop.wait(0.25)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-# --- one size ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -149,10 +68,11 @@ class Result:
     label: str
     racks: int
     request_s: float | None  # None = no answer within REQUEST_TIMEOUT
-    done_s: float | None  # None = not all finished within the timeout
+    done_s: float | None  # None = not all finished within the limit
     succeeded: int
     cpu_s: float
     peak_rss: int
+    slowest_poll_s: float
 
     @property
     def trays(self) -> int:
@@ -160,7 +80,7 @@ class Result:
 
 
 async def build_fleet(settings: Settings, racks: int) -> str:
-    """Demo site + rack-01, then rack-02..N; returns the site id."""
+    """Demo site + rack-01, then rack-002..N; returns the site id."""
     services = build_services(settings, create_keys=True)
     await services.db.migrate()
     demo = await seed_demo(services)
@@ -178,43 +98,16 @@ async def build_fleet(settings: Settings, racks: int) -> str:
     return str(demo.site_id)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Which code runs: a checkout's virtualenv interpreter (its `nico` lies beside it)."""
-
-    label: str
-    python: Path
-
-    def serve_command(self) -> list[str]:
-        return [str(self.python.parent / "nico"), "serve"]
-
-    def build_fleet(self, env: dict[str, str], racks: int) -> str:
-        """The fleet written by the target's own code (its schema, its migrations)."""
-        out = subprocess.run(
-            [str(self.python), __file__, "--build", str(racks)],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip().splitlines()[-1]
-
-
-async def wait_until_up(
-    http: httpx.AsyncClient, site_id: str, process: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"nico serve exited with code {process.returncode}")
-        try:
-            response = await http.get(f"{BASE}/task", params={"siteId": site_id, "pageSize": 1})
-            if response.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.25)
-    raise SystemExit("nico serve did not answer within 90 s")
+def build_with(target: Target, env: dict[str, str], racks: int) -> str:
+    """The fleet written by the target's own code (its schema, its migrations)."""
+    out = subprocess.run(
+        [str(target.python), __file__, "--build", str(racks)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
 
 
 async def count_active(http: httpx.AsyncClient, site_id: str) -> int:
@@ -239,107 +132,63 @@ async def count_succeeded(http: httpx.AsyncClient, site_id: str) -> int:
         page += 1
 
 
-async def measure(
-    http: httpx.AsyncClient, site_id: str, racks: int, root: int, limit: float
-) -> Result:
-    pids = process_tree(root)
-    cpu_before = cpu_seconds(pids)
-    started = time.perf_counter()
-    request_s: float | None = None
-    done_s: float | None = None
-    with TreeSampler(root) as sampler:
-        try:
-            response = await http.patch(
-                f"{BASE}/rack/power",
-                json={"siteId": site_id, "all": True, "state": "on"},
-                timeout=REQUEST_TIMEOUT,
-            )
-            request_s = time.perf_counter() - started
-            response.raise_for_status()
-            if len(response.json()["taskIds"]) != racks:
-                raise SystemExit(f"expected {racks} task ids: {response.text[:300]}")
-        except httpx.TimeoutException:
-            pass
-        while time.perf_counter() - started < limit:
-            if await count_active(http, site_id) == 0 and request_s is not None:
-                done_s = time.perf_counter() - started
-                break
-            await asyncio.sleep(0.25)
-        cpu = cpu_seconds(process_tree(root)) - cpu_before
-    succeeded = await count_succeeded(http, site_id)
-    return Result("", racks, request_s, done_s, succeeded, cpu, sampler.peak)
-
-
-async def drive(
-    port: str,
-    token: str,
-    site_id: str,
-    racks: int,
-    root: int,
-    limit: float,
-    process: subprocess.Popen[bytes],
-) -> Result:
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ) as http:
-        await wait_until_up(http, site_id, process)
-        return await measure(http, site_id, racks, root, limit)
+async def measure(served: Served, site_id: str, racks: int, limit: float) -> Result:
+    root = served.process.pid
+    async with served.client() as http:
+        await wait_until_up(served, http)
+        cpu_before = cpu_seconds(process_tree(root))
+        started = time.perf_counter()
+        request_s: float | None = None
+        done_s: float | None = None
+        slowest = 0.0
+        with TreeSampler(root) as sampler:
+            try:
+                response = await http.patch(
+                    f"{BASE}/rack/power",
+                    json={"siteId": site_id, "all": True, "state": "on"},
+                    timeout=REQUEST_TIMEOUT,
+                )
+                request_s = time.perf_counter() - started
+                response.raise_for_status()
+                if len(response.json()["taskIds"]) != racks:
+                    raise SystemExit(f"expected {racks} task ids: {response.text[:300]}")
+            except httpx.TimeoutException:
+                pass
+            while time.perf_counter() - started < limit:
+                asked = time.perf_counter()
+                active = await count_active(http, site_id)
+                slowest = max(slowest, time.perf_counter() - asked)
+                if active == 0 and request_s is not None:
+                    done_s = time.perf_counter() - started
+                    break
+                await asyncio.sleep(0.25)
+            cpu = cpu_seconds(process_tree(root)) - cpu_before
+        succeeded = await count_succeeded(http, site_id)
+    return Result("", racks, request_s, done_s, succeeded, cpu, sampler.peak, slowest)
 
 
 def run_size(target: Target, racks: int, limit: float) -> Result:
-    with tempfile.TemporaryDirectory(prefix="nico-fleet-") as tmp:
-        dev_key = "fleet-" + uuid.uuid4().hex
-        env = {
-            **os.environ,
-            "NICO_DATA_DIR": tmp,
-            "NICO_PORT": str(free_port()),
-            "NICO_TEMPORAL_DEV_PORT": str(free_port()),
-            "NICO_SIM_LATENCY": "0",
-            "NICO_SECRET_KEY": Fernet.generate_key().decode(),
-            "NICO_AUTH_DEV_KEY": dev_key,
-            "NICO_LOG_LEVEL": "WARNING",
-        }
-        env.pop("NICO_TEMPORAL_ADDRESS", None)
-        env.pop("NICO_DATABASE_URL", None)
-        site_id = target.build_fleet(env, racks)
-        token = mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"])
-        with open(Path(tmp) / "serve.log", "wb") as log:
-            process = subprocess.Popen(
-                target.serve_command(),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                result = asyncio.run(
-                    drive(env["NICO_PORT"], token, site_id, racks, process.pid, limit, process)
-                )
-                result.label = target.label
-                return result
-            finally:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+    with data_dir() as tmp:
+        env = serve_env(tmp)
+        site_id = build_with(target, env, racks)
+        with serving(target, env) as served:
+            result = asyncio.run(measure(served, site_id, racks, limit))
+    result.label = target.label
+    return result
 
 
 def seconds(value: float | None, limit: float) -> str:
     return f"{value:.1f} s" if value is not None else f"> {limit:.0f} s"
 
 
-def print_table(results: list[Result], timeout: float) -> None:
+def print_table(results: list[Result], limit: float) -> None:
     print("\nBulk power-on of N NVL72 racks (35 trays each), `nico serve` embedded default,")
     print("SQLite, zero-latency simulator; one run per size; CPU and RSS of the whole")
     print("process tree (API, worker, Temporal dev server)\n")
     header = (
         f"{'code':<8} {'racks':>5} {'trays':>6} {'bulk request':>13} {'all done':>10} "
-        f"{'succeeded':>10} "
-        f"{'trays/s':>8} {'CPU ms/tray':>12} {'peak RSS':>9}"
+        f"{'succeeded':>10} {'trays/s':>8} {'CPU ms/tray':>12} {'peak RSS':>9} "
+        f"{'slowest poll':>13}"
     )
     print(header)
     print("-" * len(header))
@@ -347,19 +196,14 @@ def print_table(results: list[Result], timeout: float) -> None:
         rate = f"{r.trays / r.done_s:.0f}" if r.done_s else "-"
         print(
             f"{r.label:<8} {r.racks:>5} {r.trays:>6} {seconds(r.request_s, REQUEST_TIMEOUT):>13} "
-            f"{seconds(r.done_s, timeout):>10} {r.succeeded:>4}/{r.racks:<5} {rate:>8} "
-            f"{1000 * r.cpu_s / r.trays:>12.1f} {r.peak_rss / 2**20:>6.0f} MB"
+            f"{seconds(r.done_s, limit):>10} {r.succeeded:>4}/{r.racks:<5} {rate:>8} "
+            f"{1000 * r.cpu_s / r.trays:>12.1f} {r.peak_rss / 2**20:>6.0f} MB "
+            f"{r.slowest_poll_s:>11.2f} s"
         )
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-def build_main(racks: int) -> None:
-    """`--build N` (run by the target's interpreter): write the fleet, print the site id."""
-    settings = Settings()
-    print(asyncio.run(build_fleet(settings, racks)))
 
 
 def main() -> None:
@@ -384,15 +228,13 @@ def main() -> None:
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build is not None:
-        build_main(args.build)
+        # Run by the target's interpreter: write the fleet, print the site id.
+        print(asyncio.run(build_fleet(Settings(), args.build)))
         return
     sizes = FULL_SIZES if args.full else args.sizes
-    targets = [Target("this", Path(sys.executable))]
-    if args.baseline is not None:
-        targets.insert(0, Target("baseline", args.baseline.resolve() / ".venv/bin/python"))
     results = []
     for racks in sizes:
-        for target in targets:
+        for target in targets(Path(sys.executable), args.baseline):
             results.append(run_size(target, racks, args.timeout))
             print(f"{target.label}: {racks} racks measured", file=sys.stderr, flush=True)
     print_table(results, args.timeout)

@@ -217,7 +217,7 @@ def start_emulator(
     chassis: tuple[FakeChassis, ...] = (),
     sessions: bool = False,
     tls: bool = False,
-    power_delay: int = 0,
+    power_delay: float = 0,
     reset_types: list[str] | None = None,
     reset_action_info: bool = False,
     chassis_reset_types: list[str] | None = None,

@@ -265,14 +265,17 @@ def build_app(config: dict[str, Any]) -> Any:
     from sushy_tools.emulator.resources.systems import fakedriver
 
     state = EmulatorState(config)
-    delay = int(config.get("power_delay", 0))
+    delay = float(config.get("power_delay", 0))
 
     class FixedDelay:
-        """Stands in for `random` in the fake driver: power changes land after `delay`."""
+        """Stands in for `random` in the fake driver: power changes land `delay` seconds
+        (fractions too) after the request. The driver adds this to `int(time.time())`,
+        so the second's fraction it cut off is given back."""
 
         @staticmethod
-        def randint(low: int, high: int) -> int:
-            return delay
+        def randint(low: int, high: int) -> float:
+            now = time.time()
+            return delay + (now - int(now))
 
     class RecordingFakeDriver(fakedriver.FakeDriver):  # type: ignore[misc]
         """The fake driver, also logging every power state a system goes through."""
