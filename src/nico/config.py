@@ -35,6 +35,17 @@ class Settings(BaseSettings):
         "(default `$XDG_DATA_HOME/nico`, i.e. `~/.local/share/nico`, wherever nico is run from).",
     )
     log_level: str = Field("INFO", description="Python log level (DEBUG, INFO, WARNING...).")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or json (one object a line; engine lines carry "
+        "task_id and rack).",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Directory where the processes serving /metrics share their counters "
+        "(Prometheus multiprocess mode). Unset: each process exports its own; `nico serve` "
+        "uses <data_dir>/metrics.",
+    )
     api_name: str = Field("nico", description="API name segment in /v2/org/{org}/{api_name}.")
 
     # --- database ------------------------------------------------------------------

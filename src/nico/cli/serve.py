@@ -17,16 +17,11 @@ from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.cli.supervise import UNDER_SERVE, supervise, watch_parent
 from nico.config import Settings
+from nico.logs import configure_logging
+from nico.metrics import prepare_dir as prepare_metrics_dir
 from nico.runner import connect_with_retry, run_background, run_worker_only
 from nico.seed import DEMO_TOKEN_TTL, DemoInventory, demo_banner, seed_demo
 from nico.services import Services, auth_summary, build_services
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def start_services(settings: Settings, *, create_keys: bool) -> Services:
@@ -147,6 +142,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 await services.db.dispose()
             banner = (lambda: print_demo_banner(services, demo)) if demo else None
+            prepare_metrics_dir(settings.data_dir)  # the children add up their metrics
             return await supervise(settings, on_ready=banner)
 
         code = asyncio.run(main())

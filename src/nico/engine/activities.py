@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from nico import logs, metrics
 from nico.domain import TaskStatus
 from nico.engine import infra, ledger, messages
 from nico.engine import payloads as p
@@ -157,6 +158,8 @@ class EngineActivities:
         task_id = uuid.UUID(data.task_id)
         rule = RuleDefinition.from_wire(data.rule_definition)
         refs = await retrying(lambda: self._registry.tray_refs(t.id for t in data.trays))
+        for ref in list(refs.values())[:1]:
+            logs.remember_rack(ref.rack_id, data.task_id)
         gaps = uncovered_trays(rule, data.trays)
         missing = [t.name for t in data.trays if t.id not in refs]
         if missing:
@@ -223,8 +226,22 @@ class EngineActivities:
                     expected=TaskStatus(data.expected),
                 )
             )
+        if changed:
+            await self._count_finished(uuid.UUID(data.task_id))
         await self._notify_finished(data.rack_id, rack=True)
         return changed
+
+    async def _count_finished(self, task_id: uuid.UUID) -> None:
+        """Metrics of a task that just reached its final status (never fails the task)."""
+        try:
+            async with self._services.db.session() as session:
+                task = await session.get(Task, task_id)
+                if task is not None:
+                    metrics.task_finished(
+                        task.operation_type, task.status, task.started, task.finished, task.report
+                    )
+        except Exception:  # metrics are best effort
+            log.exception("counting finished task %s failed", task_id)
 
     async def _notify_finished(self, ident: str, *, rack: bool = False) -> None:
         if self._on_task_finished is None:
@@ -258,6 +275,7 @@ class EngineActivities:
 
     async def _target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
         ref = await retrying(lambda: self._registry.tray_ref(tray_id))
+        logs.remember_rack(ref.rack_id)  # later lines of this task name its rack
         return ref, self._registry.backend_for(ref)
 
     async def _record_power(self, tray_id: str, state: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -118,7 +118,10 @@ class BackendRegistry:
         return ref
 
     def backend_for(self, ref: TrayRef) -> TrayBackend:
-        return self.backend(ref.backend)
+        """The tray's backend, its calls timed and counted (nico.metrics)."""
+        from nico.metrics import MeteredBackend
+
+        return cast(TrayBackend, MeteredBackend(ref.backend, self.backend(ref.backend)))
 
     def _endpoint(self, bmc: Bmc | None, site: Site) -> BmcEndpoint | None:
         if bmc is None or not bmc.ip_address:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
 from nico.engine.report import finalize_cancelled
+from nico.metrics import RECONCILER_ACTIONS
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import utcnow
@@ -74,8 +75,10 @@ async def reconcile(
                     break  # Temporal unreachable: the next pass tries again
                 if outcome is Dispatch.STARTED:
                     result.dispatched.append(task.id)
+                    RECONCILER_ACTIONS.labels("dispatched").inc()
                 else:
                     result.failed.append(task.id)
+                    RECONCILER_ACTIONS.labels("failed").inc()
                     await promote_rack(services, task.rack_id)
                 continue
             state = await task_workflow_state(client, str(task.id))
@@ -94,6 +97,7 @@ async def reconcile(
                 )
             if changed:
                 log.warning("reconciler failed task %s: workflow %s", task.id, state.name)
+                RECONCILER_ACTIONS.labels("failed").inc()
                 result.failed.append(task.id)
                 await promote_rack(services, task.rack_id)
         except Exception:
