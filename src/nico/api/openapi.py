@@ -95,7 +95,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.pop("ValidationError", None)
     schemas.update(ERROR_SCHEMAS)
     for schema in schemas.values():
-        _drop_null_defaults(schema)
+        drop_null_defaults(schema)
     components["securitySchemes"] = {
         "JWTBearerToken": {
             "type": "http",
@@ -120,7 +120,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return spec
 
 
-def _drop_null_defaults(schema: dict[str, Any]) -> None:
+def drop_null_defaults(schema: dict[str, Any]) -> None:
     """`default: null` on a property that is never null (one left out when unset, see
     `Omittable`): the seeds publish no default there, and null is not a value of it."""
     for prop in schema.get("properties", {}).values():

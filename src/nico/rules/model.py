@@ -1,8 +1,9 @@
-"""Typed operation-rule definition shared by validation, planning and the engine.
+"""The engine's view of an operation rule: frozen dataclasses for planning and workflows.
 
-The stored and wire form is seed 004's camelCase JSON with durations as written; this
-model is built from an already-validated wire dict (`nico.rules.validation` does the
-checking) and renders back to the same JSON. It is pure, so workflows can use it.
+The rule model (`nico.rules.schema`, pydantic) validates a definition and is the
+published schema; this view is built from its normalized wire JSON (`from_wire`) and
+renders back to the same JSON. It stays plain dataclasses because workflow code and
+recorded workflow histories depend on it, and it is pure, so workflows can use it.
 """
 
 from __future__ import annotations

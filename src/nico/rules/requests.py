@@ -15,7 +15,8 @@ from nico.domain import OperationType
 from nico.errors import ValidationFailed
 from nico.ids import optional_uuid
 from nico.rules.model import RuleDefinition
-from nico.rules.validation import Errors, check_rule_definition, object_fields
+from nico.rules.schema import Errors
+from nico.rules.validation import check_rule_definition, object_fields
 
 INVALID_REQUEST = "Failed to validate request data"
 NAME_MAX = 128

@@ -10,14 +10,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    GetJsonSchemaHandler,
     PlainSerializer,
     SecretStr,
     WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 
 def rfc3339(value: datetime) -> str:
@@ -58,8 +59,23 @@ QueryBool = Annotated[bool, BeforeValidator(go_bool)]
 
 # A field left out of the JSON when unset (never sent as null), published as the seeds do:
 # optional and of its own type, e.g. `error: Omittable[str] = None`.
+class _NotNull:
+    """Publishes `X | None` as X: the value is left out when unset, never sent as null."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        choices = [c for c in schema.get("anyOf", []) if c != {"type": "null"}]
+        if len(choices) == 1:
+            rest = {k: v for k, v in schema.items() if k != "anyOf"}
+            return {**choices[0], **rest}
+        return schema
+
+
 T = TypeVar("T")
-Omittable = Annotated[T | SkipJsonSchema[None], "omitted when unset"]
+# Validated as `X | None` (plain locations in error messages), published as X.
+Omittable = Annotated[T | None, _NotNull()]
 # RFC 3339 text kept as a string (a report's own timestamps), documented as date-time.
 DateTimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 

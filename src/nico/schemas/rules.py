@@ -1,21 +1,20 @@
-"""Seed 004 wire models for operation rules (documentation and response shape).
+"""Seed 004 wire models around a rule: the stored rule, the request bodies, a rack's rule.
 
-Request bodies are checked by `nico.rules.requests` (one 400 listing every problem, and
-snake_case keys accepted), so these models describe the camelCase wire form for OpenAPI;
-responses are rendered by `rule_wire` from the stored, already-normalized definition.
+The definition itself is the rule model of `nico.rules.schema`, which validates it and
+is the schema published for it. Request bodies are checked by `nico.rules.requests` (one
+400 listing every problem, snake_case keys accepted); these request models describe them
+for OpenAPI. Responses are rendered by `rule_wire` from the stored, normalized definition.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from nico.domain import OperationType
-from nico.rules.model import ActionName
+from nico.rules.schema import RuleDefinition
 from nico.schemas.common import (
-    Omittable,
     ResponseModel,
     UtcTimestamp,
     named_enum_copy,
@@ -26,75 +25,12 @@ from nico.store.models import OperationRule as OperationRuleRow
 
 if TYPE_CHECKING:
     OperationRuleOperationType = OperationType
-    ActionConfigName = ActionName
 else:
     OperationRuleOperationType = named_enum_copy(
         "OperationRuleOperationType",
         OperationType,
         "Seed 004's enum plus `BringUp` (our addition: bring_up and ingest rules).",
     )
-    ActionConfigName = named_enum_copy(
-        "ActionConfigName", ActionName, "Executor-agnostic action names (seed 004)."
-    )
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-
-class RetryPolicy(_Wire):
-    """Retry of each action call in the step."""
-
-    maxAttempts: int = Field(
-        description="Maximum number of attempts including the first (1 to 100)."
-    )
-    initialInterval: str = Field(
-        description="Initial retry interval, Go duration (`1s`); at most 168h."
-    )
-    backoffCoefficient: float = Field(
-        description="Backoff multiplier; must be >= 1.0.", json_schema_extra={"format": "double"}
-    )
-    maxInterval: Omittable[str] = Field(None, description="Cap on the retry interval.")
-
-
-class ActionConfig(_Wire):
-    """One action: name, optional timeout/poll interval, parameters per the action."""
-
-    name: ActionConfigName
-    timeout: Omittable[str] = Field(
-        None, description="Per-attempt bound of one call; for polling actions the poll loop."
-    )
-    pollInterval: Omittable[str] = Field(None, description="Poll interval of polling actions.")
-    parameters: Omittable[dict[str, Any]] = Field(
-        None, description="Action-specific parameters (snake_case keys, as in seed 004)."
-    )
-
-
-class SequenceStep(_Wire):
-    componentType: str = Field(description="Compute, NVLSwitch or PowerShelf.")
-    stage: int = Field(description="Stage number (1 to 1000); same stage runs in parallel.")
-    maxParallel: int = Field(
-        0,
-        description="Trays processed at once (at most 10000); 0 = all.",
-        json_schema_extra=no_default,
-    )
-    timeout: Omittable[str] = Field(None, description="Bound of the whole step; at most 168h.")
-    retry: Omittable[RetryPolicy] = None
-    preOperation: Omittable[list[ActionConfig]] = None
-    mainOperation: ActionConfig
-    postOperation: Omittable[list[ActionConfig]] = None
-    delayAfter: Omittable[str] = Field(None, description="Deprecated: a Sleep after post.")
-
-
-class RuleDefinitionVersion(StrEnum):
-    """Schema version. Currently always `v1`."""
-
-    V1 = "v1"
-
-
-class RuleDefinition(_Wire):
-    version: RuleDefinitionVersion
-    steps: list[SequenceStep] = Field(default_factory=list, json_schema_extra=no_default)
 
 
 class OperationRule(ResponseModel):
