@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         "(Prometheus multiprocess mode). Unset: each process exports its own; `nico serve` "
         "uses <data_dir>/metrics.",
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        description="Processes `nico api` runs on NICO_HOST:NICO_PORT (one socket, the kernel "
+        "spreads connections); about one per core. Set NICO_METRICS_DIR with more than one, "
+        "so /metrics counts every process. `nico serve` runs one API process.",
+    )
     api_name: str = Field("nico", description="API name segment in /v2/org/{org}/{api_name}.")
 
     # --- database ------------------------------------------------------------------

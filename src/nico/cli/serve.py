@@ -15,6 +15,7 @@ import uvicorn
 
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
+from nico.cli.api_workers import LISTEN_FD, inherited_socket, supervise_api_workers
 from nico.cli.supervise import UNDER_SERVE, supervise, watch_parent
 from nico.config import Settings
 from nico.logs import configure_logging
@@ -102,8 +103,19 @@ def api_server(services: Services) -> ApiServer:
     return ApiServer(config)
 
 
-async def run_api(services: Services) -> None:
-    await api_server(services).serve()
+async def run_api(services: Services, listen_fd: int = -1) -> None:
+    """Serve the API; with `listen_fd` (a child of NICO_API_WORKERS) on the inherited
+    socket, stopping by itself if the `nico api` that started it is gone."""
+    if listen_fd < 0:
+        await api_server(services).serve()
+        return
+    server = api_server(services)
+    orphaned = asyncio.create_task(watch_parent(os.getppid()))
+    orphaned.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    try:
+        await server.serve(sockets=[inherited_socket(listen_fd)])
+    finally:
+        orphaned.cancel()
 
 
 async def run_api_under_serve(services: Services, parent: int) -> None:
@@ -175,24 +187,43 @@ def register(app: typer.Typer) -> None:
         asyncio.run(main())
 
     @app.command("api")
-    def api(under_serve: bool = UnderServeOption) -> None:
-        """Run only the API (production: several replicas against NICO_DATABASE_URL)."""
+    def api(
+        under_serve: bool = UnderServeOption,
+        listen_fd: int = typer.Option(-1, LISTEN_FD, hidden=True),
+    ) -> None:
+        """Run only the API (production: several replicas against NICO_DATABASE_URL;
+        NICO_API_WORKERS processes each)."""
         settings = Settings()
         configure_logging(settings)
         services = start_services(settings, create_keys=False)
-        if not under_serve:
+        child = listen_fd >= 0
+        if not under_serve and not child:
             warn_if_sqlite(services, "api")
         parent = os.getppid()
+        if settings.api_workers > 1 and not under_serve and not child:
+
+            async def supervised() -> int:
+                try:
+                    await services.db.migrate()  # once, before the processes start
+                finally:
+                    await services.db.dispose()
+                return await supervise_api_workers(settings)
+
+            code = asyncio.run(supervised())
+            if code:
+                raise SystemExit(code)
+            return
 
         async def main() -> None:
             try:
-                await services.db.migrate()
+                if not child:
+                    await services.db.migrate()
                 # The API starts and cancels task workflows itself (NICO_TEMPORAL_ADDRESS).
                 services.temporal = await connect_with_retry(services)
                 if under_serve:
                     await run_api_under_serve(services, parent)
                 else:
-                    await run_api(services)
+                    await run_api(services, listen_fd)
             finally:
                 await services.db.dispose()
 
