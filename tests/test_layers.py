@@ -18,7 +18,18 @@ SRC = Path(nico.__file__).parent
 # Lowest first. Units are the first name under `nico` (a package or a top-level module).
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"domain", "text", "errors", "ids", "config", "private_files", "keyfiles", "secretbox"}
+        {
+            "domain",
+            "text",
+            "errors",
+            "ids",
+            "config",
+            "private_files",
+            "keyfiles",
+            "secretbox",
+            "logs",
+            "metrics",
+        }
     ),
     frozenset({"store"}),
     frozenset({"hardware", "rules", "auth"}),

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 METRICS_DIR_ENV = "NICO_METRICS_DIR"
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -38,10 +38,6 @@ from prometheus_client import (  # noqa: E402 (after the multiprocess switch)
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
-
-if TYPE_CHECKING:
-    from nico.services import Services
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -165,54 +161,9 @@ class MeteredBackend:
         return timed
 
 
-class _DatabaseGauges:
-    """Gauges read from the database once per scrape (the same from every process)."""
-
-    def __init__(self, tasks: list[tuple[str, str, int]], queues: list[tuple[str, int]]) -> None:
-        self._tasks = tasks
-        self._queues = queues
-
-    def collect(self) -> Any:
-        tasks = GaugeMetricFamily(
-            "nico_tasks", "Tasks by status and operation.", labels=["status", "operation"]
-        )
-        for status, operation, count in self._tasks:
-            tasks.add_metric([status, operation], count)
-        yield tasks
-        queue = GaugeMetricFamily(
-            "nico_queue_depth", "Waiting (queued) tasks per site.", labels=["site"]
-        )
-        for site, count in self._queues:
-            queue.add_metric([site], count)
-        yield queue
-
-
-async def _database_gauges(services: Services) -> _DatabaseGauges:
-    from sqlalchemy import func, select
-
-    from nico.domain import TaskStatus
-    from nico.store.models import Site, Task
-
-    async with services.db.session() as session:
-        rows = await session.execute(
-            select(Task.status, Task.operation_type, func.count()).group_by(
-                Task.status, Task.operation_type
-            )
-        )
-        tasks = [(str(s), str(o), int(n)) for s, o, n in rows]
-        waiting = await session.execute(
-            select(Site.name, func.count(Task.id))
-            .join(Task, Task.site_id == Site.id)
-            .where(Task.status == TaskStatus.WAITING.value)
-            .group_by(Site.name)
-        )
-        queues = [(str(name), int(n)) for name, n in waiting]
-    return _DatabaseGauges(tasks, queues)
-
-
-async def exposition(services: Services) -> tuple[bytes, str]:
+def exposition(*extra: Any) -> tuple[bytes, str]:
     """The Prometheus text of this process (or, in multiprocess mode, of all of them),
-    plus the database gauges."""
+    then of the `extra` collectors (gauges read by the caller)."""
     registry = CollectorRegistry()
     if os.environ.get(_MULTIPROC_ENV):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -221,6 +172,7 @@ async def exposition(services: Services) -> tuple[bytes, str]:
 
         registry = REGISTRY
     body = generate_latest(registry)
-    extra = CollectorRegistry()
-    extra.register(await _database_gauges(services))
-    return body + generate_latest(extra), CONTENT_TYPE_LATEST
+    more = CollectorRegistry()
+    for collector in extra:
+        more.register(collector)
+    return body + generate_latest(more), CONTENT_TYPE_LATEST

@@ -95,10 +95,8 @@ async def test_fault_counts_bmc_errors(live: Live) -> None:
 
 
 def test_processes_add_up_through_the_metrics_dir(
-    tmp_path: Path, services: Services, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.postgres import run_blocking
-
     metrics_dir = tmp_path / "metrics"
     code = (
         "from nico.metrics import BMC_ERRORS, RECONCILER_ACTIONS\n"
@@ -109,8 +107,7 @@ def test_processes_add_up_through_the_metrics_dir(
     for _ in range(2):  # two worker processes
         subprocess.run([sys.executable, "-c", code], env=env, check=True)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    run_blocking(services.db.migrate())
-    body, _ = run_blocking(exposition(services))
+    body, _ = exposition()
     samples = parse(body.decode())
     errors = "nico_bmc_call_errors_total"
     assert value(samples, errors, backend="redfish", action="power_status") == 4

@@ -14,17 +14,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import time
 from functools import lru_cache
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from temporalio.service import RPCError
 
 from nico.api.errors import UNEXPECTED, error_response
+from nico.api.metrics import install_metrics
 from nico.engine.infra import classify
 from nico.engine.retries import DATABASE, TEMPORAL
 from nico.services import Services
@@ -103,51 +102,6 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "ok", "temporal": "ok"})
 
 
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    """Prometheus text format (see nico.metrics for what is counted)."""
-    from nico.metrics import exposition
-
-    body, content_type = await exposition(request.app.state.services)
-    return Response(body, media_type=content_type)
-
-
-class RequestMetrics:
-    """Counts every HTTP request by method, route template (never the raw path, whose
-    ids would make a series per resource) and status, with its latency."""
-
-    def __init__(self, app: Any, prefix: str = "") -> None:
-        self.app = app
-        # Routes included under the API prefix may report only their own part.
-        self.prefix = prefix
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        from nico.metrics import HTTP_REQUESTS, HTTP_SECONDS
-
-        start = time.perf_counter()
-        status = 500
-
-        async def sending(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            under_prefix = str(scope.get("path", "")).startswith(self.prefix.split("{", 1)[0])
-            if self.prefix and under_prefix and not route.startswith(self.prefix):
-                route = self.prefix + route
-            method = str(scope.get("method", ""))
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - start)
-
-
 def outage_response(request: Request, exc: Exception) -> JSONResponse:
     """503 when `exc` is nico's database or Temporal not answering, else the usual 500."""
     kind = classify(exc)
@@ -170,8 +124,7 @@ def install_health(app: FastAPI) -> None:
     """The probes and /metrics, request metrics, and 503 instead of 500 for an outage
     on every route."""
     app.include_router(router)
-    services: Services = app.state.services
-    app.add_middleware(RequestMetrics, prefix=services.settings.api_prefix())
+    install_metrics(app)
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         return outage_response(request, exc)

@@ -56,10 +56,12 @@ def table(items: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
 
     out = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header, _ in columns:
-        out.add_column(header, overflow="fold")
+        out.add_column(header, no_wrap=True)
     for item in items:
         out.add_row(*(text(get(item)) for _, get in columns))
-    Console(soft_wrap=True).print(out)
+    # One row a line, never folded mid-id (ids get copied): a long row is the terminal's
+    # to wrap, as with `ps` or `kubectl`.
+    Console(width=100_000).print(out)
 
 
 def emit(items: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> None:

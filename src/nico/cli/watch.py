@@ -143,7 +143,7 @@ def render(tasks: list[Watched]) -> Any:
                     str(step.get("totalComponents", 0)),
                 )
         parts.append(stages)
-        if watched.done and body.get("message"):
+        if watched.done and body.get("message") not in (None, "", watched.status):
             parts.append(Text(f"{watched.status}: {body['message']}"))
         parts.append(Text(""))
     return Group(*parts)
