@@ -9,14 +9,26 @@ import json
 import socket
 
 import pytest
+from temporalio.exceptions import ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from nico.domain import TaskStatus
+from nico.engine.actions import _lost_to_infrastructure
 from nico.engine.client import start_task_workflow
 from nico.engine.infra import InfrastructureUnavailable, classify, retrying
-from nico.engine.retries import DATABASE, TEMPORAL, InfraBudget
+from nico.engine.retries import (
+    DATABASE,
+    INFRA_ERROR_TYPE,
+    TEMPORAL,
+    WORKER_SILENT,
+    InfraBudget,
+    is_infra_reason,
+)
 from nico.hardware.interface import HardwareError
+from nico.rules.durations import GoDuration
+from nico.rules.model import RetryPolicy
 from nico.services import Services
 from nico.store.db import Database
 from nico.store.models import Task
@@ -160,3 +172,23 @@ async def test_postgresql_killed_mid_task_spends_no_hardware_attempt(
     assert [t.power_state for t in others] == ["On", "On", "On"]
     seen = json.dumps(task.report) + task.message
     assert not [leak for leak in (*LEAKS, str(cluster.port)) if leak in seen], seen
+
+
+def test_waits_are_spread_between_half_and_all_of_the_backoff() -> None:
+    budget = InfraBudget(600.0, 0.25, 2.0, 10.0)
+    assert (budget.delay(3, 0.0), budget.delay(3, 1.0)) == (0.5, 1.0)
+    assert budget.delay(40, 1.0) == 10.0
+
+
+def test_a_call_lost_to_its_worker_is_made_again_with_at_most_one_more_attempt() -> None:
+    rule_retry = RetryPolicy(3, GoDuration("1s", 1.0), 2.0)
+    starved = TemporalTimeoutError(
+        "heartbeat", type=TimeoutType.HEARTBEAT, last_heartbeat_details=[]
+    )
+    assert _lost_to_infrastructure(starved, rule_retry, 0) == 2  # then 3 - 2 = 1 attempt
+    down = ApplicationError("db down", 2, type=INFRA_ERROR_TYPE)
+    assert _lost_to_infrastructure(down, rule_retry, 0) == 1  # attempt 1 was the BMC's
+    rejected = ApplicationError("BMC rejected power_on", 3, type="HardwareError")
+    assert _lost_to_infrastructure(rejected, rule_retry, 0) is None
+    assert is_infra_reason(WORKER_SILENT)
+    assert not is_infra_reason("power state Off")

@@ -34,13 +34,14 @@ with workflow.unsafe.imports_passed_through():
     from nico.engine.retries import (
         INFRA,
         INFRA_ERROR_TYPE,
+        WORKER_SILENT,
         hardware_retry_policy,
         is_infra_reason,
         retry_of,
     )
     from nico.hardware.interface import BringUpState, FirmwareJobState
     from nico.rules.durations import DurationError, format_seconds, parse_duration
-    from nico.rules.model import ActionConfig, ActionName, SequenceStep
+    from nico.rules.model import ActionConfig, ActionName, RetryPolicy, SequenceStep
 
 T = TypeVar("T")
 
@@ -136,16 +137,37 @@ async def call(
             cause = exc.cause
             if isinstance(cause, TemporalCancelledError):
                 raise asyncio.CancelledError() from exc
-            if isinstance(cause, ApplicationError) and cause.type == INFRA_ERROR_TYPE:
+            spent = _lost_to_infrastructure(cause, retry, used)
+            if spent is not None:
                 now = workflow.time()
                 outage_began = now if outage_began is None else outage_began
                 if now - outage_began < INFRA.total:
-                    used += max((_attempt_of(cause) or 1) - 1, 0)
+                    used = spent
                     outages += 1
-                    await workflow.sleep(INFRA.delay(outages))
+                    await workflow.sleep(INFRA.delay(outages, workflow.random().random()))
                     continue
             raise ActionFailed(_failure_text(exc, action.name, retry.max_attempts, used)) from exc
         return result
+
+
+def _lost_to_infrastructure(
+    cause: BaseException | None, retry: RetryPolicy, used: int
+) -> int | None:
+    """The hardware attempts spent when a call ended for nico's own reasons (then it is
+    made again on the infrastructure budget), or None when the hardware's answer ended it.
+
+    - `InfrastructureUnavailable`: the database or Temporal stayed down; the attempts
+      before it count.
+    - A Temporal timeout: every attempt ends itself before its start-to-close timeout
+      (`AttemptExpired`, the BMC's silence), so a timeout means the worker died or was too
+      starved to heartbeat. How many earlier attempts were the hardware's is not known, so
+      at most one more attempt is granted: never more than `maxAttempts` hardware tries.
+    """
+    if isinstance(cause, ApplicationError) and cause.type == INFRA_ERROR_TYPE:
+        return used + max((_attempt_of(cause) or 1) - 1, 0)
+    if isinstance(cause, TemporalTimeoutError):
+        return max(used, retry.max_attempts - 1) if retry.max_attempts > 0 else used
+    return None
 
 
 async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
@@ -172,7 +194,9 @@ async def observe(name: str, arg: Any, result_type: type[T]) -> T | None:
 def not_read(obs: p.Observation | None, what: str) -> str:
     """Why a poll got no answer ("not yet"); raises ActionFailed at once when the backend
     says waiting cannot help (a tray or job that no longer exists, bad credentials)."""
-    if obs is None or not obs.error:
+    if obs is None:  # the poll activity itself failed: its worker died or was starved
+        return WORKER_SILENT
+    if not obs.error:
         return f"{what} not readable"
     if obs.infra:
         return obs.error
@@ -343,7 +367,7 @@ async def _verify_reachability(
     async def probe() -> str | None:
         answers = await observe(p.OBSERVE_REACHABILITY, query, list[list[p.Observation]])
         if answers is None:
-            return "reachability not checked (poll failed)"
+            return WORKER_SILENT
         outage = next((a.error for found in answers for a in found if a.infra), None)
         if outage:
             return outage

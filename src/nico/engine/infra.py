@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -164,7 +165,8 @@ async def retrying(
             failures += 1
             if now - first >= budget.total:
                 raise InfrastructureUnavailable(kind, now - first) from None
-            await asyncio.sleep(min(budget.delay(failures), budget.total - (now - first)))
+            pause = budget.delay(failures, random.random())
+            await asyncio.sleep(min(pause, budget.total - (now - first)))
             continue
         if failures:
             log.warning("%s answering again after %.1fs", outage.kind or "service", clock() - first)

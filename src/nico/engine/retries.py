@@ -80,10 +80,13 @@ class InfraBudget:
     factor: float  # each wait this much longer than the last
     max_interval: float  # ... up to this
 
-    def delay(self, failures: int) -> float:
-        """The wait after the `failures`-th consecutive failure (1-based)."""
+    def delay(self, failures: int, draw: float = 1.0) -> float:
+        """The wait after the `failures`-th consecutive failure (1-based), between half
+        and all of the backoff by `draw` in [0, 1]: spread, so hundreds of calls waiting
+        out one outage do not all come back in the same instant."""
         exponent = min(max(failures - 1, 0), 64)
-        return min(self.initial * self.factor**exponent, self.max_interval)
+        backoff = min(self.initial * self.factor**exponent, self.max_interval)
+        return backoff * (0.5 + 0.5 * min(max(draw, 0.0), 1.0))
 
 
 # Ten minutes: a database failover, a PostgreSQL or Temporal restart, a network blip.
@@ -99,6 +102,12 @@ INFRA_MESSAGES = {
 }
 
 
+# A poll whose activity failed without an answer: every poll catches what the backend
+# or the database did, so only a worker that died or was too starved to heartbeat
+# leaves one unanswered. No reading was taken, so it is not the hardware's.
+WORKER_SILENT = "nico's worker did not answer the poll (no reading was taken)"
+
+
 def infra_message(kind: str, waited: str) -> str:
     return INFRA_MESSAGES.get(kind, INFRA_MESSAGES[DATABASE]).format(waited=waited)
 
@@ -108,7 +117,8 @@ def is_infra_reason(reason: str | None) -> bool:
     poll's own timeout does not count)."""
     if not reason:
         return False
-    return any(reason.startswith(m.split(" (", 1)[0]) for m in INFRA_MESSAGES.values())
+    texts = (*INFRA_MESSAGES.values(), WORKER_SILENT)
+    return any(reason.startswith(m.split(" (", 1)[0]) for m in texts)
 
 
 # Task-row writes: retried until the infrastructure budget is spent.
