@@ -9,30 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from nico.services import Services
-from tests.rules.support import BASE, make_site, seed_example_rule
+from tests.api.test_rules_crud import RULES, count_rules, create_body, site_id
+from tests.rules.support import BASE, seed_example_rule
 
-RULES = f"{BASE}/task/rule"
-
-
-@pytest.fixture
-async def site_id(services: Services) -> uuid.UUID:
-    return await make_site(services.db)
-
-
-def rule_body(site_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
-    example = seed_example_rule()
-    body: dict[str, Any] = {"siteId": str(site_id)}
-    for key in ("name", "description", "operationType", "operationCode", "ruleDefinition"):
-        body[key] = example[key]
-    body.update(overrides)
-    return body
-
-
-async def rule_count(client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID) -> int:
-    listed = await client.get(RULES, params={"siteId": str(site_id)}, headers=auth)
-    assert listed.status_code == 200, listed.text
-    return len(listed.json())
+__all__ = ["site_id"]  # the fixture, shared with the CRUD tests
 
 
 def nested(depth: int) -> str:
@@ -42,7 +22,7 @@ def nested(depth: int) -> str:
 async def test_deeply_nested_json_on_rule_routes_is_400_not_500(
     client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
 ) -> None:
-    created = await client.post(RULES, json=rule_body(site_id), headers=auth)
+    created = await client.post(RULES, json=create_body(site_id), headers=auth)
     assert created.status_code == 201, created.text
     rule = created.json()["id"]
     deep = f'{{"siteId": "{site_id}", "name": {nested(100_000)}}}'
@@ -57,7 +37,7 @@ async def test_deeply_nested_json_on_rule_routes_is_400_not_500(
         )
         assert response.status_code == 400, (method, url, response.text)
         assert response.json()["message"].startswith("Failed to parse request data")
-    assert await rule_count(client, auth, site_id) == 1
+    assert await count_rules(client, auth, site_id) == 1
 
 
 async def test_lone_surrogate_in_a_rule_is_400_naming_the_field(
@@ -74,18 +54,18 @@ async def test_lone_surrogate_in_a_rule_is_400_naming_the_field(
     assert response.status_code == 400, response.text
     assert set(response.json()["data"]) == {"name", "description"}
     assert "surrogate" in response.json()["data"]["name"]
-    assert await rule_count(client, auth, site_id) == 0
+    assert await count_rules(client, auth, site_id) == 0
 
 
 async def test_rule_description_has_a_length_limit(
     client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
 ) -> None:
     huge = "x" * 4097
-    response = await client.post(RULES, json=rule_body(site_id, description=huge), headers=auth)
+    response = await client.post(RULES, json=create_body(site_id, description=huge), headers=auth)
     assert response.status_code == 400, response.text
     assert response.json()["data"] == {"description": "must be at most 4096 characters"}
-    assert await rule_count(client, auth, site_id) == 0
-    ok = await client.post(RULES, json=rule_body(site_id, description="x" * 4096), headers=auth)
+    assert await count_rules(client, auth, site_id) == 0
+    ok = await client.post(RULES, json=create_body(site_id, description="x" * 4096), headers=auth)
     assert ok.status_code == 201, ok.text
     patched = await client.patch(
         f"{RULES}/{ok.json()['id']}",
@@ -170,12 +150,12 @@ async def test_query_booleans_still_take_every_go_parsebool_form(
 async def test_rule_version_is_required(
     client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
 ) -> None:
-    body = rule_body(site_id)
+    body = create_body(site_id)
     del body["ruleDefinition"]["version"]
     response = await client.post(RULES, json=body, headers=auth)
     assert response.status_code == 400, response.text
     assert response.json()["data"] == {"ruleDefinition.version": "is required"}
-    assert await rule_count(client, auth, site_id) == 0
+    assert await count_rules(client, auth, site_id) == 0
 
 
 async def test_seed_004_example_posted_as_read_round_trips(
@@ -204,7 +184,7 @@ async def test_seed_004_example_posted_as_read_round_trips(
 async def test_unknown_rule_fields_are_still_refused(
     client: httpx.AsyncClient, auth: dict[str, str], site_id: uuid.UUID
 ) -> None:
-    response = await client.post(RULES, json=rule_body(site_id, colour="red"), headers=auth)
+    response = await client.post(RULES, json=create_body(site_id, colour="red"), headers=auth)
     assert response.status_code == 400
     assert list(response.json()["data"]) == ["colour"]
-    assert await rule_count(client, auth, site_id) == 0
+    assert await count_rules(client, auth, site_id) == 0

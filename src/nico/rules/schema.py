@@ -250,9 +250,11 @@ class _Parameters(BaseModel):
         known = ", ".join(keys) or "none"
         return _canonical(data, keys, lambda: f"is not a parameter of {cls.action.value} ({known})")
 
+    @field_validator("*", mode="after", check_fields=False)
     @classmethod
     def _required_in(cls, value: Any, info: ValidationInfo) -> Any:
-        """A parameter the task supplies elsewhere, but not in every operation type."""
+        """A parameter the task supplies elsewhere, but not in every operation type (its
+        field is validated even when left out: `validate_default`)."""
         operation_type = (info.context or {}).get("operation_type")
         needed = cls.required_in.get(info.field_name or "")
         if value is None and needed and operation_type in needed[0]:
@@ -293,11 +295,6 @@ class PowerControlParameters(_Parameters):
         None, validate_default=True
     )
 
-    @field_validator("operation", mode="after")
-    @classmethod
-    def _operation(cls, value: Any, info: ValidationInfo) -> Any:
-        return cls._required_in(value, info)
-
 
 class VerifyPowerStatusParameters(_Parameters):
     action = ActionName.VERIFY_POWER_STATUS
@@ -328,11 +325,6 @@ class VerifyFirmwareVersionParameters(_Parameters):
     expected_version: Annotated[str | None, _normalized(actions.non_empty_string)] = Field(
         None, validate_default=True
     )
-
-    @field_validator("expected_version", mode="after")
-    @classmethod
-    def _expected(cls, value: Any, info: ValidationInfo) -> Any:
-        return cls._required_in(value, info)
 
 
 def _no_parameters(action: ActionName) -> type[_Parameters]:
