@@ -29,6 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "secretbox",
             "logs",
             "metrics",
+            "schemas.common",
         }
     ),
     frozenset({"store"}),
@@ -42,8 +43,15 @@ LAYERS: tuple[frozenset[str], ...] = (
 )
 
 
+# Modules placed on their own, below their package: pydantic building blocks with no
+# nico imports, shared by the rule model (rules) and the wire models (schemas).
+SPLIT_MODULES = ("schemas.common",)
+
+
 def _unit(module: str) -> str:
     parts = module.split(".")
+    if len(parts) > 2 and ".".join(parts[1:3]) in SPLIT_MODULES:
+        return ".".join(parts[1:3])
     return parts[1] if len(parts) > 1 else "nico"
 
 
