@@ -19,7 +19,14 @@ from sqlalchemy import Select
 
 from nico.store.db import Database
 from nico.store.models import Provider, Site, utcnow
-from nico.store.tasks import NOT_FINISHED, TaskQuery, insert_tasks, list_statements, list_tasks
+from nico.store.tasks import (
+    NOT_FINISHED,
+    TaskQuery,
+    insert_tasks,
+    list_statements,
+    list_tasks,
+    page_with_total,
+)
 
 RACKS = 20
 TRAYS_PER_RACK = 5
@@ -173,6 +180,10 @@ async def test_every_task_list_reads_an_index_in_order(any_database: Database) -
         if name not in _BROAD_COUNTS:
             count_plan = await _plan(any_database, count)
             assert not _scans_history(any_database, count_plan), f"{name} count:\n{count_plan}"
+            # What runs: the page with its total as a scalar subquery, one statement.
+            both = await _plan(any_database, page_with_total(page, count))
+            assert not _scans_history(any_database, both), f"{name} page+total:\n{both}"
+            assert not _sorts(any_database, both), f"{name} page+total sorts:\n{both}"
 
 
 @pytest.mark.parametrize("page_size", [20, 7])
