@@ -106,6 +106,10 @@ async def seed_history(tasks: int) -> tuple[str, str, str]:
     services = build_services(Settings(), create_keys=True)
     await services.db.migrate()
     demo = await seed_demo(services)
+    if services.db.is_sqlite:  # a throwaway file: no fsync while seeding, a big page cache
+        async with services.db.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA synchronous=OFF")
+            await conn.exec_driver_sql("PRAGMA cache_size=-262144")
     async with services.db.session() as session:
         demo_trays = (await inventory.trays_of_racks(session, [demo.rack_id]))[demo.rack_id]
     rng = random.Random(7)
@@ -362,6 +366,7 @@ def run_size(
                         c50 = run_wrk(wrk, url, token, 50, duration)
                         c1 = run_wrk(wrk, url, token, 1, 3)
                         rows.append(Row(target.label, db, tasks, endpoint, variant, c50, c1))
+                        print(row_line(rows[-1]), file=sys.stderr, flush=True)
                     return rows
                 finally:
                     process.send_signal(signal.SIGTERM)
@@ -378,6 +383,14 @@ def run_size(
 # --- output -----------------------------------------------------------------------------------
 
 
+def row_line(r: Row) -> str:
+    return (
+        f"{r.label:<8} {r.db:<8} {r.tasks:>9,} {r.endpoint:<5} {r.variant:<13} "
+        f"{r.c50.rps:>8.0f} {r.c50.p50_ms:>6.1f} ms {r.c50.p99_ms:>6.1f} ms "
+        f"{r.c1.p50_ms:>6.2f} ms {r.c50.errors + r.c1.errors:>6}"
+    )
+
+
 def print_tables(rows: list[Row], duration: float) -> None:
     print(
         f"\nTask lists, `nico serve` (worker in the process), pageSize 20, finished tasks over "
@@ -392,11 +405,7 @@ def print_tables(rows: list[Row], duration: float) -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(
-            f"{r.label:<8} {r.db:<8} {r.tasks:>9,} {r.endpoint:<5} {r.variant:<13} "
-            f"{r.c50.rps:>8.0f} {r.c50.p50_ms:>6.1f} ms {r.c50.p99_ms:>6.1f} ms "
-            f"{r.c1.p50_ms:>6.2f} ms {r.c50.errors + r.c1.errors:>6}"
-        )
+        print(row_line(r))
     groups: dict[tuple[str, str, str, str], dict[int, float]] = {}
     for r in rows:
         groups.setdefault((r.label, r.db, r.endpoint, r.variant), {})[r.tasks] = r.c50.rps
