@@ -145,3 +145,55 @@ async def test_cancel_a_running_task(nico: Cli) -> None:
     assert cancelled.out.startswith(f"task {task_id}: Terminated")
     assert (await nico("task", "watch", task_id)).code == 2
     assert rule
+
+
+RULE_FILE = """\
+rules:
+  - name: compute off
+    operationType: PowerControl
+    operationCode: power_off
+    ruleDefinition:
+      version: v1
+      steps: [{componentType: Compute, stage: 1, mainOperation: {name: PowerControl}}]
+"""
+
+
+async def test_rule_commands_by_name(nico: Cli, tmp_path: Path) -> None:
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(RULE_FILE)
+    valid = await nico.ok("rule", "validate", str(rule_file))
+    assert valid.out.splitlines() == [
+        "1 rule(s) valid; `nico rule import` would:",
+        "  create compute off",
+    ]
+    assert (await nico.ok("rule", "import", str(rule_file))).out.startswith("created ")
+    assert (await nico.ok("rule", "import", str(rule_file))).out.startswith("unchanged ")
+    [rule] = [
+        r
+        for r in (await nico.ok("rule", "list", "-o", "json")).json()
+        if r["name"] == "compute off"
+    ]
+    shown = await nico.ok("rule", "show", "compute off")
+    assert rule["id"] in shown.out and "definition:" in shown.out
+    made = await nico.ok("rule", "set-default", "compute off")
+    assert made.out == f"{rule['id']} compute off is the default PowerControl/power_off rule\n"
+    assert "compute off" in (await nico.ok("rule", "list", "--default")).out
+    refused = await nico("rule", "delete", "compute off")
+    assert refused.code == 1 and refused.err.startswith("error: HTTP 409")
+    assert (await nico.ok("rule", "delete", "compute off", "--force")).out == (
+        f"deleted rule {rule['id']}\n"
+    )
+    gone = await nico("rule", "show", "compute off")
+    assert gone.code == 1 and "no rule named 'compute off'" in gone.err
+
+
+async def test_firmware_and_bringup_start_tasks_by_rack_name(nico: Cli) -> None:
+    firmware = await nico.ok("rack", "firmware", "rack-01", "--version", "2.0.0", "-o", "json")
+    [firmware_task] = firmware.json()["taskIds"]
+    queued = await nico.ok("rack", "bringup", "rack-01", "--queue", "--queue-timeout", "30m")
+    [bringup_task] = queued.out.split()
+    active = {t["id"]: t for t in (await nico.ok("task", "list", "--active", "-o", "json")).json()}
+    assert firmware_task in active
+    assert active[bringup_task]["status"] == "Waiting"
+    for task_id in (bringup_task, firmware_task):
+        assert (await nico.ok("task", "cancel", task_id)).out.startswith(f"task {task_id}: ")

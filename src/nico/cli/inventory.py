@@ -21,7 +21,7 @@ from nico.cli.http import (
     run,
 )
 from nico.cli.output import Column, Format, OutputOption, details, emit, field
-from nico.cli.resolve import SiteView
+from nico.cli.resolve import SiteView, in_site
 
 site_app = typer.Typer(help="Sites of the org.", no_args_is_help=True, rich_markup_mode=None)
 rack_app = typer.Typer(
@@ -155,18 +155,17 @@ def rack_show(
     """Show one rack and what it holds."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            body: dict[str, Any] = await get_one(
-                client,
-                f"{api.base}/rack/{view.rack_id(rack)}",
-                view.site | {"includeComponents": "true"},
-            )
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        body: dict[str, Any] = await get_one(
+            client,
+            f"{api.base}/rack/{view.rack_id(rack)}",
+            view.site | {"includeComponents": "true"},
+        )
+        return body
 
     rows = [*RACK_COLUMNS, ("TRAYS", _count_types), ("CREATED", field("created"))]
-    details(run(work()), rows, output)
+    details(in_site(api, site, work), rows, output)
 
 
 @tray_app.command("list")
@@ -187,19 +186,18 @@ def tray_list(
     """List the site's trays (every page), optionally of one rack or type."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[dict[str, Any]]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            params: dict[str, Any] = dict(view.site)
-            if rack is not None:
-                params["rackId"] = view.rack_id(rack)
-            if kind is not None:
-                params["type"] = kind
-            if slot is not None:
-                params["slotId"] = slot
-            return await get_all(client, f"{api.base}/tray", params)
+    async def work(view: SiteView) -> list[dict[str, Any]]:
+        client = view.client
+        params: dict[str, Any] = dict(view.site)
+        if rack is not None:
+            params["rackId"] = view.rack_id(rack)
+        if kind is not None:
+            params["type"] = kind
+        if slot is not None:
+            params["slotId"] = slot
+        return await get_all(client, f"{api.base}/tray", params)
 
-    emit(run(work()), TRAY_COLUMNS, output)
+    emit(in_site(api, site, work), TRAY_COLUMNS, output)
 
 
 @tray_app.command("show")
@@ -214,15 +212,14 @@ def tray_show(
     """Show one tray."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            [tray_id] = await view.tray_ids([tray], None)
-            body: dict[str, Any] = await get_one(client, f"{api.base}/tray/{tray_id}", view.site)
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        [tray_id] = await view.tray_ids([tray], None)
+        body: dict[str, Any] = await get_one(client, f"{api.base}/tray/{tray_id}", view.site)
+        return body
 
     rows = [*TRAY_COLUMNS, ("SERIAL", field("serialNumber")), ("MODEL", field("model"))]
     try:
-        details(run(work()), rows, output)
+        details(in_site(api, site, work), rows, output)
     except CliError as exc:  # pragma: no cover - run() already turns these into exit 1
         raise typer.Exit(1) from exc

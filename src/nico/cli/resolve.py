@@ -3,13 +3,16 @@ into the ids the API takes, through the API itself: the CLI needs nothing but a 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from nico.cli.http import CliError, base_path, get_all, is_uuid, pick_site
+from nico.cli.http import ApiTarget, CliError, base_path, get_all, is_uuid, pick_site, run
 
 if TYPE_CHECKING:
     import httpx
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,3 +104,14 @@ async def rule_id(client: httpx.AsyncClient, view: SiteView, rule: str) -> str:
         ids = ", ".join(str(r["id"]) for r in found)
         raise CliError(f"{len(found)} rules are named {rule!r} ({ids}): pass the id")
     return str(found[0]["id"])
+
+
+def in_site(api: ApiTarget, site: str | None, work: Callable[[SiteView], Awaitable[T]]) -> T:
+    """What most commands do: one client, the site loaded (racks by name), then `work`;
+    an API or connection failure ends the command (exit 1)."""
+
+    async def go() -> T:
+        async with api.client() as client:
+            return await work(await SiteView.load(client, api.org, site))
+
+    return run(go())

@@ -36,7 +36,7 @@ from nico.cli.http import (
     run,
 )
 from nico.cli.output import Column, Format, OutputOption, details, dump, emit, field
-from nico.cli.resolve import SiteView, rule_id
+from nico.cli.resolve import SiteView, in_site, rule_id
 
 if TYPE_CHECKING:
     import httpx
@@ -263,14 +263,13 @@ def show_command(
     """Show a rule; the table view ends with its definition as YAML."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            found = await rule_id(client, view, rule)
-            body: dict[str, Any] = await get_one(client, f"{api.base}/task/rule/{found}", view.site)
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        found = await rule_id(client, view, rule)
+        body: dict[str, Any] = await get_one(client, f"{api.base}/task/rule/{found}", view.site)
+        return body
 
-    body = run(work())
+    body = in_site(api, site, work)
     details(body, [*RULE_COLUMNS, ("DESCRIPTION", field("description"))], output)
     if output is Format.TABLE:
         typer.echo("definition:")
@@ -318,17 +317,16 @@ def set_default_command(
     """Make a rule the default for its operation (the previous default stays a rule)."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            found = await rule_id(client, view, rule)
-            response = await client.post(f"{api.base}/task/rule/{found}/default", json=view.site)
-            if response.status_code != 200:
-                raise CliError(error_message(response))
-            body: dict[str, Any] = response.json()
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        found = await rule_id(client, view, rule)
+        response = await client.post(f"{api.base}/task/rule/{found}/default", json=view.site)
+        if response.status_code != 200:
+            raise CliError(error_message(response))
+        body: dict[str, Any] = response.json()
+        return body
 
-    body = run(work())
+    body = in_site(api, site, work)
     typer.echo(
         f"{body['id']} {body['name']} is the default "
         f"{body['operationType']}/{body['operationCode']} rule"
@@ -349,17 +347,16 @@ def delete_command(
     """Delete a rule."""
     api = connect(api_url, org, token)
 
-    async def work() -> str:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            found = await rule_id(client, view, rule)
-            params = view.site | ({"force": "true"} if force else {})
-            response = await client.delete(f"{api.base}/task/rule/{found}", params=params)
-            if response.status_code != 204:
-                raise CliError(error_message(response))
-            return found
+    async def work(view: SiteView) -> str:
+        client = view.client
+        found = await rule_id(client, view, rule)
+        params = view.site | ({"force": "true"} if force else {})
+        response = await client.delete(f"{api.base}/task/rule/{found}", params=params)
+        if response.status_code != 204:
+            raise CliError(error_message(response))
+        return found
 
-    typer.echo(f"deleted rule {run(work())}")
+    typer.echo(f"deleted rule {in_site(api, site, work)}")
 
 
 def _read(file: Path) -> str:

@@ -18,10 +18,9 @@ from nico.cli.http import (
     error_message,
     get_all,
     get_one,
-    run,
 )
 from nico.cli.output import Column, Format, OutputOption, details, dump, emit, field
-from nico.cli.resolve import SiteView
+from nico.cli.resolve import SiteView, in_site
 from nico.cli.watch import counts, watch
 
 task_app = typer.Typer(
@@ -59,21 +58,20 @@ def task_list(
     """List the site's tasks, newest first (every page)."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[dict[str, Any]]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            params: dict[str, Any] = dict(view.site)
-            if active:
-                params["activeOnly"] = "true"
-            if rack is not None:
-                params["rackId"] = view.rack_id(rack)
-            if tray is not None:
-                [params["trayId"]] = await view.tray_ids([tray], None)
-            if status:
-                params["status"] = status
-            return await get_all(client, f"{api.base}/task", params)
+    async def work(view: SiteView) -> list[dict[str, Any]]:
+        client = view.client
+        params: dict[str, Any] = dict(view.site)
+        if active:
+            params["activeOnly"] = "true"
+        if rack is not None:
+            params["rackId"] = view.rack_id(rack)
+        if tray is not None:
+            [params["trayId"]] = await view.tray_ids([tray], None)
+        if status:
+            params["status"] = status
+        return await get_all(client, f"{api.base}/task", params)
 
-    emit(run(work()), TASK_COLUMNS, output)
+    emit(in_site(api, site, work), TASK_COLUMNS, output)
 
 
 def _progress(task: dict[str, Any]) -> str:
@@ -99,13 +97,12 @@ def task_show(
     """Show a task with its report."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            body: dict[str, Any] = await get_one(client, f"{api.base}/task/{task_id}", view.site)
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        body: dict[str, Any] = await get_one(client, f"{api.base}/task/{task_id}", view.site)
+        return body
 
-    task = run(work())
+    task = in_site(api, site, work)
     rows: list[Column] = [
         *TASK_COLUMNS[:3],
         ("RULE", field("ruleId")),
@@ -151,16 +148,15 @@ def task_cancel(
     """Cancel a task; prints its status afterwards."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            response = await client.post(f"{api.base}/task/{task_id}/cancel", json=view.site)
-            if response.status_code != 202:
-                raise CliError(error_message(response))
-            body: dict[str, Any] = response.json()
-            return body
+    async def work(view: SiteView) -> dict[str, Any]:
+        client = view.client
+        response = await client.post(f"{api.base}/task/{task_id}/cancel", json=view.site)
+        if response.status_code != 202:
+            raise CliError(error_message(response))
+        body: dict[str, Any] = response.json()
+        return body
 
-    task = run(work())
+    task = in_site(api, site, work)
     if output is Format.TABLE:
         typer.echo(f"task {task['id']}: {task['status']}: {task.get('message', '')}".rstrip(": "))
     else:
@@ -182,11 +178,10 @@ def task_watch(
     2 any Terminated."""
     api = connect(api_url, org, token)
 
-    async def work() -> int:
-        async with api.client() as client:
-            view = await SiteView.load(client, org, site)
-            return await watch(client, api.base, view.site_id, task_ids, interval=interval)
+    async def work(view: SiteView) -> int:
+        client = view.client
+        return await watch(client, api.base, view.site_id, task_ids, interval=interval)
 
-    code = run(work())
+    code = in_site(api, site, work)
     if code:
         raise typer.Exit(code)
