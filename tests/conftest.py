@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.config import Settings
+from nico.engine import step_runner
 from nico.services import Services, build_services
 from nico.store.db import Database
 from tests.support import postgres
@@ -26,6 +27,20 @@ from tests.support.temporal import (  # noqa: F401 (fixtures)
 
 DEV_KEY = "test-dev-key-" + "x" * 40
 DEMO_ORG = "demo"
+
+
+@pytest.fixture(autouse=True)
+def fast_engine_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step runner's deliberate waits (Sleep actions, retry backoff, waits between
+    polls, poll timeouts) at 1/100 of real time, as the time-skipping server skipped
+    them when they were workflow timers. Tests that measure those waits ask for
+    `real_engine_waits`. Worker subprocesses (durability drills) wait for real."""
+    monkeypatch.setattr(step_runner.WAITS, "scale", 0.01)
+
+
+@pytest.fixture
+def real_engine_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(step_runner.WAITS, "scale", 1.0)
 
 
 @pytest.fixture(scope="session")

@@ -248,7 +248,7 @@ def target_version(info: Mapping[str, Any], component_type: str) -> str | None:
     return None
 
 
-def _power_code(ctx: StepContext, action: ActionConfig) -> str:
+def power_code_of(ctx: StepContext, action: ActionConfig) -> str:
     requested = action.parameters.get("operation")
     if requested:
         try:
@@ -262,7 +262,7 @@ def _power_code(ctx: StepContext, action: ActionConfig) -> str:
     )
 
 
-def _expected_power(action: ActionConfig) -> PowerState:
+def expected_power(action: ActionConfig) -> PowerState:
     raw = str(action.parameters.get("expected_status", "")).strip().lower()
     if raw == "on":
         return PowerState.ON
@@ -271,14 +271,14 @@ def _expected_power(action: ActionConfig) -> PowerState:
     raise ActionFailed(f"VerifyPowerStatus: expected_status must be on or off, not {raw!r}")
 
 
-def _sleep_seconds(action: ActionConfig) -> float:
+def sleep_seconds(action: ActionConfig) -> float:
     try:
         return max(parse_duration(action.parameters.get("duration")).seconds, 0.0)
     except DurationError as exc:
         raise ActionFailed(f"Sleep: {exc}") from exc
 
 
-def _firmware_operation(ctx: StepContext, action: ActionConfig) -> str:
+def firmware_operation(ctx: StepContext, action: ActionConfig) -> str:
     requested = action.parameters.get("operation")
     if isinstance(requested, str) and requested:
         return requested
@@ -293,7 +293,7 @@ TrayAction = Callable[[StepContext, TrayTarget, str, ActionConfig], Awaitable[No
 
 
 async def _sleep(ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig) -> None:
-    seconds = _sleep_seconds(action)
+    seconds = sleep_seconds(action)
     if seconds > 0:
         await workflow.sleep(seconds)
 
@@ -301,7 +301,7 @@ async def _sleep(ctx: StepContext, tray: TrayTarget, slot: str, action: ActionCo
 async def _power_control(
     ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
 ) -> None:
-    code = _power_code(ctx, action)
+    code = power_code_of(ctx, action)
     command = p.PowerCommand(ledger_key=ctx.ledger_key(tray, slot), tray_id=tray.id, code=code)
     result = await call(ctx, action, p.POWER_CONTROL, command, p.PowerResult)
     if result.outcome_unknown:
@@ -314,7 +314,7 @@ async def _power_control(
 async def _verify_power_status(
     ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
 ) -> None:
-    expected = _expected_power(action)
+    expected = expected_power(action)
     bounds = poll_bounds(action)
     seen: list[str] = []
 
@@ -334,12 +334,17 @@ async def _verify_power_status(
     raise ActionFailed(f"power state not readable for {waited}: {reason}")
 
 
-async def _verify_reachability(
-    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
-) -> None:
+ReachGroups = list[tuple[ComponentType, list[TrayTarget]]]
+
+
+def reachability_query(
+    ctx: StepContext, tray: TrayTarget, action: ActionConfig
+) -> tuple[ReachGroups, p.ReachabilityQuery]:
+    """Which trays VerifyReachability asks about for `tray`, grouped by type: this tray for
+    its own type, the task's targeted trays of every other listed type."""
     require_all = action.parameters.get("require_all", True) is not False
     own = ComponentType.parse(tray.type)
-    groups: list[tuple[ComponentType, list[TrayTarget]]] = []
+    groups: ReachGroups = []
     for raw in action.parameters.get("component_types") or [own.value]:
         kind = ComponentType.parse(raw)
         members = [tray] if kind is own else ctx.task_trays_of(kind)
@@ -351,29 +356,42 @@ async def _verify_reachability(
             for kind, members in groups
         ]
     )
-    bounds = poll_bounds(action)
-    # Unanswered trays of the last poll: (tray, why), and whether this tray was one.
-    last: list[tuple[TrayTarget, str]] = []
+    return groups, query
 
-    def failed(text: str) -> ActionFailed:
-        if any(t.id == tray.id for t, _ in last):
+
+class ReachabilityCheck:
+    """One tray's VerifyReachability over the answers of its polls (pure, shared by the
+    workflow code and the step runner). A failure blames this tray only when this tray
+    did not answer; when only other trays did not, it is a CheckFailed (the tray did what
+    it was asked)."""
+
+    def __init__(self, ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig) -> None:
+        self.groups, self.query = reachability_query(ctx, tray, action)
+        self._ctx, self._tray, self._slot, self._action = ctx, tray, slot, action
+        # Unanswered trays of the last poll: (tray, why).
+        self._last: list[tuple[TrayTarget, str]] = []
+
+    def failed(self, text: str) -> ActionFailed:
+        if any(t.id == self._tray.id for t, _ in self._last):
             return ActionFailed(text)
         # Only other trays did not answer: this tray did what it was asked.
-        kinds = sorted({t.type for t, _ in last})
+        kinds = sorted({t.type for t, _ in self._last})
         return CheckFailed(
-            messages.cross_check_failed(action.name.value, kinds, _when(ctx, slot), text)
+            messages.cross_check_failed(
+                self._action.name.value, kinds, _when(self._ctx, self._slot), text
+            )
         )
 
-    async def probe() -> str | None:
-        answers = await observe(p.OBSERVE_REACHABILITY, query, list[list[p.Observation]])
-        if answers is None:
-            return WORKER_SILENT
+    def judge(self, answers: list[list[p.Observation]]) -> str | None:
+        """None when reachable enough; else what is missing ("not yet"). Raises when
+        waiting cannot help."""
         outage = next((a.error for found in answers for a in found if a.infra), None)
         if outage:
             return outage
+        last = self._last
         last.clear()
         hopeless: list[tuple[str, str]] = []
-        for (_, members), group, found in zip(groups, query.groups, answers, strict=True):
+        for (_, members), group, found in zip(self.groups, self.query.groups, answers, strict=True):
             down = [(t, a) for t, a in zip(members, found, strict=True) if a.error]
             if group.need_all or not any(a.state == p.REACHABLE for a in found):
                 last.extend((t, a.error or "") for t, a in down)
@@ -383,12 +401,25 @@ async def _verify_reachability(
                 if fatal and (group.need_all or len(fatal) == len(down)):
                     hopeless.extend(fatal)
         if hopeless:
-            raise failed(f"not reachable: {messages.grouped(hopeless)}")
+            raise self.failed(f"not reachable: {messages.grouped(hopeless)}")
         return messages.grouped([(t.name, why) for t, why in last]) if last else None
+
+
+async def _verify_reachability(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    check = ReachabilityCheck(ctx, tray, slot, action)
+    bounds = poll_bounds(action)
+
+    async def probe() -> str | None:
+        answers = await observe(p.OBSERVE_REACHABILITY, check.query, list[list[p.Observation]])
+        if answers is None:
+            return WORKER_SILENT
+        return check.judge(answers)
 
     reason = await poll(bounds, probe)
     if reason is not None:
-        raise failed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
+        raise check.failed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
 
 
 def _when(ctx: StepContext, slot: str) -> str:
@@ -407,28 +438,40 @@ async def _get_power_status(
     await call(ctx, action, p.POWER_STATUS, p.TrayQuery(tray.id), str)
 
 
-async def _firmware_control(
+def firmware_command(
     ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
-) -> None:
-    command = p.FirmwareCommand(
+) -> p.FirmwareCommand:
+    return p.FirmwareCommand(
         ledger_key=ctx.ledger_key(tray, slot),
         tray_id=tray.id,
-        operation=_firmware_operation(ctx, action),
+        operation=firmware_operation(ctx, action),
         version=target_version(ctx.input.info, tray.type),
         targets=[str(t) for t in ctx.input.info.get("targets") or ()],
     )
+
+
+def judge_firmware(obs: p.Observation | None) -> str | None:
+    """None when the update completed; else why not yet. Raises ActionFailed when it
+    failed or waiting cannot help."""
+    if obs is None or obs.error:
+        return not_read(obs, "firmware status")
+    if obs.state == FirmwareJobState.COMPLETED.value:
+        return None
+    if obs.state == FirmwareJobState.FAILED.value:
+        raise ActionFailed(f"firmware update failed: {obs.detail or 'no detail from BMC'}")
+    return f"firmware update {obs.state} at {obs.percent or 0}%"
+
+
+async def _firmware_control(
+    ctx: StepContext, tray: TrayTarget, slot: str, action: ActionConfig
+) -> None:
+    command = firmware_command(ctx, tray, slot, action)
     job_id = await call(ctx, action, p.FIRMWARE_START, command, str)
     bounds = poll_bounds(action)
 
     async def probe() -> str | None:
         obs = await observe(p.OBSERVE_FIRMWARE, p.FirmwareQuery(tray.id, job_id), p.Observation)
-        if obs is None or obs.error:
-            return not_read(obs, "firmware status")
-        if obs.state == FirmwareJobState.COMPLETED.value:
-            return None
-        if obs.state == FirmwareJobState.FAILED.value:
-            raise ActionFailed(f"firmware update failed: {obs.detail or 'no detail from BMC'}")
-        return f"firmware update {obs.state} at {obs.percent or 0}%"
+        return judge_firmware(obs)
 
     reason = await poll(bounds, probe)
     if reason is not None:
@@ -513,6 +556,11 @@ async def verify_firmware_consistency(ctx: StepContext, action: ActionConfig) ->
     versions = await call(
         ctx, action, p.FIRMWARE_VERSIONS, p.TraysQuery([t.id for t in trays]), list[str]
     )
+    judge_consistency(trays, versions)
+
+
+def judge_consistency(trays: list[TrayTarget], versions: list[str]) -> None:
+    """Raises ActionFailed naming the versions when the trays do not all report one."""
     by_version: dict[str, list[str]] = {}
     for tray, version in zip(trays, versions, strict=True):
         by_version.setdefault(version, []).append(tray.name)

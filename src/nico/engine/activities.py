@@ -21,33 +21,35 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from nico import logs, metrics
 from nico.domain import TaskStatus
-from nico.engine import infra, ledger, messages
+from nico.engine import infra
 from nico.engine import payloads as p
 from nico.engine.capabilities import TargetTray, capability_gaps, uncovered_trays
+from nico.engine.hardware_ops import (
+    AttemptExpired,
+    HardwareOps,
+    failed_observation,
+    outage_answers,
+)
 from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.engine.policy import HEARTBEAT_EVERY, attempt_deadline
 from nico.engine.retries import INFRA_ERROR_TYPE
-from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
+from nico.engine.step_activity import run_step
+from nico.hardware.interface import HardwareError
 from nico.hardware.registry import BackendRegistry
 from nico.rules.durations import format_seconds
 from nico.rules.model import RuleDefinition
 from nico.services import Services
-from nico.store.models import Task, Tray
+from nico.store.models import Task
 from nico.store.tasks import save_running_report, transition_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Waits before each look at a reset marker after a cycle was accepted (seconds).
-CYCLE_CHECK_PAUSES = (0.0, 0.5, 1.0, 2.0)
-
 
 TaskFinishedHook = Callable[[uuid.UUID], Awaitable[None]]
 
@@ -68,10 +70,6 @@ async def heartbeating() -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-
-
-class AttemptExpired(Exception):
-    """The attempt used up its time; its work was cancelled before Temporal gave up on it."""
 
 
 @asynccontextmanager
@@ -132,18 +130,13 @@ def _hardware_failure(exc: HardwareError) -> ApplicationError:
     )
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, HardwareError | InfrastructureUnavailable):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 class EngineActivities:
     """Activities bound to one process's services (database, secrets, backends)."""
 
     def __init__(self, services: Services, on_task_finished: TaskFinishedHook | None) -> None:
         self._services = services
         self._registry: BackendRegistry = services.backends
+        self._ops = HardwareOps(services)
         self._on_task_finished = on_task_finished
 
     # --- task rows --------------------------------------------------------------------
@@ -263,159 +256,41 @@ class EngineActivities:
             return task.rack_id
 
     async def _db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """One transaction, made again (whole) after a database outage."""
+        return await self._ops.db(work)
 
-        async def once() -> T:
-            async with self._services.db.session() as session:
-                return await work(session)
-
-        return await retrying(once)
-
-    # --- hardware helpers ---------------------------------------------------------------
-
-    async def _target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
-        ref = await retrying(lambda: self._registry.tray_ref(tray_id))
-        logs.remember_rack(ref.rack_id)  # later lines of this task name its rack
-        return ref, self._registry.backend_for(ref)
-
-    async def _record_power(self, tray_id: str, state: str) -> None:
-        """Observed power state goes to the tray row, so GET /tray shows it."""
-        await self._db(
-            lambda session: session.execute(
-                update(Tray)
-                .where(Tray.id == uuid.UUID(tray_id), Tray.power_state != state)
-                .values(power_state=state)
-            )
-        )
-
-    async def _record_firmware(self, tray_id: str, version: str) -> None:
-        """Observed firmware version goes to the tray row, so GET /tray shows it."""
-        await self._db(
-            lambda session: session.execute(
-                update(Tray)
-                .where(Tray.id == uuid.UUID(tray_id), Tray.firmware_version != version)
-                .values(firmware_version=version)
-            )
-        )
-
-    # --- side effects -----------------------------------------------------------------
+    # --- side effects (nico.engine.hardware_ops does the work) -------------------------
 
     @activity.defn(name=p.POWER_CONTROL)
     async def power_control(self, data: p.PowerCommand) -> p.PowerResult:
-        """Send a power code once. A cycle (restart, resets) is verified by the tray's
-        reset marker (`TrayBackend.reset_marker`), read before it is sent and kept with its
-        intent in the ledger: accepted but the marker did not move is a failed attempt; a
-        retry that finds the intent but no acceptance reads the marker again and knows
-        whether the earlier attempt cycled the tray (done) or not (sent now). Without a
-        marker the outcome stays unknown and the tray fails saying so; never a silent
-        success, never a second cycle."""
         async with hardware_attempt():
-            key = data.ledger_key
-            cycle = data.code not in ledger.RESENDABLE_POWER_CODES
-            entry = await self._db(lambda session: ledger.lookup(session, key))
-            if entry is not None and entry.accepted:
-                return p.PowerResult()
-            ref, backend = await self._target(data.tray_id)
-            if entry is not None and cycle:
-                before = entry.result.get("marker")
-                if before is None:
-                    log.warning("%s under %s: outcome unknown, not resent", data.code, key)
-                    raise HardwareError(messages.outcome_unknown(data.code), retryable=False)
-                if await retrying(lambda: backend.reset_marker(ref)) != before:
-                    log.warning("%s under %s: the cut-off attempt did cycle", data.code, key)
-                    await self._db(
-                        lambda session: ledger.record(session, key, data.tray_id, "power", {})
-                    )
-                    return p.PowerResult()
-                # The marker did not move: the cut-off attempt never reached the BMC.
-                await self._db(lambda session: ledger.forget(session, key))
-            marker: str | None = None
-            if cycle:
-                marker = await retrying(lambda: backend.reset_marker(ref))
-                intent = {"code": data.code, "marker": marker}
-                await self._db(
-                    lambda session: ledger.intend(session, key, data.tray_id, "power", intent)
-                )
-            try:
-                await retrying(lambda: backend.power_control(ref, data.code, operation_key=key))
-            except (HardwareError, InfrastructureUnavailable):
-                # The backend answered, or could not even start (its own store was down):
-                # nothing was done, so a retry may send it again. Anything else (crash,
-                # cancel, the attempt's deadline) keeps the intent.
-                if cycle:
-                    await self._db(lambda session: ledger.forget(session, key))
-                raise
-            if marker is not None and not await self._cycled(backend, ref, marker):
-                # Accepted, yet the tray did not cycle: the retry may send it again.
-                await self._db(lambda session: ledger.forget(session, key))
-                raise HardwareError(messages.cycle_not_observed(data.code))
-            await self._db(
-                lambda session: ledger.record(
-                    session, key, data.tray_id, "power", {"code": data.code}
-                )
-            )
-            return p.PowerResult()
-
-    async def _cycled(self, backend: TrayBackend, ref: TrayRef, before: str) -> bool:
-        """Whether the reset marker moved from `before` (a BMC may take a moment)."""
-        for pause in CYCLE_CHECK_PAUSES:
-            await asyncio.sleep(pause)
-            if await retrying(lambda: backend.reset_marker(ref)) != before:
-                return True
-        return False
+            return await self._ops.power_control(data)
 
     @activity.defn(name=p.FIRMWARE_START)
     async def firmware_start(self, data: p.FirmwareCommand) -> str:
         async with hardware_attempt():
-            done = await self._db(lambda session: ledger.recorded(session, data.ledger_key))
-            if done is not None:
-                return str(done["job_id"])
-            ref, backend = await self._target(data.tray_id)
-            job_id = await retrying(
-                lambda: backend.firmware_start(
-                    ref, data.version, tuple(data.targets), operation_key=data.ledger_key
-                )
-            )
-            result = {"job_id": job_id, "version": data.version, "operation": data.operation}
-            await self._db(
-                lambda session: ledger.record(
-                    session, data.ledger_key, data.tray_id, "firmware", result
-                )
-            )
-            return job_id
+            return await self._ops.firmware_start(data)
 
     @activity.defn(name=p.BRING_UP_CONTROL)
     async def bring_up_control(self, data: p.TrayQuery) -> None:
         async with hardware_attempt():
-            ref, backend = await self._target(data.tray_id)
-            await retrying(lambda: backend.bring_up_control(ref))
+            await self._ops.bring_up_control(data.tray_id)
 
     @activity.defn(name=p.INJECT_EXPECTATION)
     async def inject_expectation(self, data: p.TrayQuery) -> None:
         async with hardware_attempt():
-            ref, backend = await self._target(data.tray_id)
-            await retrying(lambda: backend.inject_expectation(ref))
+            await self._ops.inject_expectation(data.tray_id)
 
     # --- reads (retried) ----------------------------------------------------------------
 
     @activity.defn(name=p.POWER_STATUS)
     async def power_status(self, data: p.TrayQuery) -> str:
         async with hardware_attempt():
-            ref, backend = await self._target(data.tray_id)
-            state = await retrying(lambda: backend.power_status(ref))
-            await self._record_power(data.tray_id, state.value)
-            return str(state.value)
+            return await self._ops.power_status(data.tray_id)
 
     @activity.defn(name=p.FIRMWARE_VERSIONS)
     async def firmware_versions(self, data: p.TraysQuery) -> list[str]:
         async with hardware_attempt():
-            return [await self._read_version(tray_id) for tray_id in data.tray_ids]
-
-    async def _read_version(self, tray_id: str) -> str:
-        ref, backend = await self._target(tray_id)
-        version = await retrying(lambda: backend.firmware_version(ref))
-        await self._record_firmware(tray_id, version)
-        return version
+            return await self._ops.firmware_versions(data.tray_ids)
 
     # --- polls (one attempt; a failure is an answer, not an error) ------------------------
 
@@ -425,78 +300,37 @@ class EngineActivities:
             async with attempt():
                 return await work()
         except Exception as exc:
-            return _failed_observation(exc)
+            return failed_observation(exc)
 
     @activity.defn(name=p.OBSERVE_POWER)
     async def observe_power(self, data: p.TrayQuery) -> p.Observation:
-        async def work() -> p.Observation:
-            ref, backend = await self._target(data.tray_id)
-            state = await retrying(lambda: backend.power_status(ref))
-            await self._record_power(data.tray_id, state.value)
-            return p.Observation(state=state.value)
-
-        return await self._observe(work)
+        return await self._observe(lambda: self._ops.observe_power(data.tray_id))
 
     @activity.defn(name=p.OBSERVE_REACHABILITY)
     async def observe_reachability(self, data: p.ReachabilityQuery) -> list[list[p.Observation]]:
-        """Per group, one answer per tray: all trays of a need-all group (concurrently);
-        for the others, trays one by one until one answers (the rest are `unchecked`)."""
-        refs: dict[str, TrayRef] = {}
-
-        async def one(tray_id: str) -> p.Observation:
-            ref = refs.get(tray_id)
-            if ref is None:
-                return p.Observation(error="tray no longer exists", retryable=False)
-            try:
-                if await retrying(lambda: self._registry.backend_for(ref).reachable(ref)):
-                    return p.Observation(state=p.REACHABLE)
-            except Exception as exc:
-                return _failed_observation(exc)
-            return p.Observation(error="BMC unreachable")
-
-        async def group(members: p.ReachGroup) -> list[p.Observation]:
-            if members.need_all:
-                return list(await asyncio.gather(*(one(t) for t in members.tray_ids)))
-            answers: list[p.Observation] = []
-            for tray_id in members.tray_ids:
-                if any(a.state == p.REACHABLE for a in answers):
-                    answers.append(p.Observation(state="unchecked"))
-                else:
-                    answers.append(await one(tray_id))
-            return answers
-
         try:
             async with attempt():
-                refs = await retrying(
-                    lambda: self._registry.tray_refs(t for g in data.groups for t in g.tray_ids)
-                )
-                return [await group(g) for g in data.groups]
+                return await self._ops.observe_reachability(data)
         except InfrastructureUnavailable as exc:  # not an answer about any BMC
-            down = p.Observation(error=str(exc), infra=True)
-            return [[down for _ in g.tray_ids] for g in data.groups]
+            return outage_answers(data, exc)
 
     @activity.defn(name=p.OBSERVE_FIRMWARE)
     async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
-        async def work() -> p.Observation:
-            ref, backend = await self._target(data.tray_id)
-            job = await retrying(lambda: backend.firmware_status(ref, data.job_id))
-            if job.state.value == "Completed":
-                version = await retrying(lambda: backend.firmware_version(ref))
-                await self._record_firmware(data.tray_id, version)
-            return p.Observation(state=job.state.value, percent=job.percent, detail=job.message)
-
-        return await self._observe(work)
+        return await self._observe(lambda: self._ops.observe_firmware(data))
 
     @activity.defn(name=p.OBSERVE_BRING_UP)
     async def observe_bring_up(self, data: p.TrayQuery) -> p.Observation:
-        async def work() -> p.Observation:
-            ref, backend = await self._target(data.tray_id)
-            return p.Observation(state=(await retrying(lambda: backend.bring_up_status(ref))).value)
+        return await self._observe(lambda: self._ops.observe_bring_up(data.tray_id))
 
-        return await self._observe(work)
+    # --- a whole step (tasks started since the step activity) ---------------------------
+
+    @activity.defn(name=p.RUN_STEP)
+    async def run_step(self, data: p.StepRunInput) -> p.StepResult:
+        return await run_step(self._ops, data)
 
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.run_step,
             self.begin_task,
             self.save_report,
             self.finish_task,
@@ -511,19 +345,6 @@ class EngineActivities:
             self.observe_firmware,
             self.observe_bring_up,
         ]
-
-
-def _failed_observation(exc: Exception) -> p.Observation:
-    """A poll that could not be read: "not yet", unless the backend says waiting cannot
-    help (bad credentials, untrusted TLS, a job or tray that no longer exists)."""
-    if isinstance(exc, HardwareError):
-        return p.Observation(error=str(exc), retryable=exc.retryable)
-    if isinstance(exc, AttemptExpired):
-        return p.Observation(error=str(exc))
-    if isinstance(exc, InfrastructureUnavailable):
-        return p.Observation(error=str(exc), infra=True)
-    log.warning("poll failed: %s", _error_text(exc))
-    return p.Observation(error=_error_text(exc))
 
 
 async def _task_status(session: AsyncSession, task_id: uuid.UUID) -> str:

@@ -25,6 +25,8 @@ FIRMWARE_VERSIONS = "firmware_versions"
 BRING_UP_CONTROL = "bring_up_control"
 OBSERVE_BRING_UP = "observe_bring_up"
 INJECT_EXPECTATION = "inject_expectation"
+# One whole step in one heartbeating activity (nico.engine.step_activity).
+RUN_STEP = "run_step"
 
 # Signal a step child sends its parent with cumulative per-tray outcome counts.
 STEP_PROGRESS_SIGNAL = "step_progress"
@@ -150,6 +152,17 @@ class StepInput:
     operation_type: str
     operation_code: str
     info: dict[str, Any]
+
+
+@dataclass
+class StepRunInput:
+    """A step for the `run_step` activity: its trays and checks get `limit` seconds from
+    when it was first scheduled (the step's `budget`, less the `delayAfter` the workflow
+    sleeps after it). Relative, so no clock but the server's decides how much is left."""
+
+    step: StepInput
+    limit: float
+    budget: float
 
 
 @dataclass

@@ -68,6 +68,15 @@ def hardware_retry_policy(retry: RetryPolicy, used: int = 0) -> TemporalRetryPol
     )
 
 
+# A whole step in one `run_step` activity (nico.engine.step_activity): Temporal retries it
+# only when its worker died (heartbeat timeout) or the process failed it unexpectedly,
+# resuming from its heartbeat details, until the step's budget is spent. The hardware
+# budget above applies inside, per action call.
+STEP_RETRY = TemporalRetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
+
+
 # --- infrastructure -------------------------------------------------------------------
 
 

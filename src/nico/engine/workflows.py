@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 # Workflow code (sandboxed, like this module).
 from nico.engine.actions import (
@@ -31,7 +34,14 @@ with workflow.unsafe.imports_passed_through():
     from nico.engine import messages
     from nico.engine import payloads as p
     from nico.engine.contracts import STEP_WORKFLOW, TASK_WORKFLOW, TaskWorkflowInput, TrayTarget
-    from nico.engine.policy import STEP_SCOPED_ACTIONS, execution_timeout, step_budget, task_budget
+    from nico.engine.policy import (
+        HEARTBEAT_TIMEOUT,
+        STEP_MARGIN,
+        STEP_SCOPED_ACTIONS,
+        execution_timeout,
+        step_budget,
+        task_budget,
+    )
     from nico.engine.report import CANCELLED_BY_USER, PlannedStep, TaskReport
     from nico.engine.retries import (
         FINAL_RETRY,
@@ -40,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         ROW_ATTEMPT_TIMEOUT,
         ROW_BUDGET,
         ROW_RETRY,
+        STEP_RETRY,
     )
     from nico.rules.model import ActionConfig, RuleDefinition, SequenceStep, Stage
 
@@ -47,6 +58,10 @@ CANCELLED_MESSAGE = "Cancelled by user"
 _T = TypeVar("_T")
 # The failure type of a task that ended Failed (the workflow then ends FAILED too).
 TASK_FAILED = "TaskFailed"
+
+# Marker of tasks that run each step as one `run_step` activity (docs/engine.md,
+# "Upgrading workers"); histories without it replay the StepWorkflow children.
+STEP_ACTIVITY_PATCH = "step-activity"
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -466,7 +481,116 @@ class TaskWorkflow:
     async def _run_stage(
         self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
     ) -> str | None:
-        """Steps in parallel, one child each; the first failure cancels the siblings."""
+        """Steps in parallel; the first failure cancels the siblings. Tasks started since
+        the step activity run each step as one `run_step` activity; tasks started before
+        it (no marker in their history) keep their StepWorkflow children."""
+        if workflow.patched(STEP_ACTIVITY_PATCH):
+            return await self._run_stage_in_activities(data, stage, active)
+        return await self._run_stage_in_children(data, stage, active)
+
+    def _step_input(self, data: TaskWorkflowInput, stage: Stage, entry: _Active) -> p.StepInput:
+        return p.StepInput(
+            task_id=data.task_id,
+            stage=stage.number,
+            position=entry.position,
+            step=entry.step.to_wire(),
+            trays=entry.trays,
+            task_trays=data.trays,
+            operation_type=data.operation_type,
+            operation_code=data.operation_code,
+            info=data.info,
+        )
+
+    async def _run_stage_in_activities(
+        self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
+    ) -> str | None:
+        """One heartbeating `run_step` activity per step (history: a constant per step,
+        plus live-count signals that grow with trays, never with polls); `delayAfter` is
+        a durable timer after a completed step."""
+        results: dict[int, p.StepResult] = {}
+        failed_order: list[int] = []
+        handles: dict[int, workflow.ActivityHandle[p.StepResult]] = {}
+        delaying: dict[int, asyncio.Task[None]] = {}
+
+        async def delay(position: int, seconds: float, result: p.StepResult) -> None:
+            # Cancelled while waiting: the step itself did complete.
+            with contextlib.suppress(asyncio.CancelledError):
+                await workflow.sleep(seconds)
+            results[position] = result
+
+        async def watch(entry: _Active) -> None:
+            total = len(entry.trays)
+            try:
+                result = await handles[entry.position]
+            except ActivityError as exc:
+                if isinstance(exc.cause, TemporalCancelledError):
+                    result = p.StepResult("cancelled", total, 0, 0, 0)
+                else:
+                    cause = exc.cause
+                    if isinstance(cause, TemporalTimeoutError):
+                        text = "its worker did not finish it in time"
+                    elif isinstance(cause, ApplicationError):
+                        text = cause.message
+                    else:
+                        text = str(cause or exc)
+                    result = p.StepResult("failed", total, 0, 0, 0, f"step ended: {text}")
+            pause = entry.step.delay_after.seconds if entry.step.delay_after else 0.0
+            if result.status == "completed" and pause > 0:
+                delaying[entry.position] = asyncio.create_task(delay(entry.position, pause, result))
+                return
+            results[entry.position] = result
+            if result.status == "failed":
+                failed_order.append(entry.position)
+
+        def stop_others() -> None:
+            for position, handle in handles.items():
+                if position not in results:
+                    handle.cancel()
+            for task in delaying.values():
+                task.cancel()
+
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            for entry in active:
+                budget = step_budget(entry.step, len(entry.trays))
+                pause = entry.step.delay_after.seconds if entry.step.delay_after else 0.0
+                handles[entry.position] = workflow.start_activity(
+                    p.RUN_STEP,
+                    p.StepRunInput(
+                        step=self._step_input(data, stage, entry),
+                        limit=max(budget - pause, 0.0),
+                        budget=budget,
+                    ),
+                    result_type=p.StepResult,
+                    # Retried (resuming from its heartbeat details) while a worker dies
+                    # mid-step, until the step's budget is spent.
+                    schedule_to_close_timeout=timedelta(seconds=budget + STEP_MARGIN),
+                    heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
+                    retry_policy=STEP_RETRY,
+                    # A cancel waits until the step stopped its hardware calls.
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+                watchers.append(asyncio.create_task(watch(entry)))
+            await workflow.wait_condition(lambda: len(results) == len(active) or bool(failed_order))
+        except asyncio.CancelledError:
+            stop_others()
+            await workflow.wait_condition(lambda: len(results) == len(handles))
+            self._record(stage.number, active, results, None)
+            raise
+        if failed_order and len(results) < len(active):
+            stop_others()  # fail-fast across steps
+            await workflow.wait_condition(lambda: len(results) == len(active))
+        first_failure = failed_order[0] if failed_order else None
+        self._record(stage.number, active, results, first_failure)
+        if first_failure is None:
+            return None
+        failing = next(a for a in active if a.position == first_failure)
+        return results[first_failure].error or f"{failing.step.component_type.value} step failed"
+
+    async def _run_stage_in_children(
+        self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
+    ) -> str | None:
+        """Tasks started before the step activity: one StepWorkflow child per step."""
         results: dict[int, p.StepResult] = {}
         failed_order: list[int] = []
         handles: dict[int, workflow.ChildWorkflowHandle[Any, p.StepResult]] = {}
@@ -486,17 +610,7 @@ class TaskWorkflow:
         watchers: list[asyncio.Task[None]] = []
         try:
             for entry in active:
-                step_input = p.StepInput(
-                    task_id=data.task_id,
-                    stage=stage.number,
-                    position=entry.position,
-                    step=entry.step.to_wire(),
-                    trays=entry.trays,
-                    task_trays=data.trays,
-                    operation_type=data.operation_type,
-                    operation_code=data.operation_code,
-                    info=data.info,
-                )
+                step_input = self._step_input(data, stage, entry)
                 budget = step_budget(entry.step, len(entry.trays))
                 handles[entry.position] = await workflow.start_child_workflow(
                     STEP_WORKFLOW,

@@ -43,6 +43,13 @@ TIMEOUT_BY_TYPE = {SHELF: "25m", SWITCH: "20m", COMPUTE: "20m"}
 # and a retry never sends a cycle twice (docs/engine.md).
 HARDWARE_CALL_TIMEOUT = "4m"
 
+# The longest wait between two checks of a state. Polls cost no workflow history (they
+# run inside the step's activity) and start at 50 ms, backing off toward this, so a tray
+# that settles in 0.5 s is seen then; the ceiling only bounds how late a slow change is
+# noticed, and how often a BMC is asked. Firmware and bring-up take minutes: 5s.
+POLL = "2s"
+FIRMWARE_POLL = "5s"
+
 
 def power(operation: str | None = None) -> Wire:
     # A BMC usually answers a reset in seconds; the state change is what verify waits for.
@@ -52,7 +59,7 @@ def power(operation: str | None = None) -> Wire:
     return action
 
 
-def verify_power(status: str, timeout: str = "5m", poll: str = "10s") -> Wire:
+def verify_power(status: str, timeout: str = "5m", poll: str = POLL) -> Wire:
     return {
         "name": "VerifyPowerStatus",
         "timeout": timeout,
@@ -65,7 +72,7 @@ def sleep(duration: str) -> Wire:
     return {"name": "Sleep", "parameters": {"duration": duration}}
 
 
-def reachable(types: list[str], timeout: str = "5m", poll: str = "10s") -> Wire:
+def reachable(types: list[str], timeout: str = "5m", poll: str = POLL) -> Wire:
     return {
         "name": "VerifyReachability",
         "timeout": timeout,
@@ -143,8 +150,8 @@ FORCE_OFF_SETTLE = {COMPUTE: "10s", SWITCH: "5s", SHELF: "5s"}
 def _reset_steps() -> list[Wire]:
     """Switches first so compute comes back to a ready fabric; shelves keep power."""
     return [
-        step(SWITCH, 1, power(), post=[verify_power("on", "10m", "15s")], timeout="25m"),
-        step(COMPUTE, 2, power(), post=[verify_power("on", "10m", "15s")], timeout="25m"),
+        step(SWITCH, 1, power(), post=[verify_power("on", "10m")], timeout="25m"),
+        step(COMPUTE, 2, power(), post=[verify_power("on", "10m")], timeout="25m"),
     ]
 
 
@@ -152,7 +159,7 @@ def _firmware(verify: Wire) -> list[Wire]:
     firmware = {
         "name": "FirmwareControl",
         "timeout": HARDWARE_CALL_TIMEOUT,
-        "parameters": {"poll_interval": "15s", "poll_timeout": "45m"},
+        "parameters": {"poll_interval": FIRMWARE_POLL, "poll_timeout": "45m"},
     }
     retry = _retry(2, "30s", 1.5, "2m")
     return [
@@ -170,7 +177,7 @@ def _bring_up() -> list[Wire]:
             SHELF,
             2,
             power("power_on"),
-            post=[verify_power("on"), reachable([SWITCH, COMPUTE], "10m", "15s")],
+            post=[verify_power("on"), reachable([SWITCH, COMPUTE], "10m")],
             timeout="30m",
             retry=retry,
         ),
@@ -188,7 +195,7 @@ def _bring_up() -> list[Wire]:
             power("power_on"),
             pre=[{"name": "BringUpControl", "timeout": "1m"}],
             post=[
-                {"name": "WaitBringUp", "timeout": "30m", "pollInterval": "30s"},
+                {"name": "WaitBringUp", "timeout": "30m", "pollInterval": FIRMWARE_POLL},
                 verify_power("on"),
             ],
             timeout="55m",

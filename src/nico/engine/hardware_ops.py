@@ -1,0 +1,266 @@
+"""The engine's hardware operations, once: what the per-call activities (tasks started
+before the step activity) and the step runner (`nico.engine.step_runner`) both do to a
+tray.
+
+Plain async methods over the process's services: no Temporal here, so the caller decides
+how an attempt is bounded, retried and heartbeated. Every database read or write and every
+backend call runs through `nico.engine.infra.retrying`: an outage of nico's own database
+or Temporal is waited out and never spends a hardware attempt. Side effects (power
+commands, firmware starts) go through the operation ledger (`nico.engine.ledger`): an
+accepted one is never sent again, and a power cycle is verified by the tray's reset
+marker, never sent twice. Every observed power state and firmware version is written back
+to the tray row, so `GET /tray` shows what the engine last saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico import logs
+from nico.engine import ledger, messages
+from nico.engine import payloads as p
+from nico.engine.infra import InfrastructureUnavailable, retrying
+from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
+from nico.hardware.registry import BackendRegistry
+from nico.services import Services
+from nico.store.models import Tray
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Waits before each look at a reset marker after a cycle was accepted (seconds).
+CYCLE_CHECK_PAUSES = (0.0, 0.5, 1.0, 2.0)
+
+
+class AttemptExpired(Exception):
+    """The attempt used up its time; its work was cancelled before anyone gave up on it."""
+
+
+class HardwareOps:
+    """Tray operations bound to one process's services."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.registry: BackendRegistry = services.backends
+
+    async def db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """One transaction, made again (whole) after a database outage."""
+
+        async def once() -> T:
+            async with self._services.db.session() as session:
+                return await work(session)
+
+        return await retrying(once)
+
+    async def target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
+        ref = await retrying(lambda: self.registry.tray_ref(tray_id))
+        logs.remember_rack(ref.rack_id)  # later lines of this task name its rack
+        return ref, self.registry.backend_for(ref)
+
+    async def record_power(self, tray_id: str, state: str) -> None:
+        """Observed power state goes to the tray row, so GET /tray shows it."""
+        await self.db(
+            lambda session: session.execute(
+                update(Tray)
+                .where(Tray.id == uuid.UUID(tray_id), Tray.power_state != state)
+                .values(power_state=state)
+            )
+        )
+
+    async def record_firmware(self, tray_id: str, version: str) -> None:
+        """Observed firmware version goes to the tray row, so GET /tray shows it."""
+        await self.db(
+            lambda session: session.execute(
+                update(Tray)
+                .where(Tray.id == uuid.UUID(tray_id), Tray.firmware_version != version)
+                .values(firmware_version=version)
+            )
+        )
+
+    # --- side effects -----------------------------------------------------------------
+
+    async def power_control(self, data: p.PowerCommand) -> p.PowerResult:
+        """Send a power code once. A cycle (restart, resets) is verified by the tray's
+        reset marker (`TrayBackend.reset_marker`), read before it is sent and kept with its
+        intent in the ledger: accepted but the marker did not move is a failed attempt; a
+        retry that finds the intent but no acceptance reads the marker again and knows
+        whether the earlier attempt cycled the tray (done) or not (sent now). Without a
+        marker the outcome stays unknown and the tray fails saying so; never a silent
+        success, never a second cycle."""
+        key = data.ledger_key
+        cycle = data.code not in ledger.RESENDABLE_POWER_CODES
+        entry = await self.db(lambda session: ledger.lookup(session, key))
+        if entry is not None and entry.accepted:
+            return p.PowerResult()
+        ref, backend = await self.target(data.tray_id)
+        if entry is not None and cycle:
+            before = entry.result.get("marker")
+            if before is None:
+                log.warning("%s under %s: outcome unknown, not resent", data.code, key)
+                raise HardwareError(messages.outcome_unknown(data.code), retryable=False)
+            if await retrying(lambda: backend.reset_marker(ref)) != before:
+                log.warning("%s under %s: the cut-off attempt did cycle", data.code, key)
+                await self.db(
+                    lambda session: ledger.record(session, key, data.tray_id, "power", {})
+                )
+                return p.PowerResult()
+            # The marker did not move: the cut-off attempt never reached the BMC.
+            await self.db(lambda session: ledger.forget(session, key))
+        marker: str | None = None
+        if cycle:
+            marker = await retrying(lambda: backend.reset_marker(ref))
+            intent = {"code": data.code, "marker": marker}
+            await self.db(
+                lambda session: ledger.intend(session, key, data.tray_id, "power", intent)
+            )
+        try:
+            await retrying(lambda: backend.power_control(ref, data.code, operation_key=key))
+        except (HardwareError, InfrastructureUnavailable):
+            # The backend answered, or could not even start (its own store was down):
+            # nothing was done, so a retry may send it again. Anything else (crash,
+            # cancel, the attempt's deadline) keeps the intent.
+            if cycle:
+                await self.db(lambda session: ledger.forget(session, key))
+            raise
+        if marker is not None and not await self._cycled(backend, ref, marker):
+            # Accepted, yet the tray did not cycle: the retry may send it again.
+            await self.db(lambda session: ledger.forget(session, key))
+            raise HardwareError(messages.cycle_not_observed(data.code))
+        await self.db(
+            lambda session: ledger.record(session, key, data.tray_id, "power", {"code": data.code})
+        )
+        return p.PowerResult()
+
+    async def _cycled(self, backend: TrayBackend, ref: TrayRef, before: str) -> bool:
+        """Whether the reset marker moved from `before` (a BMC may take a moment)."""
+        for pause in CYCLE_CHECK_PAUSES:
+            await asyncio.sleep(pause)
+            if await retrying(lambda: backend.reset_marker(ref)) != before:
+                return True
+        return False
+
+    async def firmware_start(self, data: p.FirmwareCommand) -> str:
+        done = await self.db(lambda session: ledger.recorded(session, data.ledger_key))
+        if done is not None:
+            return str(done["job_id"])
+        ref, backend = await self.target(data.tray_id)
+        job_id = await retrying(
+            lambda: backend.firmware_start(
+                ref, data.version, tuple(data.targets), operation_key=data.ledger_key
+            )
+        )
+        result = {"job_id": job_id, "version": data.version, "operation": data.operation}
+        await self.db(
+            lambda session: ledger.record(
+                session, data.ledger_key, data.tray_id, "firmware", result
+            )
+        )
+        return job_id
+
+    async def bring_up_control(self, tray_id: str) -> None:
+        ref, backend = await self.target(tray_id)
+        await retrying(lambda: backend.bring_up_control(ref))
+
+    async def inject_expectation(self, tray_id: str) -> None:
+        ref, backend = await self.target(tray_id)
+        await retrying(lambda: backend.inject_expectation(ref))
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def power_status(self, tray_id: str) -> str:
+        ref, backend = await self.target(tray_id)
+        state = await retrying(lambda: backend.power_status(ref))
+        await self.record_power(tray_id, state.value)
+        return str(state.value)
+
+    async def firmware_versions(self, tray_ids: list[str]) -> list[str]:
+        return [await self._read_version(tray_id) for tray_id in tray_ids]
+
+    async def _read_version(self, tray_id: str) -> str:
+        ref, backend = await self.target(tray_id)
+        version = await retrying(lambda: backend.firmware_version(ref))
+        await self.record_firmware(tray_id, version)
+        return version
+
+    # --- polls (raise on failure; callers turn that into an Observation) ------------------
+
+    async def observe_power(self, tray_id: str) -> p.Observation:
+        return p.Observation(state=await self.power_status(tray_id))
+
+    async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
+        ref, backend = await self.target(data.tray_id)
+        job = await retrying(lambda: backend.firmware_status(ref, data.job_id))
+        if job.state.value == "Completed":
+            version = await retrying(lambda: backend.firmware_version(ref))
+            await self.record_firmware(data.tray_id, version)
+        return p.Observation(state=job.state.value, percent=job.percent, detail=job.message)
+
+    async def observe_bring_up(self, tray_id: str) -> p.Observation:
+        ref, backend = await self.target(tray_id)
+        return p.Observation(state=(await retrying(lambda: backend.bring_up_status(ref))).value)
+
+    async def observe_reachability(self, data: p.ReachabilityQuery) -> list[list[p.Observation]]:
+        """Per group, one answer per tray: all trays of a need-all group (concurrently);
+        for the others, trays one by one until one answers (the rest are `unchecked`).
+        Raises InfrastructureUnavailable when the trays could not even be looked up."""
+        refs = await retrying(
+            lambda: self.registry.tray_refs(t for g in data.groups for t in g.tray_ids)
+        )
+
+        async def one(tray_id: str) -> p.Observation:
+            ref = refs.get(tray_id)
+            if ref is None:
+                return p.Observation(error="tray no longer exists", retryable=False)
+            try:
+                if await retrying(lambda: self.registry.backend_for(ref).reachable(ref)):
+                    return p.Observation(state=p.REACHABLE)
+            except Exception as exc:
+                return failed_observation(exc)
+            return p.Observation(error="BMC unreachable")
+
+        async def group(members: p.ReachGroup) -> list[p.Observation]:
+            if members.need_all:
+                return list(await asyncio.gather(*(one(t) for t in members.tray_ids)))
+            answers: list[p.Observation] = []
+            for tray_id in members.tray_ids:
+                if any(a.state == p.REACHABLE for a in answers):
+                    answers.append(p.Observation(state="unchecked"))
+                else:
+                    answers.append(await one(tray_id))
+            return answers
+
+        return [await group(g) for g in data.groups]
+
+
+def outage_answers(
+    data: p.ReachabilityQuery, exc: InfrastructureUnavailable
+) -> list[list[p.Observation]]:
+    """Reachability answers while nico's own services are down: not an answer about any BMC."""
+    down = p.Observation(error=str(exc), infra=True)
+    return [[down for _ in g.tray_ids] for g in data.groups]
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, HardwareError | InfrastructureUnavailable):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def failed_observation(exc: Exception) -> p.Observation:
+    """A poll that could not be read: "not yet", unless the backend says waiting cannot
+    help (bad credentials, untrusted TLS, a job or tray that no longer exists)."""
+    if isinstance(exc, HardwareError):
+        return p.Observation(error=str(exc), retryable=exc.retryable)
+    if isinstance(exc, AttemptExpired):
+        return p.Observation(error=str(exc))
+    if isinstance(exc, InfrastructureUnavailable):
+        return p.Observation(error=str(exc), infra=True)
+    log.warning("poll failed: %s", error_text(exc))
+    return p.Observation(error=error_text(exc))

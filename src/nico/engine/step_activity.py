@@ -1,0 +1,96 @@
+"""The `run_step` activity: one rule step in one heartbeating activity (`StepRunner`).
+
+- Heartbeats every second with the runner's progress as details; an attempt retried after
+  a worker crash (heartbeat timeout) starts from those details, so finished trays are
+  not run again and a tray in flight resumes at its next action (the ledger keeps its
+  main action from being sent twice).
+- Sends the task workflow the step's cumulative counts (`step_progress` signal) when they
+  change, at most one signal in flight and one per PROGRESS_EVERY, so the live report
+  moves while the step runs and history grows with trays, not with polls.
+- A cancel (task cancel, a sibling step failed) reaches it with the next heartbeat; it
+  stops every tray before answering. It always returns a StepResult (`cancelled`, or
+  `completed` when every tray had already finished), never raises for the step's own
+  outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from temporalio import activity
+
+from nico.engine import infra
+from nico.engine import payloads as p
+from nico.engine.hardware_ops import HardwareOps
+from nico.engine.policy import HEARTBEAT_EVERY
+from nico.engine.step_runner import StepRunner
+
+log = logging.getLogger(__name__)
+
+# Live counts reach the task workflow at most this often per step.
+PROGRESS_EVERY = 0.5
+
+
+def _resume_details() -> dict[str, Any] | None:
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[0], dict):
+        return details[0]
+    return None
+
+
+def _deadline(limit: float) -> float:
+    """Wall-clock end of the step on this worker: `limit` less what earlier attempts used
+    (both times are the server's, so a skewed or time-skipping clock does not matter)."""
+    info = activity.info()
+    used = (info.current_attempt_scheduled_time - info.scheduled_time).total_seconds()
+    return time.time() + max(limit - max(used, 0.0), 0.0)
+
+
+async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
+    runner = StepRunner(
+        ops,
+        data.step,
+        deadline=_deadline(data.limit),
+        budget=data.budget,
+        resume=_resume_details(),
+    )
+    step = data.step
+
+    async def heartbeat() -> None:
+        while True:
+            activity.heartbeat(runner.progress())
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    async def report(sent: tuple[int, int]) -> None:
+        try:
+            handle = activity.client().get_workflow_handle(step.task_id)
+        except RuntimeError:  # no client (activity test environment): nothing to tell
+            return
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            counts = runner.counts()
+            if counts == sent:
+                continue
+            try:
+                await handle.signal(
+                    p.STEP_PROGRESS_SIGNAL,
+                    p.StepProgress(step.stage, step.position, counts[0], counts[1]),
+                )
+                sent = counts
+            except Exception as exc:  # best effort: the result carries the final counts
+                log.warning("step progress not sent: %s", exc)
+
+    helpers = [asyncio.create_task(heartbeat()), asyncio.create_task(report((0, 0)))]
+    try:
+        with infra.watching():  # tray tasks share it: a deadline names an outage as such
+            return await runner.run()
+    finally:
+        for task in helpers:
+            task.cancel()
+        for task in helpers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
