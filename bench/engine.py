@@ -108,6 +108,20 @@ class Measured:
     variant: Variant
     seconds: list[float]
     result: TaskWorkflowResult
+    events_per_step: float = 0.0
+
+
+async def history_events(client: Client, task_id: str, result: TaskWorkflowResult) -> float:
+    """Temporal history events per step of one task: the task workflow's and, for engines
+    that run a child workflow per step, the children's."""
+    total = len((await client.get_workflow_handle(task_id).fetch_history()).events)
+    for summary in result.steps:
+        child = f"{task_id}/stage-{summary.stage}/step-0"
+        try:
+            total += len((await client.get_workflow_handle(child).fetch_history()).events)
+        except Exception:  # no child: the step ran inside the task workflow
+            continue
+    return total / max(len(result.steps), 1)
 
 
 async def reset_rack(services: Services) -> None:
@@ -119,7 +133,7 @@ async def reset_rack(services: Services) -> None:
 
 async def power_on_once(
     http: httpx.AsyncClient, client: Client, site_id: str, rack_id: str, rule_id: str | None
-) -> tuple[float, TaskWorkflowResult]:
+) -> tuple[float, TaskWorkflowResult, str]:
     body: dict[str, Any] = {"siteId": site_id, "state": "on"}
     if rule_id:
         body["ruleId"] = rule_id
@@ -136,7 +150,7 @@ async def power_on_once(
     if task["status"] != "Succeeded":
         raise SystemExit(f"task {task_id} ended {task['status']}: {task['message']}")
     handle = client.get_workflow_handle(task_id, result_type=TaskWorkflowResult)
-    return elapsed, await handle.result()
+    return elapsed, await handle.result(), task_id
 
 
 async def create_windowed_rule(
@@ -210,14 +224,16 @@ async def bench(runs: int, window: int) -> None:
                     await power_on_once(http, client, site_id, rack_id, variant.rule_id)
                     seconds: list[float] = []
                     result: TaskWorkflowResult | None = None
+                    task_id = ""
                     for _ in range(runs):
                         await reset_rack(services)
-                        elapsed, result = await power_on_once(
+                        elapsed, result, task_id = await power_on_once(
                             http, client, site_id, rack_id, variant.rule_id
                         )
                         seconds.append(elapsed)
                     assert result is not None
-                    measured.append(Measured(variant, seconds, result))
+                    events = await history_events(client, task_id, result)
+                    measured.append(Measured(variant, seconds, result, events))
             trays = {"PowerShelf": 8, "NVLSwitch": 9, "Compute": 18}
             floors = {
                 m.variant.label: await floor_runs(
@@ -235,13 +251,19 @@ async def bench(runs: int, window: int) -> None:
 def print_table(runs: int, measured: list[Measured], floors: dict[str, list[float]]) -> None:
     print("\nNVL72 graceful power_on (8 PowerShelf, 9 NVLSwitch, 18 Compute), zero-latency")
     print(f"simulator, embedded Temporal dev server, median of {runs} runs after a warm-up\n")
-    header = f"{'rule':<18} {'POST->Succeeded':>16} {'bare Temporal':>14} {'ratio':>7}"
+    header = (
+        f"{'rule':<18} {'POST->Succeeded':>16} {'bare Temporal':>14} {'ratio':>7} "
+        f"{'events/step':>12}"
+    )
     print(header)
     print("-" * len(header))
     for m in measured:
         ours = statistics.median(m.seconds)
         floor = statistics.median(floors[m.variant.label])
-        print(f"{m.variant.label:<18} {ours:>14.3f} s {floor:>12.3f} s {ours / floor:>6.1f}x")
+        print(
+            f"{m.variant.label:<18} {ours:>14.3f} s {floor:>12.3f} s {ours / floor:>6.1f}x "
+            f"{m.events_per_step:>12.0f}"
+        )
     print("\nobserved trays in flight per step")
     header = f"{'rule':<18} {'stage':>5} {'type':<11} {'trays':>5} {'maxParallel':>12} {'peak':>5}"
     print(header)

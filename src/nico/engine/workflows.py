@@ -580,12 +580,7 @@ class TaskWorkflow:
         if failed_order and len(results) < len(active):
             stop_others()  # fail-fast across steps
             await workflow.wait_condition(lambda: len(results) == len(active))
-        first_failure = failed_order[0] if failed_order else None
-        self._record(stage.number, active, results, first_failure)
-        if first_failure is None:
-            return None
-        failing = next(a for a in active if a.position == first_failure)
-        return results[first_failure].error or f"{failing.step.component_type.value} step failed"
+        return self._stage_outcome(stage.number, active, results, failed_order)
 
     async def _run_stage_in_children(
         self, data: TaskWorkflowInput, stage: Stage, active: list[_Active]
@@ -633,8 +628,18 @@ class TaskWorkflow:
                 if position not in results:
                     handle.cancel()
             await workflow.wait_condition(lambda: len(results) == len(active))
+        return self._stage_outcome(stage.number, active, results, failed_order)
+
+    def _stage_outcome(
+        self,
+        number: int,
+        active: list[_Active],
+        results: dict[int, p.StepResult],
+        failed_order: list[int],
+    ) -> str | None:
+        """Record the stage's step outcomes; its error (the first step to fail), or None."""
         first_failure = failed_order[0] if failed_order else None
-        self._record(stage.number, active, results, first_failure)
+        self._record(number, active, results, first_failure)
         if first_failure is None:
             return None
         failing = next(a for a in active if a.position == first_failure)
