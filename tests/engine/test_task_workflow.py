@@ -333,6 +333,41 @@ async def test_cancel_finalizes_the_report_and_terminates_the_task(engine: Engin
     assert engine.finished_racks == [rack.rack_id]
 
 
+async def test_a_cancel_after_a_steps_trays_finished_leaves_that_step_completed(
+    engine: Engine,
+) -> None:
+    rack = await make_rack(engine.services, compute=2, switches=0, shelves=0)
+    payload = await make_task(
+        engine.services,
+        rack,
+        rule(
+            step("Compute", 1, act("GetPowerStatus"), delay_after="1h"),
+            step("Compute", 2, act("GetPowerStatus")),
+        ),
+    )
+    await engine.start(payload)
+    for _ in range(200):  # both trays done; the step waits out its delayAfter
+        task = await load_task(engine.services, payload.task_id)
+        if task.report and task.report["stages"][0]["steps"][0].get("completedComponents") == 2:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the step's trays never showed as completed")
+    assert await cancel_task_workflow(engine.client, payload.task_id)
+    await wait_for_task_workflow(engine.env, payload.task_id)
+    task = await load_task(engine.services, payload.task_id)
+    assert task.status == TaskStatus.TERMINATED.value
+    assert task.report is not None
+    first, second = task.report["stages"]
+    only = first["steps"][0]
+    assert (only["status"], only["completedComponents"], only["failedComponents"]) == (
+        "completed",
+        2,
+        0,
+    )
+    assert second["status"] == "pending"
+
+
 async def test_a_task_no_longer_pending_is_left_alone(engine: Engine) -> None:
     rack = await make_rack(engine.services, compute=1, switches=0, shelves=1)
     payload = await make_task(engine.services, rack, power_on_rule())

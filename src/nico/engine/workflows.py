@@ -534,6 +534,10 @@ class TaskWorkflow:
                     else:
                         text = str(cause or exc)
                     result = p.StepResult("failed", total, 0, 0, 0, f"step ended: {text}")
+            if self._report is not None and self._report.update_counts(
+                stage.number, entry.position, result.completed, result.failed
+            ):
+                self._touch()  # the final counts show while delayAfter runs
             pause = entry.step.delay_after.seconds if entry.step.delay_after else 0.0
             if result.status == "completed" and pause > 0:
                 delaying[entry.position] = asyncio.create_task(delay(entry.position, pause, result))
