@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -355,7 +356,7 @@ class StepRunner:
                 if now - outage_began >= INFRA.total:
                     raise ActionFailed(str(down)) from None
                 outages += 1
-                await asyncio.sleep(INFRA.delay(outages))
+                await asyncio.sleep(INFRA.delay(outages, random.random()))
                 continue
             # One line per failed attempt, named like the per-call activity (`power_status
             # attempt 2 failed: ...`); never a traceback: it is the hardware's answer.
