@@ -8,9 +8,10 @@
   change, at most one signal in flight and one per PROGRESS_EVERY, so the live report
   moves while the step runs and history grows with trays, not with polls.
 - A cancel (task cancel, a sibling step failed) reaches it with the next heartbeat; it
-  stops every tray before answering. It always returns a StepResult (`cancelled`, or
-  `completed` when every tray had already finished), never raises for the step's own
-  outcome.
+  stops every tray before answering with a StepResult (`cancelled`, or `completed` when
+  every tray had already finished); it never raises for the step's own outcome. A cancel
+  that is not the workflow's (the worker shutting down) stops the trays the same way and
+  then fails the attempt, so the step runs on elsewhere, resumed from its heartbeat.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def _resume_details() -> dict[str, Any] | None:
     if details and isinstance(details[0], dict):
         return details[0]
     return None
+
+
+def _cancel_requested() -> bool:
+    """Whether the workflow asked this step to stop (task cancel, a sibling failed)."""
+    details = activity.cancellation_details()
+    return details is not None and details.cancel_requested
 
 
 def _deadline(limit: float) -> float:
@@ -87,7 +94,13 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
     helpers = [asyncio.create_task(heartbeat()), asyncio.create_task(report((0, 0)))]
     try:
         with infra.watching():  # tray tasks share it: a deadline names an outage as such
-            return await runner.run()
+            result = await runner.run()
+        if result.status == "cancelled" and not _cancel_requested():
+            # Not the workflow's cancel (the worker is shutting down, or the server gave
+            # up on this attempt): fail the attempt, so Temporal runs the step again on
+            # a worker that is up, resuming from the last heartbeat.
+            raise asyncio.CancelledError()
+        return result
     finally:
         for task in helpers:
             task.cancel()

@@ -1,0 +1,92 @@
+"""The `run_step` activity against the real simulator (Temporal's activity test
+environment): what it heartbeats, where a retried attempt resumes, and which cancels it
+answers (the workflow's) and which it fails (a worker shutting down)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from temporalio.activity import ActivityCancellationDetails
+from temporalio.testing import ActivityEnvironment
+
+from nico.engine import payloads as p
+from nico.engine.activities import EngineActivities
+from nico.services import Services
+from tests.engine.support import SimRack, act, make_rack, sim_state, step
+
+
+def step_input(rack: SimRack, definition: dict[str, Any]) -> p.StepRunInput:
+    trays = rack.of(definition["componentType"])
+    return p.StepRunInput(
+        step=p.StepInput(
+            task_id="00000000-0000-0000-0000-000000000001",
+            stage=1,
+            position=0,
+            step=definition,
+            trays=trays,
+            task_trays=rack.all,
+            operation_type="PowerControl",
+            operation_code="power_on",
+            info={},
+        ),
+        limit=600.0,
+        budget=600.0,
+    )
+
+
+async def test_progress_is_heartbeated_and_a_retried_attempt_skips_finished_trays(
+    services: Services,
+) -> None:
+    rack = await make_rack(services, compute=0, switches=0, shelves=3)
+    data = step_input(rack, step("PowerShelf", 1, act("PowerControl")))
+    activities = EngineActivities(services, None)
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details[0])
+    first, *rest = rack.of("PowerShelf")
+    # What an earlier attempt heartbeated before its worker died: the first shelf done.
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        heartbeat_details=[{"peak": 1, "trays": {first.id: [1, "completed", ""]}}],
+    )
+    result = await env.run(activities.run_step, data)
+    assert (result.status, result.completed, result.failed) == ("completed", 3, 0)
+    assert await sim_state(services, first.id) is None  # not sent again
+    for shelf in rest:
+        state = await sim_state(services, shelf.id)
+        assert state is not None and state.power_ops == 1
+    assert beats and beats[-1]["trays"][first.id][1] == "completed"
+
+
+async def run_and_cancel(
+    services: Services, details: ActivityCancellationDetails
+) -> tuple[asyncio.Task[p.StepResult], SimRack]:
+    rack = await make_rack(services, compute=2, switches=0, shelves=0)
+    data = step_input(rack, step("Compute", 1, act("Sleep", duration="1h")))
+    env = ActivityEnvironment()
+    started = asyncio.Event()
+    env.on_heartbeat = lambda *details: started.set()
+    running = asyncio.create_task(env.run(EngineActivities(services, None).run_step, data))
+    await asyncio.wait_for(started.wait(), 30)
+    env.cancel(details)
+    return running, rack
+
+
+async def test_the_workflows_cancel_is_answered_with_the_counts(
+    services: Services, real_engine_waits: None
+) -> None:
+    running, _ = await run_and_cancel(services, ActivityCancellationDetails(cancel_requested=True))
+    result = await running
+    assert (result.status, result.total, result.completed) == ("cancelled", 2, 0)
+
+
+async def test_a_worker_shutdown_fails_the_attempt_so_the_step_runs_elsewhere(
+    services: Services, real_engine_waits: None
+) -> None:
+    running, _ = await run_and_cancel(services, ActivityCancellationDetails(worker_shutdown=True))
+    with pytest.raises(asyncio.CancelledError):
+        await running
