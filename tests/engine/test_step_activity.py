@@ -90,3 +90,13 @@ async def test_a_worker_shutdown_fails_the_attempt_so_the_step_runs_elsewhere(
     running, _ = await run_and_cancel(services, ActivityCancellationDetails(worker_shutdown=True))
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+async def test_a_step_the_engine_cannot_read_fails_instead_of_being_retried(
+    services: Services,
+) -> None:
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    data = step_input(rack, {"componentType": "Compute", "stage": 1})  # no mainOperation
+    result = await ActivityEnvironment().run(EngineActivities(services, None).run_step, data)
+    assert (result.status, result.total) == ("failed", 1)
+    assert result.error == "internal error: KeyError: 'mainOperation'"

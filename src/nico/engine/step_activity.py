@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import activity
 
-from nico.engine import infra
+from nico.engine import infra, messages
 from nico.engine import payloads as p
 from nico.engine.hardware_ops import HardwareOps
 from nico.engine.policy import HEARTBEAT_EVERY
@@ -58,13 +58,17 @@ def _deadline(limit: float) -> float:
 
 
 async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
-    runner = StepRunner(
-        ops,
-        data.step,
-        deadline=_deadline(data.limit),
-        budget=data.budget,
-        resume=_resume_details(),
-    )
+    try:
+        runner = StepRunner(
+            ops,
+            data.step,
+            deadline=_deadline(data.limit),
+            budget=data.budget,
+            resume=_resume_details(),
+        )
+    except Exception as exc:  # a step the engine cannot read fails, it is not retried
+        log.exception("step %s/%s cannot run", data.step.stage, data.step.position)
+        return p.StepResult("failed", len(data.step.trays), 0, 0, 0, messages.internal_error(exc))
     step = data.step
 
     async def heartbeat() -> None:
