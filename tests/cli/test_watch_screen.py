@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import shlex
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,14 +53,14 @@ DRILL_RULE = {
 
 
 class Terminal:
-    """One tmux session on a private socket, 120x45."""
+    """One tmux session on a private socket (a file of the test's), 120x45."""
 
-    def __init__(self) -> None:
-        self.socket = f"nico-test-{uuid.uuid4().hex[:8]}"
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
 
     async def tmux(self, *args: str) -> str:
         process = await asyncio.create_subprocess_exec(
-            "tmux", "-L", self.socket, *args, stdout=asyncio.subprocess.PIPE
+            "tmux", "-S", str(self.socket), *args, stdout=asyncio.subprocess.PIPE
         )
         out, _ = await process.communicate()
         return out.decode()
@@ -100,7 +99,7 @@ async def test_wait_shows_stages_advance_and_names_the_failed_tray(
         f"env TERM=xterm-256color {env} {NICO} rack power rack-01 on --rule 'drill on' --wait;"
         " echo EXIT=$?; sleep 120"
     )
-    terminal = Terminal()
+    terminal = Terminal(tmp_path / "tmux.sock")
     await terminal.start(command)
     screens: list[str] = []
     try:
