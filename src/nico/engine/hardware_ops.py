@@ -46,9 +46,17 @@ class AttemptExpired(Exception):
 class HardwareOps:
     """Tray operations bound to one process's services."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, remember_trays: bool = False) -> None:
         self._services = services
         self.registry: BackendRegistry = services.backends
+        # Tray references already looked up (None: look up on every call).
+        self._refs: dict[str, TrayRef] | None = {} if remember_trays else None
+
+    def for_step(self) -> HardwareOps:
+        """Operations for one step: each tray's reference (inventory, BMC endpoint) is
+        read once per step attempt instead of once per call and poll; an edit of the
+        tray's BMC during a step is seen by the next step (or a retried attempt)."""
+        return HardwareOps(self._services, remember_trays=True)
 
     async def db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """One transaction, made again (whole) after a database outage."""
@@ -60,7 +68,11 @@ class HardwareOps:
         return await retrying(once)
 
     async def target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
-        ref = await retrying(lambda: self.registry.tray_ref(tray_id))
+        ref = self._refs.get(tray_id) if self._refs is not None else None
+        if ref is None:
+            ref = await retrying(lambda: self.registry.tray_ref(tray_id))
+            if self._refs is not None:
+                self._refs[tray_id] = ref
         logs.remember_rack(ref.rack_id)  # later lines of this task name its rack
         return ref, self.registry.backend_for(ref)
 

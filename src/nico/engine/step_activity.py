@@ -60,7 +60,7 @@ def _deadline(limit: float) -> float:
 async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
     try:
         runner = StepRunner(
-            ops,
+            ops.for_step(),
             data.step,
             deadline=_deadline(data.limit),
             budget=data.budget,
