@@ -187,7 +187,9 @@ async def test_rule_commands_by_name(nico: Cli, tmp_path: Path) -> None:
     assert gone.code == 1 and "no rule named 'compute off'" in gone.err
 
 
-async def test_firmware_and_bringup_start_tasks_by_rack_name(nico: Cli) -> None:
+async def test_firmware_and_bringup_start_tasks_by_rack_name(
+    nico: Cli, real_engine_waits: None
+) -> None:
     firmware = await nico.ok("rack", "firmware", "rack-01", "--version", "2.0.0", "-o", "json")
     [firmware_task] = firmware.json()["taskIds"]
     queued = await nico.ok("rack", "bringup", "rack-01", "--queue", "--queue-timeout", "30m")

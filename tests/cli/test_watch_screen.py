@@ -85,7 +85,7 @@ async def nico(
 
 
 async def test_wait_shows_stages_advance_and_names_the_failed_tray(
-    nico: Cli, tmp_path: Path
+    nico: Cli, tmp_path: Path, real_engine_waits: None
 ) -> None:
     live = nico.live
     await live.create_rule(DRILL_RULE)
