@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, field_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator
 
 from nico.api.tray_selector import FILTER_FIELDS, tray_selector
 from nico.domain import (
@@ -292,6 +292,17 @@ class TrayFilter(RequestModel):
 
 class BatchScope(RequestModel):
     """`all: true` is required to act on the whole site when no filter narrows it."""
+
+    # Published so generated clients and fuzzers know a batch needs a filter or `all: true`
+    # (the server also refuses an empty filter, and a filter together with `all: true`).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["filter"]},
+                {"required": ["all"], "properties": {"all": {"const": True}}},
+            ]
+        }
+    )
 
     all: StrictBool | None = Field(
         None,
