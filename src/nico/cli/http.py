@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -121,9 +121,7 @@ async def get_all(
         response = await client.get(
             path, params=params | {"pageNumber": page, "pageSize": PAGE_SIZE}
         )
-        if response.status_code != 200:
-            raise CliError(error_message(response))
-        batch = response.json()
+        batch = expect(response, 200)
         items.extend(batch)
         if len(batch) < PAGE_SIZE:
             return items
@@ -132,10 +130,15 @@ async def get_all(
 
 async def get_one(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> Any:
     """One resource; a refusal ends the command with the API's message."""
-    response = await client.get(path, params=params)
-    if response.status_code != 200:
+    return expect(await client.get(path, params=params), 200)
+
+
+def expect(response: httpx.Response, status: int) -> Any:
+    """The answer's body (None for 204) when it has the expected status; otherwise the
+    command ends with the API's message."""
+    if response.status_code != status:
         raise CliError(error_message(response))
-    return response.json()
+    return None if status == 204 else response.json()
 
 
 ApiUrl = Annotated[
@@ -199,6 +202,16 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         where = str(exc.request.url.copy_with(path="/", query=None)) if _has_request(exc) else ""
         reason = str(exc) or type(exc).__name__
         raise fail(CliError(f"cannot reach the API {where}: {reason}".replace("  ", " "))) from None
+
+
+def with_client(api: ApiTarget, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+    """`run` around `work` with one API client, closed afterwards."""
+
+    async def go() -> T:
+        async with api.client() as client:
+            return await work(client)
+
+    return run(go())
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:

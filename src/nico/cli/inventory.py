@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,10 +18,13 @@ from nico.cli.http import (
     get_all,
     get_one,
     pick_site,
-    run,
+    with_client,
 )
 from nico.cli.output import Column, Format, OutputOption, details, emit, field
 from nico.cli.resolve import SiteView, in_site
+
+if TYPE_CHECKING:
+    import httpx
 
 site_app = typer.Typer(help="Sites of the org.", no_args_is_help=True, rich_markup_mode=None)
 rack_app = typer.Typer(
@@ -76,11 +79,10 @@ def site_list(
     api = connect(api_url, org, token)
     params = {} if flow is None else {"isFlowEnabled": str(flow).lower()}
 
-    async def work() -> list[dict[str, Any]]:
-        async with api.client() as client:
-            return await get_all(client, f"{api.base}/site", params)
+    async def work(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        return await get_all(client, f"{api.base}/site", params)
 
-    emit(run(work()), SITE_COLUMNS, output)
+    emit(with_client(api, work), SITE_COLUMNS, output)
 
 
 @site_app.command("show")
@@ -96,13 +98,12 @@ def site_show(
     """Show one site."""
     api = connect(api_url, org, token)
 
-    async def work() -> dict[str, Any]:
-        async with api.client() as client:
-            site_id = await pick_site(client, org, site)
-            body: dict[str, Any] = await get_one(client, f"{api.base}/site/{site_id}", {})
-            return body
+    async def work(client: httpx.AsyncClient) -> dict[str, Any]:
+        site_id = await pick_site(client, org, site)
+        body: dict[str, Any] = await get_one(client, f"{api.base}/site/{site_id}", {})
+        return body
 
-    details(run(work()), [*SITE_COLUMNS, ("CREATED", field("created"))], output)
+    details(with_client(api, work), [*SITE_COLUMNS, ("CREATED", field("created"))], output)
 
 
 @rack_app.command("list")
@@ -122,17 +123,16 @@ def rack_list(
     """List the site's racks (every page)."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[dict[str, Any]]:
-        async with api.client() as client:
-            site_id = await pick_site(client, org, site)
-            params: dict[str, Any] = {"siteId": site_id}
-            if name:
-                params["name"] = name
-            if manufacturer:
-                params["manufacturer"] = manufacturer
-            return await get_all(client, f"{api.base}/rack", params)
+    async def work(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        site_id = await pick_site(client, org, site)
+        params: dict[str, Any] = {"siteId": site_id}
+        if name:
+            params["name"] = name
+        if manufacturer:
+            params["manufacturer"] = manufacturer
+        return await get_all(client, f"{api.base}/rack", params)
 
-    emit(run(work()), RACK_COLUMNS, output)
+    emit(with_client(api, work), RACK_COLUMNS, output)
 
 
 def _count_types(rack: dict[str, Any]) -> str:

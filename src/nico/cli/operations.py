@@ -18,12 +18,11 @@ from nico.cli.http import (
     DEFAULT_ORG,
     ApiTarget,
     ApiUrl,
-    CliError,
     Org,
     Site,
     Token,
     connect,
-    error_message,
+    expect,
     run,
 )
 from nico.cli.inventory import rack_app, tray_app
@@ -134,9 +133,7 @@ async def submit(
 ) -> list[str]:
     headers = {"Idempotency-Key": key} if key else {}
     response = await client.request(method, f"{view.base}{path}", json=body, headers=headers)
-    if response.status_code != 200:
-        raise CliError(error_message(response))
-    ids: list[str] = [str(i) for i in response.json()["taskIds"]]
+    ids: list[str] = [str(i) for i in expect(response, 200)["taskIds"]]
     return ids
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nico.cli.http import ApiTarget, CliError, base_path, get_all, is_uuid, pick_site, run
+from nico.cli.http import ApiTarget, CliError, base_path, get_all, is_uuid, pick_site, with_client
 
 if TYPE_CHECKING:
     import httpx
@@ -110,8 +110,7 @@ def in_site(api: ApiTarget, site: str | None, work: Callable[[SiteView], Awaitab
     """What most commands do: one client, the site loaded (racks by name), then `work`;
     an API or connection failure ends the command (exit 1)."""
 
-    async def go() -> T:
-        async with api.client() as client:
-            return await work(await SiteView.load(client, api.org, site))
+    async def go(client: httpx.AsyncClient) -> T:
+        return await work(await SiteView.load(client, api.org, site))
 
-    return run(go())
+    return with_client(api, go)

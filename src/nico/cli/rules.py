@@ -21,6 +21,7 @@ import typer
 from nico.cli.http import (
     DEFAULT_API_URL,
     DEFAULT_ORG,
+    ApiTarget,
     ApiUrl,
     CliError,
     Org,
@@ -29,11 +30,12 @@ from nico.cli.http import (
     base_path,
     connect,
     error_message,
+    expect,
     fail,
     get_all,
     get_one,
     pick_site,
-    run,
+    with_client,
 )
 from nico.cli.output import Column, Format, OutputOption, details, dump, emit, field
 from nico.cli.resolve import SiteView, in_site, rule_id
@@ -237,18 +239,17 @@ def list_command(
     """List the site's rules, newest first (every page)."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[dict[str, Any]]:
-        async with api.client() as client:
-            params: dict[str, Any] = {"siteId": await pick_site(client, org, site)}
-            if operation_type is not None:
-                params["operationType"] = operation_type
-            if code is not None:
-                params["operationCode"] = code
-            if default_only:
-                params["isDefault"] = "true"
-            return await get_all(client, f"{api.base}/task/rule", params)
+    async def work(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"siteId": await pick_site(client, org, site)}
+        if operation_type is not None:
+            params["operationType"] = operation_type
+        if code is not None:
+            params["operationCode"] = code
+        if default_only:
+            params["isDefault"] = "true"
+        return await get_all(client, f"{api.base}/task/rule", params)
 
-    emit(run(work()), RULE_COLUMNS, output)
+    emit(with_client(api, work), RULE_COLUMNS, output)
 
 
 @app.command("show")
@@ -287,20 +288,7 @@ def validate_command(
     """Check a rule file with the server's dry run; writes nothing (exit 1 if invalid)."""
     text = _read(file)
     api = connect(api_url, org, token)
-
-    async def work() -> list[str]:
-        async with api.client() as client:
-            return await import_rules(
-                client,
-                org=org,
-                text=text,
-                filename=file.name,
-                site=site,
-                default=False,
-                dry_run=True,
-            )
-
-    lines = run(work())
+    lines = _import(text, file, site, api, default=False, dry_run=True)
     typer.echo(lines[-1].split(";")[0] + "; `nico rule import` would:")
     for line in lines[:-1]:
         typer.echo(f"  {line.removeprefix('would ')}")
@@ -321,9 +309,7 @@ def set_default_command(
         client = view.client
         found = await rule_id(client, view, rule)
         response = await client.post(f"{api.base}/task/rule/{found}/default", json=view.site)
-        if response.status_code != 200:
-            raise CliError(error_message(response))
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = expect(response, 200)
         return body
 
     body = in_site(api, site, work)
@@ -351,9 +337,7 @@ def delete_command(
         client = view.client
         found = await rule_id(client, view, rule)
         params = view.site | ({"force": "true"} if force else {})
-        response = await client.delete(f"{api.base}/task/rule/{found}", params=params)
-        if response.status_code != 204:
-            raise CliError(error_message(response))
+        expect(await client.delete(f"{api.base}/task/rule/{found}", params=params), 204)
         return found
 
     typer.echo(f"deleted rule {in_site(api, site, work)}")
@@ -364,6 +348,25 @@ def _read(file: Path) -> str:
         return file.read_text()
     except OSError as exc:
         raise fail(CliError(f"cannot read {file}: {exc.strerror or exc}")) from None
+
+
+def _import(
+    text: str, file: Path, site: str | None, api: ApiTarget, *, default: bool, dry_run: bool
+) -> list[str]:
+    """`import_rules` on a rule file's text, for `validate` (a dry run) and `import`."""
+
+    async def work(client: httpx.AsyncClient) -> list[str]:
+        return await import_rules(
+            client,
+            org=api.org,
+            text=text,
+            filename=file.name,
+            site=site,
+            default=default,
+            dry_run=dry_run,
+        )
+
+    return with_client(api, work)
 
 
 @app.command("import")
@@ -384,20 +387,7 @@ def import_command(
     each rule created, updated or left unchanged (matched by name)."""
     text = _read(file)
     api = connect(api_url, org, token)
-
-    async def work() -> list[str]:
-        async with api.client() as client:
-            return await import_rules(
-                client,
-                org=org,
-                text=text,
-                filename=file.name,
-                site=site,
-                default=default,
-                dry_run=dry_run,
-            )
-
-    for line in run(work()):
+    for line in _import(text, file, site, api, default=default, dry_run=dry_run):
         typer.echo(line)
 
 
@@ -414,13 +404,12 @@ def export_command(
     """Export the site's rules as a file `nico rule import` reads back (YAML by default)."""
     api = connect(api_url, org, token)
 
-    async def work() -> str:
-        async with api.client() as client:
-            return await export_rules(
-                client, org=org, site=site, filename=output.name if output else None
-            )
+    async def work(client: httpx.AsyncClient) -> str:
+        return await export_rules(
+            client, org=org, site=site, filename=output.name if output else None
+        )
 
-    text = run(work())
+    text = with_client(api, work)
     if output is None:
         sys.stdout.write(text)
     else:

@@ -14,14 +14,13 @@ from nico.cli.http import (
     DEFAULT_API_URL,
     DEFAULT_ORG,
     ApiUrl,
-    CliError,
     Org,
     Site,
     Token,
     connect,
-    error_message,
+    expect,
     get_all,
-    run,
+    with_client,
 )
 from nico.cli.resolve import SiteView
 
@@ -85,10 +84,7 @@ async def add_fault(
         body["count"] = count
     if expiry is not None:
         body["expiry"] = expiry
-    response = await client.post(f"{view.base}/simulator/fault", json=body)
-    if response.status_code != 201:
-        raise CliError(error_message(response))
-    faults = response.json()
+    faults = expect(await client.post(f"{view.base}/simulator/fault", json=body), 201)
     return [f"added {len(faults)} fault(s):"] + [f"  {describe(view, f)}" for f in faults]
 
 
@@ -115,14 +111,10 @@ async def clear_faults(
     view = await SiteView.load(client, org, site)
     path = f"{view.base}/simulator/fault"
     if fault_id is not None:
-        response = await client.delete(f"{path}/{fault_id}", params={"siteId": view.site_id})
-        if response.status_code != 204:
-            raise CliError(error_message(response))
+        expect(await client.delete(f"{path}/{fault_id}", params={"siteId": view.site_id}), 204)
         return [f"cleared fault {fault_id}"]
-    response = await client.delete(path, params=await _filters(view, rack, tray))
-    if response.status_code != 200:
-        raise CliError(error_message(response))
-    return [f"cleared {response.json()['deleted']} fault(s)"]
+    cleared = expect(await client.delete(path, params=await _filters(view, rack, tray)), 200)
+    return [f"cleared {cleared['deleted']} fault(s)"]
 
 
 async def _filters(view: SiteView, rack: str | None, tray: str | None) -> dict[str, str]:
@@ -168,21 +160,20 @@ def add_command(
     """Inject a fault: into --tray trays, or --type/--rack trays, or every tray of the site."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[str]:
-        async with api.client() as client:
-            return await add_fault(
-                client,
-                org=org,
-                site=site,
-                fault=fault,
-                rack=rack,
-                trays=tray or [],
-                component_type=component_type,
-                count=count,
-                expiry=expiry,
-            )
+    async def work(client: httpx.AsyncClient) -> list[str]:
+        return await add_fault(
+            client,
+            org=org,
+            site=site,
+            fault=fault,
+            rack=rack,
+            trays=tray or [],
+            component_type=component_type,
+            count=count,
+            expiry=expiry,
+        )
 
-    _echo(run(work()))
+    _echo(with_client(api, work))
 
 
 @fault_app.command("list")
@@ -197,11 +188,10 @@ def list_command(
     """List the faults that can still fire (optionally only a rack's or a tray's)."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[str]:
-        async with api.client() as client:
-            return await list_faults(client, org=org, site=site, rack=rack, tray=tray)
+    async def work(client: httpx.AsyncClient) -> list[str]:
+        return await list_faults(client, org=org, site=site, rack=rack, tray=tray)
 
-    _echo(run(work()))
+    _echo(with_client(api, work))
 
 
 @fault_app.command("clear")
@@ -219,10 +209,9 @@ def clear_command(
     """Clear one fault, a tray's or a rack's faults, or every fault of the site."""
     api = connect(api_url, org, token)
 
-    async def work() -> list[str]:
-        async with api.client() as client:
-            return await clear_faults(
-                client, org=org, site=site, fault_id=fault_id, rack=rack, tray=tray
-            )
+    async def work(client: httpx.AsyncClient) -> list[str]:
+        return await clear_faults(
+            client, org=org, site=site, fault_id=fault_id, rack=rack, tray=tray
+        )
 
-    _echo(run(work()))
+    _echo(with_client(api, work))

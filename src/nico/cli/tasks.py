@@ -10,12 +10,11 @@ from nico.cli.http import (
     DEFAULT_API_URL,
     DEFAULT_ORG,
     ApiUrl,
-    CliError,
     Org,
     Site,
     Token,
     connect,
-    error_message,
+    expect,
     get_all,
     get_one,
 )
@@ -151,9 +150,7 @@ def task_cancel(
     async def work(view: SiteView) -> dict[str, Any]:
         client = view.client
         response = await client.post(f"{api.base}/task/{task_id}/cancel", json=view.site)
-        if response.status_code != 202:
-            raise CliError(error_message(response))
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = expect(response, 202)
         return body
 
     task = in_site(api, site, work)

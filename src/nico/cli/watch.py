@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nico.cli.http import CliError, error_message
+from nico.cli.http import get_one
 
 if TYPE_CHECKING:
     import httpx
@@ -150,10 +150,7 @@ def render(tasks: list[Watched]) -> Any:
 
 
 async def poll(client: httpx.AsyncClient, path: str, site_id: str) -> dict[str, Any]:
-    response = await client.get(path, params={"siteId": site_id})
-    if response.status_code != 200:
-        raise CliError(error_message(response))
-    body: dict[str, Any] = response.json()
+    body: dict[str, Any] = await get_one(client, path, {"siteId": site_id})
     return body
 
 
