@@ -15,17 +15,22 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from nico.domain import TaskStatus
+from nico.engine import step_runner
 from nico.engine.actions import _lost_to_infrastructure
 from nico.engine.client import start_task_workflow
-from nico.engine.infra import InfrastructureUnavailable, classify, retrying
+from nico.engine.infra import InfrastructureUnavailable, classify, retrying, watching
+from nico.engine.payloads import Observation
+from nico.engine.policy import PollDefaults
 from nico.engine.retries import (
     DATABASE,
     INFRA_ERROR_TYPE,
     TEMPORAL,
     WORKER_SILENT,
     InfraBudget,
+    infra_message,
     is_infra_reason,
 )
+from nico.engine.step_runner import observe, poll
 from nico.hardware.interface import HardwareError
 from nico.rules.durations import GoDuration
 from nico.rules.model import RetryPolicy
@@ -192,3 +197,43 @@ def test_a_call_lost_to_its_worker_is_made_again_with_at_most_one_more_attempt()
     assert _lost_to_infrastructure(rejected, rule_retry, 0) is None
     assert is_infra_reason(WORKER_SILENT)
     assert not is_infra_reason("power state Off")
+
+
+async def test_a_poll_does_not_count_an_outage_against_its_timeout() -> None:
+    """VerifyPowerStatus of 1m with the database down for longer than that: the poll
+    waits the outage out and sees the tray On, instead of failing the tray."""
+    down = iter([infra_message(DATABASE, "1m")] * 3)
+
+    async def probe() -> str | None:
+        await asyncio.sleep(0.05)  # each outage answer outlasts the (scaled) 1m timeout
+        return next(down, None)
+
+    assert await poll(PollDefaults(timeout=1.0, interval=1.0), probe) is None
+
+    async def off() -> str | None:
+        await asyncio.sleep(0.05)
+        return "power state Off"
+
+    assert await poll(PollDefaults(timeout=1.0, interval=1.0), off) == "power state Off"
+
+
+async def test_a_poll_cut_while_waiting_out_an_outage_is_the_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A status read that is still waiting for the database when the poll's own attempt
+    timeout ends it reads as the outage (waited out), not as a BMC that did not answer."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 0.3)
+    refused = await _refused()
+
+    async def read() -> Observation:
+        async def query() -> Observation:
+            raise refused
+
+        return await retrying(query)
+
+    with watching():
+        obs = await observe(read)
+    assert obs.infra and is_infra_reason(obs.error), obs
+    with watching():
+        obs = await observe(lambda: asyncio.sleep(1, Observation(state="On")))
+    assert not obs.infra and obs.error == "no answer within 300ms", obs

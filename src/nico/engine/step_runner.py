@@ -49,7 +49,7 @@ from nico.engine.policy import (
     attempt_timeout,
     poll_bounds,
 )
-from nico.engine.retries import INFRA, retry_of
+from nico.engine.retries import INFRA, is_infra_reason, retry_of
 from nico.hardware.interface import BringUpState, HardwareError
 from nico.rules.durations import format_seconds
 from nico.rules.model import ActionConfig, ActionName, SequenceStep
@@ -368,47 +368,19 @@ class StepRunner:
             if cap is not None:
                 delay = min(delay, cap)
 
-    async def _observe(self, work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
-        """One poll: the answer, or why it could not be read and whether waiting helps."""
-        try:
-            async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
-                return await work()
-        except TimeoutError:
-            return p.Observation(error=f"no answer within {format_seconds(POLL_ATTEMPT_TIMEOUT)}")
-        except Exception as exc:
-            return failed_observation(exc)
-
-    async def _poll(
-        self, bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]
-    ) -> str | None:
-        """Probe now, then after 50 ms, growing toward `interval`, until done (None) or
-        `timeout` passes; returns the last reason it was not done yet."""
-        interval = WAITS.span(bounds.interval)
-        deadline = time.monotonic() + WAITS.span(bounds.timeout)
-        wait = min(FIRST_POLL, interval)
-        while True:
-            reason = await probe()
-            if reason is None:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return reason
-            await asyncio.sleep(min(wait, remaining))
-            wait = min(wait * POLL_GROWTH, interval)
-
     async def _verify_power(self, tray: TrayTarget, action: ActionConfig) -> None:
         expected = expected_power(action)
         bounds = poll_bounds(action)
         seen: list[str] = []
 
         async def probe() -> str | None:
-            obs = await self._observe(lambda: self._ops.observe_power(tray.id))
+            obs = await observe(lambda: self._ops.observe_power(tray.id))
             if obs.error:
                 return not_read(obs, "power status")
             seen.append(obs.state or PowerState.UNKNOWN.value)
             return None if obs.state == expected.value else f"power state {obs.state}"
 
-        reason = await self._poll(bounds, probe)
+        reason = await poll(bounds, probe)
         if reason is None:
             return
         waited = format_seconds(bounds.timeout)
@@ -428,11 +400,16 @@ class StepRunner:
                     answers = await self._ops.observe_reachability(check.query)
             except InfrastructureUnavailable as exc:  # not an answer about any BMC
                 answers = outage_answers(check.query, exc)
+            except TimeoutError:
+                down = infra.waiting_out()  # cut while waiting for nico's own services
+                if down is None:
+                    return "reachability not checked (poll failed)"
+                answers = outage_answers(check.query, down)
             except Exception:
                 return "reachability not checked (poll failed)"
             return check.judge(answers)
 
-        reason = await self._poll(bounds, probe)
+        reason = await poll(bounds, probe)
         if reason is not None:
             raise check.failed(f"not reachable after {format_seconds(bounds.timeout)}: {reason}")
 
@@ -445,9 +422,9 @@ class StepRunner:
         bounds = poll_bounds(action)
 
         async def probe() -> str | None:
-            return judge_firmware(await self._observe(lambda: self._ops.observe_firmware(query)))
+            return judge_firmware(await observe(lambda: self._ops.observe_firmware(query)))
 
-        reason = await self._poll(bounds, probe)
+        reason = await poll(bounds, probe)
         if reason is not None:
             raise ActionFailed(
                 f"firmware update not finished after {format_seconds(bounds.timeout)}: {reason}"
@@ -457,11 +434,52 @@ class StepRunner:
         bounds = poll_bounds(action)
 
         async def probe() -> str | None:
-            obs = await self._observe(lambda: self._ops.observe_bring_up(tray.id))
+            obs = await observe(lambda: self._ops.observe_bring_up(tray.id))
             if obs.error:
                 return not_read(obs, "bring-up status")
             return None if obs.state == BringUpState.INGESTED.value else f"bring-up {obs.state}"
 
-        reason = await self._poll(bounds, probe)
+        reason = await poll(bounds, probe)
         if reason is not None:
             raise ActionFailed(f"not ingested after {format_seconds(bounds.timeout)}: {reason}")
+
+
+async def observe(work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
+    """One poll: the answer, or why it could not be read and whether waiting helps."""
+    try:
+        async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
+            return await work()
+    except TimeoutError:
+        # A poll cut while it waited for nico's own services: no BMC was read.
+        down = infra.waiting_out()
+        if down is not None:
+            return p.Observation(error=str(down), infra=True)
+        return p.Observation(error=f"no answer within {format_seconds(POLL_ATTEMPT_TIMEOUT)}")
+    except Exception as exc:
+        return failed_observation(exc)
+
+
+async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]) -> str | None:
+    """Probe now, then after 50 ms, growing toward `interval`, until done (None) or
+    `timeout` passes; returns the last reason it was not done yet. Time lost to an
+    outage of nico's database or Temporal (no BMC was asked) does not count against
+    the timeout, up to the infrastructure budget (as the workflow's `actions.poll`)."""
+    interval = WAITS.span(bounds.interval)
+    deadline = time.monotonic() + WAITS.span(bounds.timeout)
+    wait = min(FIRST_POLL, interval)
+    excused = 0.0
+    while True:
+        began = time.monotonic()
+        reason = await probe()
+        if reason is None:
+            return None
+        down = is_infra_reason(reason) and excused < INFRA.total
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and not down:
+            return reason
+        await asyncio.sleep(min(wait, remaining) if remaining > 0 else wait)
+        wait = min(wait * POLL_GROWTH, interval)
+        if down:
+            lost = min(time.monotonic() - began, INFRA.total - excused)
+            excused += lost
+            deadline += lost
