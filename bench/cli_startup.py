@@ -2,7 +2,7 @@
 to start, against the interpreter alone and against importing the server (what every
 command paid before client commands stopped importing it).
 
-    .venv/bin/python bench/cli_startup.py [--runs 9] [--base /work/base]
+    .venv/bin/python bench/cli_startup.py [--runs 9] [--base ../other-checkout]
 
 Each case is a fresh process (`--help` exits before any network call), run interleaved
 with the others so machine load hits all alike; the table shows the median wall time and

@@ -187,7 +187,11 @@ def ensure_wrk() -> str:
     if found:
         return found
     print("installing wrk (apt-get install -y wrk)", file=sys.stderr, flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "wrk"]):
+        done = subprocess.run(sudo + step, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"wrk is not installed and {' '.join(step)} failed: {done.stderr}")
     found = shutil.which("wrk")
     if not found:
         raise SystemExit("wrk is not installed and apt-get could not install it")

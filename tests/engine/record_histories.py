@@ -60,10 +60,21 @@ async def _save(engine: Engine, scenario: str, payload: TaskWorkflowInput) -> No
             continue  # a skipped step has no child
         if not history.events:
             continue
-        workflows.append({"id": workflow_id, "history": json.loads(history.to_json())})
+        recorded = _without_stack_traces(json.loads(history.to_json()))
+        workflows.append({"id": workflow_id, "history": recorded})
     HISTORIES.mkdir(exist_ok=True)
     path = HISTORIES / f"{scenario}.json"
     path.write_text(json.dumps({"scenario": scenario, "workflows": workflows}, indent=None))
+
+
+def _without_stack_traces(value: Any) -> Any:
+    """Drop failure stack traces: they name the recording machine's paths, and replay
+    never reads them."""
+    if isinstance(value, dict):
+        return {k: _without_stack_traces(v) for k, v in value.items() if k != "stackTrace"}
+    if isinstance(value, list):
+        return [_without_stack_traces(v) for v in value]
+    return value
 
 
 async def _builtin(
