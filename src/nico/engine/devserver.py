@@ -104,7 +104,12 @@ class EmbeddedTemporal:
                 umask=0o077,
                 start_new_session=True,
             )
-        return await self._wait_until_ready()
+        try:
+            return await self._wait_until_ready()
+        except BaseException:
+            # In a session of its own Ctrl-C never reaches it: stop it here or it outlives us.
+            await self.stop()
+            raise
 
     async def _wait_until_ready(self) -> Client:
         assert self._process is not None

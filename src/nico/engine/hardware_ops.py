@@ -259,6 +259,9 @@ def outage_answers(
     return [[down for _ in g.tray_ids] for g in data.groups]
 
 
+UNEXPECTED_ERROR = "unexpected error in nico (details in the worker log)"
+
+
 def error_text(exc: BaseException) -> str:
     if isinstance(exc, HardwareError | InfrastructureUnavailable):
         return str(exc)
@@ -275,4 +278,4 @@ def failed_observation(exc: Exception) -> p.Observation:
     if isinstance(exc, InfrastructureUnavailable):
         return p.Observation(error=str(exc), infra=True)
     log.warning("poll failed: %s", error_text(exc))
-    return p.Observation(error=error_text(exc))
+    return p.Observation(error=UNEXPECTED_ERROR)

@@ -40,7 +40,13 @@ from nico.engine.actions import (
     target_version,
 )
 from nico.engine.contracts import TrayTarget
-from nico.engine.hardware_ops import HardwareOps, failed_observation, outage_answers
+from nico.engine.hardware_ops import (
+    UNEXPECTED_ERROR,
+    HardwareOps,
+    error_text,
+    failed_observation,
+    outage_answers,
+)
 from nico.engine.infra import InfrastructureUnavailable
 from nico.engine.policy import (
     POLL_ATTEMPT_TIMEOUT,
@@ -346,7 +352,10 @@ class StepRunner:
                 down = infra.waiting_out()
                 reason = f"no answer within {format_seconds(limit)}"
             except Exception as exc:
-                reason = str(exc) or type(exc).__name__
+                # A bug or an unexpected library error: the class and text go to the log,
+                # the tray's message says only that nico failed (never a library name).
+                log.warning("%s failed unexpectedly: %s", what, error_text(exc))
+                reason = UNEXPECTED_ERROR
             if down is not None:
                 # Not a hardware attempt: wait on the infrastructure budget, then call
                 # again with the hardware attempts that are left.
