@@ -77,7 +77,9 @@ async def check_temporal(services: Services) -> str | None:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
             await client.service_client.check_health()
-    except Exception:
+    except Exception as exc:
+        # The log keeps what it was (a wrong namespace, TLS or auth looks the same here).
+        log.warning("readiness: Temporal check failed: %s", exc)
         return "unreachable"
     return None
 
