@@ -6,6 +6,7 @@ accepted case-insensitively with the aliases upstream clients and rule files use
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -138,6 +139,31 @@ class PowerState(StrEnum):
     POWERING_ON = "PoweringOn"
     POWERING_OFF = "PoweringOff"
     UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareComponent:
+    """One entry of a tray's firmware inventory as its BMC lists it (BMC, BIOS/UEFI,
+    CPLD, NIC, ...): the name operators read, the running version, the BMC's own id."""
+
+    name: str
+    version: str
+    id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies the component between two reads (names may repeat)."""
+        return self.id or self.name
+
+    def to_json(self) -> dict[str, str]:
+        out = {"name": self.name, "version": self.version}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> FirmwareComponent:
+        return cls(str(data["name"]), str(data["version"]), data.get("id"))
 
 
 class TaskStatus(StrEnum):

@@ -593,3 +593,37 @@ async def test_a_form_body_is_told_to_send_json(
         "body": "must be a JSON object sent with Content-Type: application/json"
     }
     assert await count_tasks(services) == 0
+
+
+async def test_every_operation_records_who_asked_for_it(
+    client: httpx.AsyncClient, services: Services, rack: MadeRack
+) -> None:
+    """Power, firmware and bring-up tasks carry the caller's token subject (history
+    rows name it)."""
+    from nico.auth.tokens import mint_dev_token
+    from tests.conftest import DEV_KEY
+
+    def as_(subject: str) -> dict[str, str]:
+        token = mint_dev_token(DEV_KEY, "demo", ["PROVIDER_ADMIN"], subject=subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    site = str(rack.site_id)
+    calls = [
+        ("alice", "patch", f"/rack/{rack.rack_id}/power", {"siteId": site, "state": "on"}),
+        (
+            "bob",
+            "patch",
+            f"/rack/{rack.rack_id}/firmware",
+            {"siteId": site, "version": "2.0.0", "conflictStrategy": "queue"},
+        ),
+        (
+            "carol",
+            "post",
+            f"/rack/{rack.rack_id}/bringup",
+            {"siteId": site, "conflictStrategy": "queue"},
+        ),
+    ]
+    for subject, method, path, body in calls:
+        response = await client.request(method, f"{BASE}{path}", json=body, headers=as_(subject))
+        [task_id] = await _ids(response)
+        assert (await load_task(services, task_id)).created_by == subject

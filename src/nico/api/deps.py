@@ -43,6 +43,7 @@ async def get_principal(
 async def require_provider_admin(
     principal: Annotated[Principal, Depends(get_principal)],
     org: Annotated[str, Path(description="Name of the Org")],
+    request: Request,
 ) -> Principal:
     """403 unless the caller is a member of the org with a *PROVIDER_ADMIN role."""
     org = org.lower()
@@ -55,7 +56,15 @@ async def require_provider_admin(
         raise BadRequest(INVALID_ORG, {"org": f"must be at most {ORG_MAX} characters"})
     if "\x00" in org:
         raise BadRequest(INVALID_ORG, {"org": NUL_REFUSED})
+    request.state.principal = principal  # see `caller_subject`
     return principal
+
+
+def caller_subject(request: Request) -> str | None:
+    """The verified caller's token subject (what a task records as `createdBy`), set by
+    the router dependencies every NICo route runs."""
+    principal = getattr(request.state, "principal", None)
+    return principal.subject if isinstance(principal, Principal) else None
 
 
 AdminDep = Annotated[Principal, Depends(require_provider_admin)]

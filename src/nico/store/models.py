@@ -139,6 +139,69 @@ class Tray(Timestamps, Base):
     backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+class TrayObservation(Base):
+    """What was last read from a tray's BMC (by the state sync or a task), 1:1 with the
+    tray and created at its first read; a tray without a row was never read.
+
+    Kept apart from `trays` so tray lists and the engine's tray lookups do not carry
+    the firmware inventory, and so a sync pass never rewrites inventory rows. Each kind
+    keeps its last good value with its time, and the error of the last read when that
+    read failed (cleared by the next good one). `trays.power_state` and
+    `trays.firmware_version` mirror what is shown today: the last good value, or
+    `Unknown` power while the last read failed (never a stale `On`)."""
+
+    __tablename__ = "tray_observations"
+
+    tray_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("trays.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Last good power read: the state the BMC reported and when.
+    power_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    power_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The last power read failed: what the BMC (or the way to it) said, and when.
+    power_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    power_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Last good firmware inventory: [{"name": ..., "version": ..., "id": ...}, ...], every
+    # component the BMC lists (BMC, BIOS/UEFI, CPLD, NIC, ...), and when it was read.
+    firmware_inventory: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    firmware_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    firmware_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    firmware_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TrayHistory(Base):
+    """One observed change of a tray's power state or a firmware component's version, or
+    one finished power/firmware step of a task. Append-only; no foreign keys, so history
+    outlives the trays and racks it names (like tasks)."""
+
+    __tablename__ = "tray_history"
+    # Newest-first pages per tray and per rack read their index in order and stop.
+    __table_args__ = (
+        Index("ix_tray_history_tray_at", "tray_id", "at", "id"),
+        Index("ix_tray_history_rack_at", "rack_id", "at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    rack_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # power | firmware
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Firmware component name as the BMC lists it; None for power (and a whole-tray step).
+    component: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    from_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    to_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    task_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # The task's `created_by` (the token subject that asked for it).
+    created_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # A task step's outcome (Succeeded, Failed, Skipped, ...); None for an observation.
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # sync | task: who saw it.
+    source: Mapped[str] = mapped_column(String(8), nullable=False)
+
+
 class Bmc(Base):
     """A tray's BMC. The password is stored Fernet-encrypted and never returned."""
 
@@ -270,6 +333,8 @@ class Task(Timestamps, Base):
     queue_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     workflow_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The subject of the token that asked for the task (None for tasks from before 0004).
+    created_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
     started: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

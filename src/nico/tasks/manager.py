@@ -34,6 +34,7 @@ from nico.tasks.idempotency import IdempotencyClaim
 from nico.tasks.locks import locked_racks
 from nico.tasks.queue import QUEUED, footprint
 from nico.tasks.targets import RACK_NOT_FOUND, RackTargets
+from nico.text import truncate_utf8
 
 log = logging.getLogger("nico.tasks")
 
@@ -53,6 +54,8 @@ class OperationRequest:
     strategy: ConflictStrategy = ConflictStrategy.REJECT
     # Seconds a queued task may wait; None = NICO_QUEUE_DEFAULT_TIMEOUT.
     queue_timeout: float | None = None
+    # Who asked: the token subject, recorded on each task as `created_by`.
+    created_by: str | None = None
 
 
 def _conflict_error(targets: RackTargets, other: Task) -> Conflict:
@@ -151,6 +154,7 @@ async def _create_tasks(
                 targets=targets.targets_map(),
                 pinned_rule_id=request.pinned_rule_id,
                 conflict_strategy=request.strategy.value,
+                created_by=truncate_utf8(request.created_by, 256) if request.created_by else None,
                 created=now,
                 updated=now,
             )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.body_errors import SummarizedRoute, validation_summary
-from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep, caller_subject
 from nico.domain import OperationType
 from nico.errors import ValidationFailed
 from nico.schemas.operations import (
@@ -205,6 +205,7 @@ async def _run(
         pinned_rule_id=body.rule_id,
         strategy=body.strategy(),
         queue_timeout=body.queue_timeout_seconds(),
+        created_by=caller_subject(call.request),
     )
     return TaskIds(task_ids=await manager.submit(call.services, operation, groups, claim))
 
