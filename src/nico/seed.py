@@ -1,5 +1,5 @@
-"""The demo inventory `nico serve` seeds: org `demo`, site `demo-site` (Flow enabled) and
-one simulated GB200 NVL72-shaped rack `rack-01` with 35 trays.
+"""The demo inventory `nico serve` seeds: org `demo`, site `demo-site` (Flow enabled, with
+a firmware catalog) and one simulated GB200 NVL72-shaped rack `rack-01` with 35 trays.
 
 Seeding goes through the same code as `POST /site` and `POST /rack`, so the demo site
 gets its built-in rules and the rack passes the same validation an import does.
@@ -18,6 +18,7 @@ from nico.config import Settings
 from nico.domain import ComponentType
 from nico.rules.install import install_builtin_defaults
 from nico.schemas.inventory import RackCreateRequest
+from nico.schemas.site import SiteRedfishInput
 from nico.services import Services
 from nico.store import inventory
 from nico.store.models import Rack, Site
@@ -45,6 +46,25 @@ _KIND: dict[ComponentType, tuple[str, str, str, int]] = {
     ComponentType.NVLSWITCH: ("nvswitch", "NVS", "NVLink Switch Tray (NVL72)", 0x20),
     ComponentType.POWERSHELF: ("powershelf", "PWR", "33kW Power Shelf", 0x30),
 }
+# The demo trays run DEMO_FIRMWARE; the catalog also offers DEMO_FIRMWARE_UPGRADE, so an
+# upgrade without a version (or with it) has something to do, and asking for the
+# version a tray already runs shows the skip (docs/firmware.md). The simulator never
+# fetches the images; `.invalid` names can never resolve (RFC 2606).
+DEMO_FIRMWARE = "1.0.0"
+DEMO_FIRMWARE_UPGRADE = "1.1.0"
+
+
+def demo_firmware_catalog() -> dict[str, dict[str, str]]:
+    """Per tray type: the demo trays' version and a newer one."""
+    return {
+        kind.value: {
+            version: f"https://firmware.invalid/demo/{kind.value.lower()}-{version}.fwpkg"
+            for version in (DEMO_FIRMWARE, DEMO_FIRMWARE_UPGRADE)
+        }
+        for kind in (ComponentType.COMPUTE, ComponentType.NVLSWITCH, ComponentType.POWERSHELF)
+    }
+
+
 NVL72_COUNTS: dict[ComponentType, int] = {
     ComponentType.COMPUTE: 18,
     ComponentType.NVLSWITCH: 9,
@@ -59,7 +79,7 @@ def nvl72_rack(
     serial_prefix: str,
     tag: int = 0,
     backend: str = "simulator",
-    firmware_version: str = "1.0.0",
+    firmware_version: str = DEMO_FIRMWARE,
 ) -> dict[str, Any]:
     """`POST /rack` body for an NVL72-shaped rack: 18 Compute, 9 NVLSwitch, 8 PowerShelf.
 
@@ -148,6 +168,7 @@ async def seed_demo(services: Services) -> DemoInventory:
                 name=DEMO_SITE,
                 description="Demo site with one simulated NVL72 rack",
                 flow=True,
+                redfish=SiteRedfishInput(firmware_catalog=demo_firmware_catalog()),
             )
         else:
             await install_builtin_defaults(session, site.id)

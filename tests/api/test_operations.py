@@ -424,8 +424,9 @@ async def test_firmware_version_is_not_an_image_url(
 
 
 async def test_upgrade_without_a_version_and_no_catalog_is_refused(
-    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
 ) -> None:
+    rack = await make_site_with_rack(services, catalog=None)
     response = await _firmware(
         client, auth, f"/rack/{rack.rack_id}/firmware", {"siteId": str(rack.site_id)}
     )

@@ -190,7 +190,7 @@ async def test_site_task_list_filters(
         client,
         auth,
         f"/rack/{second.rack_id}/firmware",
-        {"siteId": str(rack.site_id), "version": "2"},
+        {"siteId": str(rack.site_id), "version": "2.0.0"},
     )
     site = {"siteId": str(rack.site_id)}
 

@@ -13,6 +13,8 @@ Through the store (no HTTP; engine, task and simulator tests):
 
 Every rack gets fresh serial numbers and BMC MACs, so a test may create several.
 Set `password=` to give every BMC credentials (stored encrypted, as an import would).
+Every site gets TEST_FIRMWARE_CATALOG (a firmware request must name a version the site's
+catalog lists); pass `catalog=None` for a site without one.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ import httpx
 
 from nico import provisioning
 from nico.schemas.inventory import RackCreateRequest
+from nico.schemas.site import SiteRedfishInput
 from nico.seed import nvl72_rack
 from nico.services import Services
 from nico.store import inventory
 
 BASE = "/v2/org/{org}/nico"
 _TAGS = itertools.count(random.randrange(5000))
+
+# The versions test sites may install, for every tray type (the racks start at 1.0.0).
+TEST_FIRMWARE_VERSIONS = ("1.0.0", "2.0.0", "2.1")
+TEST_FIRMWARE_CATALOG: dict[str, dict[str, str]] = {
+    "*": {v: f"https://fw.example/any-{v}.fwpkg" for v in TEST_FIRMWARE_VERSIONS}
+}
+Catalog = dict[str, dict[str, str]] | None
 
 
 def nvl72_body(
@@ -65,13 +75,16 @@ async def create_site(
     org: str = "demo",
     name: str | None = None,
     flow: bool = True,
+    catalog: Catalog = TEST_FIRMWARE_CATALOG,
 ) -> dict[str, Any]:
     """`POST /site`; returns the created Site body."""
-    response = await client.post(
-        BASE.format(org=org) + "/site",
-        json={"name": name or f"site-{uuid.uuid4().hex[:8]}", "capabilities": {"flow": flow}},
-        headers=headers,
-    )
+    body: dict[str, Any] = {
+        "name": name or f"site-{uuid.uuid4().hex[:8]}",
+        "capabilities": {"flow": flow},
+    }
+    if catalog is not None:
+        body["redfish"] = {"firmwareCatalog": catalog}
+    response = await client.post(BASE.format(org=org) + "/site", json=body, headers=headers)
     assert response.status_code == 201, response.text
     site: dict[str, Any] = response.json()
     return site
@@ -117,6 +130,7 @@ async def make_site_with_rack(
     rack_name: str = "rack-01",
     backend: str = "simulator",
     password: str | None = None,
+    catalog: Catalog = TEST_FIRMWARE_CATALOG,
 ) -> MadeRack:
     """Provider (if missing) + site + NVL72 rack, written through the same code the API
     uses (built-in rules installed on the site, passwords encrypted)."""
@@ -128,6 +142,7 @@ async def make_site_with_rack(
             name=site_name or f"site-{uuid.uuid4().hex[:8]}",
             description="",
             flow=flow,
+            redfish=(None if catalog is None else SiteRedfishInput(firmware_catalog=dict(catalog))),
         )
         body = nvl72_body(str(site.id), rack_name, backend=backend, password=password)
         rack = await provisioning.import_rack(

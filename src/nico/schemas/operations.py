@@ -152,10 +152,12 @@ class FirmwareFields(RequestModel):
         None,
         min_length=1,
         max_length=128,
-        description="Firmware version to install, as listed in the site's "
-        "redfish.firmwareCatalog (not an image URL). Required for downgrade and rollback; "
-        "an upgrade without it installs, per component type, the highest version the "
-        "catalog lists (resolved when the request is accepted; 400 if the catalog has none).",
+        description="Firmware version to install (not an image URL). It must be listed in "
+        "the site's redfish.firmwareCatalog for every tray type the request targets, on "
+        "simulator and Redfish trays alike; otherwise 400 naming the version and the types, "
+        "and nothing is started. Required for downgrade and rollback; an upgrade without "
+        "it installs, per component type, the highest version the catalog lists (resolved "
+        "when the request is accepted; 400 if the catalog has none).",
     )
     targets: list[str] | None = Field(
         None,

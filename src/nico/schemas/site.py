@@ -57,7 +57,10 @@ class SiteRedfishInput(RequestModel):
     firmware_catalog: dict[str, dict[str, str]] | None = Field(
         None,
         description="Component type (or `*`) -> firmware version -> image URI, e.g. "
-        '{"Compute": {"2.1.0": "https://fw.example/compute-2.1.0.fwpkg"}}.',
+        '{"Compute": {"2.1.0": "https://fw.example/compute-2.1.0.fwpkg"}}. The versions '
+        "the site's trays may install, whatever their backend: a firmware request naming "
+        "another version is refused (the simulator installs the version without fetching "
+        "the image).",
     )
 
     @field_validator("ca_bundle")

@@ -43,7 +43,12 @@ from nico.schemas.operations import (
 from nico.services import Services
 from nico.store.models import Site
 from nico.tasks import idempotency, manager, targets
-from nico.tasks.firmware import VersionRequired, describe_version, requested_version
+from nico.tasks.firmware import (
+    VersionNotInCatalog,
+    VersionRequired,
+    describe_version,
+    requested_version,
+)
 from nico.tasks.targets import RackTargets
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES, route_class=SummarizedRoute)
@@ -223,14 +228,15 @@ async def power(call: Call, body: PowerBody, select: Selector, what: str, summar
 
 
 def firmware_text(body: FirmwareFields, what: str, summary: str) -> Describe:
-    """The task's concrete version: as given, else the catalog's highest per targeted
-    type; 400 naming `version` when neither names one."""
+    """The task's concrete version: as given when the site's catalog lists it for every
+    targeted type, else the catalog's highest per targeted type; 400 naming `version`
+    (and the types) otherwise, before anything is started."""
 
     def describe(site: Site, groups: list[RackTargets]) -> TaskText:
         kinds = {tray.type for group in groups for tray in group.trays}
         try:
             version = requested_version(body.version, site.firmware_catalog, kinds)
-        except VersionRequired as exc:
+        except (VersionRequired, VersionNotInCatalog) as exc:
             raise ValidationFailed(summary, [("version", str(exc))]) from None
         return TaskText(
             f"API firmware {body.code()} {what} to {describe_version(version)}",
