@@ -99,7 +99,10 @@ POWER_CODES: tuple[str, ...] = (
     "force_restart",
     "warm_reset",
     "cold_reset",
+    "ac_power_cycle",
 )
+# The power code an AC power cycle runs: carried out by power shelves (docs/rules.md).
+AC_POWER_CYCLE = "ac_power_cycle"
 FIRMWARE_CODES: tuple[str, ...] = ("upgrade", "downgrade", "rollback")
 BRING_UP_CODES: tuple[str, ...] = ("bring_up", "ingest")
 
@@ -109,18 +112,43 @@ OPERATION_CODES: dict[OperationType, tuple[str, ...]] = {
     OperationType.BRING_UP: BRING_UP_CODES,
 }
 
-# The REST power `state` values and the operation code each one runs.
-POWER_STATE_TO_CODE: dict[str, str] = {
-    "on": "power_on",
-    "off": "power_off",
-    "cycle": "restart",
-    "forceoff": "force_power_off",
-    "forcecycle": "force_restart",
+# The REST power `state` values, as upstream spells them now (PascalCase), and the
+# operation code each one runs. Input is matched case-insensitively, so upstream's older
+# lowercase spellings (`on`, `forcecycle`) stay accepted; tasks record this spelling.
+POWER_STATE_CODES: dict[str, str] = {
+    "On": "power_on",
+    "Off": "power_off",
+    "Cycle": "restart",
+    "ForceOff": "force_power_off",
+    "ForceCycle": "force_restart",
+    "ACPowerCycle": "ac_power_cycle",
 }
+POWER_STATES: tuple[str, ...] = tuple(POWER_STATE_CODES)
+# The same, keyed by lowercase: what a rule's PowerControl `operation` also accepts.
+POWER_STATE_TO_CODE: dict[str, str] = {k.lower(): v for k, v in POWER_STATE_CODES.items()}
+# How a default task description says each state (upstream: "API force power cycle Tray").
+POWER_STATE_WORDS: dict[str, str] = {
+    "On": "power on",
+    "Off": "power off",
+    "Cycle": "power cycle",
+    "ForceOff": "force power off",
+    "ForceCycle": "force power cycle",
+    "ACPowerCycle": "AC power cycle",
+}
+_POWER_STATE_BY_LOWER = {k.lower(): k for k in POWER_STATES}
+
+
+def power_state(value: str) -> str:
+    """The canonical spelling of a REST power state in any casing (`forcecycle` ->
+    `ForceCycle`); ValueError listing the states otherwise."""
+    found = _POWER_STATE_BY_LOWER.get(value.strip().lower())
+    if found is None:
+        raise ValueError(f"must be one of [{' '.join(POWER_STATES)}]")
+    return found
 
 
 def power_code(value: str) -> str:
-    """Map a power code or an API power state (`on`, `forcecycle`) to a power code."""
+    """Map a power code or an API power state (`on`, `ForceCycle`) to a power code."""
     key = value.strip().lower()
     if key in POWER_CODES:
         return key

@@ -48,7 +48,8 @@ async def test_rack_power_targets_every_operable_tray(
     assert (task.operation_type, task.operation_code) == ("PowerControl", "power_on")
     assert task.status == "Pending" and task.message == "Pending"
     assert task.description == "API power on Rack"
-    assert task.information == {"state": "on"}
+    # Recorded in upstream's PascalCase, whatever casing the request used.
+    assert task.information == {"state": "On"}
     assert {k: len(v) for k, v in task.targets.items()} == {
         "Compute": 18,
         "NVLSwitch": 9,
@@ -57,6 +58,45 @@ async def test_rack_power_targets_every_operable_tray(
     # The site's default rule was resolved and snapshotted at dispatch.
     assert task.rule_id is not None and task.rule_source == "default"
     assert task.rule_definition and task.rule_definition["steps"]
+
+
+STATES_ERROR = "must be one of [On Off Cycle ForceOff ForceCycle ACPowerCycle]"
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "canonical", "words"),
+    [
+        ("off", "power_off", "Off", "power off"),
+        ("cycle", "restart", "Cycle", "power cycle"),
+        ("Cycle", "restart", "Cycle", "power cycle"),
+        ("ForceOff", "force_power_off", "ForceOff", "force power off"),
+        ("forceoff", "force_power_off", "ForceOff", "force power off"),
+        ("forcecycle", "force_restart", "ForceCycle", "force power cycle"),
+        ("ForceCycle", "force_restart", "ForceCycle", "force power cycle"),
+        ("On", "power_on", "On", "power on"),
+    ],
+)
+async def test_power_states_map_to_codes_in_either_casing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    services: Services,
+    rack: MadeRack,
+    state: str,
+    code: str,
+    canonical: str,
+    words: str,
+) -> None:
+    tray = rack.trays["Compute"][0]
+    response = await client.patch(
+        f"{BASE}/tray/{tray}/power",
+        json={"siteId": str(rack.site_id), "state": state},
+        headers=auth,
+    )
+    [task_id] = await _ids(response)
+    task = await load_task(services, task_id)
+    assert task.operation_code == code
+    assert task.information == {"state": canonical}
+    assert task.description == f"API {words} Tray"
 
 
 @pytest.mark.parametrize(
@@ -311,9 +351,9 @@ async def test_bad_bodies_are_400_and_start_nothing(
     ("body", "data"),
     [
         ({}, {"state": "is required"}),
-        ({"state": "bogus"}, {"state": "must be one of [on off cycle forceoff forcecycle]"}),
+        ({"state": "bogus"}, {"state": STATES_ERROR}),
         ({"state": None}, {"state": "is required"}),
-        ({"state": 1}, {"state": "must be one of [on off cycle forceoff forcecycle]"}),
+        ({"state": 1}, {"state": STATES_ERROR}),
     ],
 )
 async def test_power_state_errors_match_upstream(
@@ -628,3 +668,70 @@ async def test_every_operation_records_who_asked_for_it(
         response = await client.request(method, f"{BASE}{path}", json=body, headers=as_(subject))
         [task_id] = await _ids(response)
         assert (await load_task(services, task_id)).created_by == subject
+
+
+async def test_ac_power_cycle_of_a_rack_targets_its_shelves_and_every_tray_behind_them(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    response = await client.patch(
+        f"{BASE}/rack/{rack.rack_id}/power",
+        json={"siteId": str(rack.site_id), "state": "ACPowerCycle"},
+        headers=auth,
+    )
+    [task_id] = await _ids(response)
+    task = await load_task(services, task_id)
+    assert (task.operation_type, task.operation_code) == ("PowerControl", "ac_power_cycle")
+    assert task.information == {"state": "ACPowerCycle"}
+    assert task.description == "API AC power cycle Rack"
+    assert {k: len(v) for k, v in task.targets.items()} == {
+        "Compute": 18,
+        "NVLSwitch": 9,
+        "PowerShelf": 8,
+    }
+    assert task.rule_definition is not None
+    assert [s["componentType"] for s in task.rule_definition["steps"]] == [
+        "PowerShelf",
+        "NVLSwitch",
+        "Compute",
+    ]
+
+
+async def test_ac_power_cycle_of_one_shelf_covers_the_trays_it_feeds(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    shelf = rack.trays["PowerShelf"][0]
+    response = await client.patch(
+        f"{BASE}/tray/{shelf}/power",
+        json={"siteId": str(rack.site_id), "state": "acpowercycle"},
+        headers=auth,
+    )
+    [task_id] = await _ids(response)
+    task = await load_task(services, task_id)
+    assert task.information == {"state": "ACPowerCycle"}
+    # Only the selected shelf is cycled, but every tray it feeds loses power: the task
+    # covers them, so conflicts and the rule's checks see them.
+    assert task.targets["PowerShelf"] == [str(shelf)]
+    assert len(task.targets["Compute"]) == 18 and len(task.targets["NVLSwitch"]) == 9
+
+
+async def test_ac_power_cycle_without_a_shelf_is_a_400_naming_the_trays(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    compute = rack.trays["Compute"][0]
+    name = rack.tray_names[compute]
+    response = await client.patch(
+        f"{BASE}/tray/power",
+        json={
+            "siteId": str(rack.site_id),
+            "state": "ACPowerCycle",
+            "filter": {"ids": [str(compute)]},
+        },
+        headers=auth,
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["data"]["state"]
+    assert message == (
+        f"ACPowerCycle: rack rack-01: no PowerShelf tray selected to cut AC ({name}); "
+        "select the rack or its PowerShelf trays"
+    )
+    assert await count_tasks(services) == 0

@@ -382,8 +382,8 @@ async def test_exporting_and_reimporting_the_built_in_defaults_duplicates_nothin
     async with services.db.session() as session:
         await install_builtin_defaults(session, site_id)
     before = await rules_of(api, site_id)
-    assert len(before) == 13 and all(r["isDefault"] for r in before)
+    assert len(before) == 14 and all(r["isDefault"] for r in before)
     exported = await export_rules(api, org="demo", site=str(site_id), filename="rules.json")
     lines = await run_import(api, site_id, exported, filename="rules.json")
-    assert len(lines) == 13 and all(line.startswith("unchanged ") for line in lines)
+    assert len(lines) == 14 and all(line.startswith("unchanged ") for line in lines)
     assert await rules_of(api, site_id) == before

@@ -110,6 +110,10 @@ async def test_power_cycle(engine: Engine) -> None:
     await _builtin(engine, OperationType.POWER_CONTROL, "restart")
 
 
+async def test_ac_power_cycle(engine: Engine) -> None:
+    await _builtin(engine, OperationType.POWER_CONTROL, "ac_power_cycle", powered=True)
+
+
 async def test_firmware(engine: Engine) -> None:
     await _builtin(engine, OperationType.FIRMWARE_CONTROL, "upgrade", powered=True, version="2.0.0")
 

@@ -217,5 +217,40 @@ async def test_state_survives_a_restarted_backend(rig: Rig) -> None:
 
 async def test_all_capabilities_for_operable_types_only(rig: Rig) -> None:
     sim = rig.backend()
-    assert sim.capabilities(ComponentType.NVLSWITCH) == frozenset(Capability)
+    assert sim.capabilities(ComponentType.POWERSHELF) == frozenset(Capability)
+    # Only a shelf cuts AC.
+    assert sim.capabilities(ComponentType.NVLSWITCH) == frozenset(Capability) - {
+        Capability.AC_POWER_CYCLE
+    }
     assert sim.capabilities(ComponentType.TORSWITCH) == frozenset()
+
+
+async def test_an_ac_power_cycle_takes_every_fed_tray_through_off_and_back(rig: Rig) -> None:
+    sim = rig.backend(latency=0.2)
+    for kind, count in (("PowerShelf", 2), ("NVLSwitch", 1), ("Compute", 2)):
+        for i in range(count):
+            await rig.backend().power_control(
+                rig.ref(kind, i), "power_on", operation_key=f"{kind}{i}"
+            )
+    shelf, compute = rig.ref("PowerShelf"), rig.ref("Compute")
+    before = await sim.reset_marker(compute)
+
+    await sim.power_control(shelf, "ac_power_cycle", operation_key="ac")
+    state = await sim_state(rig.services, compute.id)
+    assert state is not None and state.power_on is False and state.power_target is True
+
+    await asyncio.sleep(0.25)
+    # Every fed tray is back On, its own reset marker moved; the other shelf kept its
+    # power and its marker.
+    for kind, i in (("Compute", 0), ("Compute", 1), ("NVLSwitch", 0), ("PowerShelf", 0)):
+        assert await sim.power_status(rig.ref(kind, i)) is PowerState.ON
+    assert await sim.reset_marker(compute) == str(int(before or 0) + 1)
+    assert await sim.reset_marker(rig.ref("PowerShelf", 1)) == "0"
+
+
+async def test_an_ac_power_cycle_of_a_compute_tray_is_refused(rig: Rig) -> None:
+    sim = rig.backend()
+    with pytest.raises(HardwareError, match="ac_power_cycle is carried out by a PowerShelf"):
+        await sim.power_control(rig.ref("Compute"), "ac_power_cycle", operation_key="x")
+    state = await sim_state(rig.services, rig.ref("Compute").id)
+    assert state is None or state.power_ops == 0

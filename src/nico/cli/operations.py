@@ -33,14 +33,18 @@ from nico.cli.watch import watch
 if TYPE_CHECKING:
     import httpx
 
-POWER_STATES = ("on", "off", "cycle", "forceoff", "forcecycle")
+# The API's power states (nico.domain.POWER_STATES; not imported: the CLI starts without
+# the server's modules). Any casing is accepted and sent in this spelling.
+POWER_STATES = ("On", "Off", "Cycle", "ForceOff", "ForceCycle", "ACPowerCycle")
+_STATE_BY_LOWER = {s.lower(): s for s in POWER_STATES}
+STATE_HELP = "On, Off, Cycle, ForceOff, ForceCycle or ACPowerCycle (any casing)."
 
 Racks = Annotated[list[str] | None, typer.Argument(help="Rack names or ids.", show_default=False)]
 Trays = Annotated[
     list[str] | None,
     typer.Argument(help="Trays as RACK/TRAY (rack-01/compute-07) or ids.", show_default=False),
 ]
-State = Annotated[str, typer.Argument(help="on, off, cycle, forceoff or forcecycle.")]
+State = Annotated[str, typer.Argument(help=STATE_HELP)]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every rack of the site.")]
 RuleOpt = Annotated[
     str | None, typer.Option("--rule", help="Run this rule (name or id) instead of the default.")
@@ -87,9 +91,10 @@ class Options:
 
 
 def _power_state(state: str) -> str:
-    if state.lower() not in POWER_STATES:
+    found = _STATE_BY_LOWER.get(state.lower())
+    if found is None:
         raise typer.BadParameter(f"must be one of {', '.join(POWER_STATES)}", param_hint="STATE")
-    return state.lower()
+    return found
 
 
 def _scope(names: list[str], all_flag: bool, what: str) -> None:
@@ -211,9 +216,7 @@ def _split_state(targets: list[str] | None, state: str) -> tuple[list[str], str]
     """Click gives the variadic targets every word, the state included: the last is it."""
     words = list(targets or []) + ([state] if state else [])
     if not words:
-        raise typer.BadParameter(
-            "missing: on, off, cycle, forceoff or forcecycle", param_hint="STATE"
-        )
+        raise typer.BadParameter(f"missing: {STATE_HELP}", param_hint="STATE")
     return words[:-1], _power_state(words[-1])
 
 

@@ -153,6 +153,7 @@ class EngineActivities:
         refs = await retrying(lambda: self._registry.tray_refs(t.id for t in data.trays))
         for ref in list(refs.values())[:1]:
             logs.remember_rack(ref.rack_id, data.task_id)
+        operation = await self._db(lambda session: _task_operation(session, task_id))
         gaps = uncovered_trays(rule, data.trays)
         missing = [t.name for t in data.trays if t.id not in refs]
         if missing:
@@ -165,6 +166,7 @@ class EngineActivities:
                     for r in (refs[t.id] for t in data.trays if t.id in refs)
                 ],
                 lambda backend, kind: self._registry.backend(backend).capabilities(kind),
+                operation,
             )
         except HardwareError as exc:
             gaps.append(str(exc))
@@ -345,6 +347,12 @@ class EngineActivities:
             self.observe_firmware,
             self.observe_bring_up,
         ]
+
+
+async def _task_operation(session: AsyncSession, task_id: uuid.UUID) -> tuple[str, str] | None:
+    """The task's (operation type, code): what a PowerControl without parameters runs."""
+    task = await session.get(Task, task_id)
+    return (task.operation_type, task.operation_code) if task is not None else None
 
 
 async def _task_status(session: AsyncSession, task_id: uuid.UUID) -> str:

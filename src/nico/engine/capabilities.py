@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nico.domain import ComponentType
+from nico.domain import AC_POWER_CYCLE, ComponentType, OperationType, power_code
 from nico.engine.contracts import TrayTarget
 from nico.hardware.interface import Capability
-from nico.rules.model import ActionName, RuleDefinition
+from nico.rules.model import ActionConfig, ActionName, RuleDefinition
 
 ACTION_CAPABILITIES: Mapping[ActionName, frozenset[Capability]] = {
     ActionName.SLEEP: frozenset(),
@@ -45,26 +45,53 @@ class TargetTray:
 CapabilityLookup = Callable[[str, ComponentType], frozenset[Capability]]
 
 
+def action_capabilities(
+    action: ActionConfig, operation: tuple[str, str] | None = None
+) -> frozenset[Capability]:
+    """What one action needs. A PowerControl that runs `ac_power_cycle` (named in its
+    parameters, or the task's own code when it names none) also needs AC_POWER_CYCLE.
+    `operation` is the task's (operation type, code) when known."""
+    needed = ACTION_CAPABILITIES[action.name]
+    if action.name is not ActionName.POWER_CONTROL:
+        return needed
+    requested = action.parameters.get("operation")
+    code: str | None = None
+    if isinstance(requested, str) and requested:
+        try:
+            code = power_code(requested)
+        except ValueError:
+            code = None
+    elif operation is not None and operation[0] == OperationType.POWER_CONTROL.value:
+        code = operation[1]
+    return needed | {Capability.AC_POWER_CYCLE} if code == AC_POWER_CYCLE else needed
+
+
 def capability_gaps(
-    rule: RuleDefinition, trays: Sequence[TargetTray], capabilities: CapabilityLookup
+    rule: RuleDefinition,
+    trays: Sequence[TargetTray],
+    capabilities: CapabilityLookup,
+    operation: tuple[str, str] | None = None,
 ) -> list[str]:
-    """One line per (action, capability, backend, type) the targeted trays lack."""
+    """One line per (action, capability, backend, type) the targeted trays lack.
+    `operation`: the task's (operation type, code), which a PowerControl without
+    parameters runs."""
     by_type: dict[ComponentType, list[TargetTray]] = {}
     for tray in trays:
         by_type.setdefault(tray.type, []).append(tray)
     gaps: list[str] = []
     seen: set[tuple[str, str, str, str]] = set()
 
-    def check(action: ActionName, trays_to_check: Sequence[TargetTray]) -> None:
+    def check(action: ActionConfig, trays_to_check: Sequence[TargetTray]) -> None:
+        wanted = action_capabilities(action, operation)
         for tray in trays_to_check:
             have = capabilities(tray.backend, tray.type)
-            for needed in sorted(ACTION_CAPABILITIES[action] - have):
-                key = (action.value, needed.value, tray.backend, tray.type.value)
+            for needed in sorted(wanted - have):
+                key = (action.name.value, needed.value, tray.backend, tray.type.value)
                 if key in seen:
                     continue
                 seen.add(key)
                 gaps.append(
-                    f"{action.value} needs capability {needed.value}, which the "
+                    f"{action.name.value} needs capability {needed.value}, which the "
                     f"{tray.backend} backend lacks for {tray.type.value} ({tray.name})"
                 )
 
@@ -73,7 +100,7 @@ def capability_gaps(
         if not targeted:
             continue
         for action in step.actions():
-            check(action.name, targeted)
+            check(action, targeted)
             if action.name is ActionName.VERIFY_REACHABILITY:
                 for raw in action.parameters.get("component_types") or ():
                     try:
@@ -81,7 +108,7 @@ def capability_gaps(
                     except ValueError:
                         continue
                     if other is not step.component_type:
-                        check(action.name, by_type.get(other, []))
+                        check(action, by_type.get(other, []))
     return gaps
 
 

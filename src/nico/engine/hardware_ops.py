@@ -20,10 +20,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico import logs
+from nico.domain import AC_POWER_CYCLE, ComponentType
 from nico.engine import ledger, messages
 from nico.engine import payloads as p
 from nico.engine.infra import InfrastructureUnavailable, retrying
@@ -37,6 +38,10 @@ T = TypeVar("T")
 
 # Waits before each look at a reset marker after a cycle was accepted (seconds).
 CYCLE_CHECK_PAUSES = (0.0, 0.5, 1.0, 2.0)
+# How long an AC power cycle waits for every tray behind the shelf to show its cycle:
+# their BMCs lose power with the shelf and answer again only once it is back.
+FED_CYCLE_WINDOW = 180.0
+FED_CYCLE_PAUSE_CAP = 5.0
 
 
 class AttemptExpired(Exception):
@@ -122,13 +127,19 @@ class HardwareOps:
                 await self.db(
                     lambda session: ledger.record(session, key, data.tray_id, "power", {})
                 )
+                await self._check_fed_cycled(data.code, entry.result.get("fed") or {})
                 return p.PowerResult()
             # The marker did not move: the cut-off attempt never reached the BMC.
             await self.db(lambda session: ledger.forget(session, key))
         marker: str | None = None
+        fed: dict[str, str] = {}
         if cycle:
             marker = await retrying(lambda: backend.reset_marker(ref))
-            intent = {"code": data.code, "marker": marker}
+            if data.code == AC_POWER_CYCLE:
+                fed = await self._fed_markers(ref)
+            intent: dict[str, object] = {"code": data.code, "marker": marker}
+            if fed:
+                intent["fed"] = fed
             await self.db(
                 lambda session: ledger.intend(session, key, data.tray_id, "power", intent)
             )
@@ -148,7 +159,62 @@ class HardwareOps:
         await self.db(
             lambda session: ledger.record(session, key, data.tray_id, "power", {"code": data.code})
         )
+        await self._check_fed_cycled(data.code, fed)
         return p.PowerResult()
+
+    async def _fed_markers(self, shelf: TrayRef) -> dict[str, str]:
+        """Reset markers of the trays a shelf feeds (its rack's Compute and NVLSwitch
+        trays), read before its AC is cut. A tray whose BMC does not answer now (the rack
+        is unpowered) or that has no marker cannot show a cycle: left out, and its return
+        is what the rule's VerifyPowerStatus checks."""
+        fed_types = (ComponentType.COMPUTE.value, ComponentType.NVLSWITCH.value)
+        ids = await self.db(
+            lambda session: _rack_tray_ids(session, uuid.UUID(shelf.rack_id), fed_types)
+        )
+        refs = await retrying(lambda: self.registry.tray_refs(ids))
+        markers: dict[str, str] = {}
+        for tray_id, ref in refs.items():
+            try:
+                found = await self._marker(ref)
+            except HardwareError as exc:
+                log.info("AC cycle of %s: %s not observable (%s)", shelf.name, ref.name, exc)
+                continue
+            if found is not None:
+                markers[tray_id] = found
+        return markers
+
+    async def _marker(self, ref: TrayRef) -> str | None:
+        backend = self.registry.backend_for(ref)
+        return await retrying(lambda: backend.reset_marker(ref))
+
+    async def _check_fed_cycled(self, code: str, before: dict[str, str]) -> None:
+        """Wait until every tray behind the shelf shows its own cycle (its reset marker
+        moved; an unanswered read while its BMC is without power counts as not yet),
+        for at most FED_CYCLE_WINDOW. The shelf's command stays done either way: sending
+        it again would cut the rack's power a second time."""
+        if not before:
+            return
+        refs = await retrying(lambda: self.registry.tray_refs(before))
+        waiting = {tray_id: refs[tray_id] for tray_id in before if tray_id in refs}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FED_CYCLE_WINDOW
+        pause = 0.05
+        while waiting:
+            for tray_id, ref in list(waiting.items()):
+                try:
+                    now = await self._marker(ref)
+                except HardwareError:
+                    continue
+                if now != before[tray_id]:
+                    del waiting[tray_id]
+            remaining = deadline - loop.time()
+            if not waiting or remaining <= 0:
+                break
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, FED_CYCLE_PAUSE_CAP)
+        if waiting:
+            names = ", ".join(sorted(ref.name or ref.id for ref in waiting.values()))
+            raise HardwareError(messages.fed_trays_not_cycled(code, names), retryable=False)
 
     async def _cycled(self, backend: TrayBackend, ref: TrayRef, before: str) -> bool:
         """Whether the reset marker moved from `before` (a BMC may take a moment)."""
@@ -279,3 +345,12 @@ def failed_observation(exc: Exception) -> p.Observation:
         return p.Observation(error=str(exc), infra=True)
     log.warning("poll failed: %s", error_text(exc))
     return p.Observation(error=UNEXPECTED_ERROR)
+
+
+async def _rack_tray_ids(
+    session: AsyncSession, rack_id: uuid.UUID, types: tuple[str, ...]
+) -> list[str]:
+    result = await session.execute(
+        select(Tray.id).where(Tray.rack_id == rack_id, Tray.type.in_(types)).order_by(Tray.name)
+    )
+    return [str(tray_id) for tray_id in result.scalars()]

@@ -127,6 +127,14 @@ def cycle_not_observed(code: str) -> str:
     return f"BMC accepted {code} but the tray did not power-cycle"
 
 
+def fed_trays_not_cycled(code: str, names: str) -> str:
+    """A shelf's AC cycle was carried out, yet trays it feeds never showed a cycle."""
+    return (
+        f"the shelf carried out {code} but {names} did not power-cycle "
+        "(their reset markers did not move); the shelf was not cycled again"
+    )
+
+
 def internal_error(exc: BaseException) -> str:
     """A bug or unreadable input in the engine's own code, as the task or step error."""
     return f"internal error: {type(exc).__name__}: {exc}"

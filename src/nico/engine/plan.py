@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nico.domain import ComponentType
-from nico.engine.capabilities import ACTION_CAPABILITIES
+from nico.engine.capabilities import action_capabilities
 from nico.engine.policy import step_worst_case, tray_seconds, waves
 from nico.rules.durations import format_seconds
 from nico.rules.model import RuleDefinition, SequenceStep
@@ -29,7 +29,7 @@ class PlanTray:
 
 def capabilities_of(step: SequenceStep) -> list[str]:
     """Hardware capabilities the step's actions need of each targeted tray's backend."""
-    needed = {c.value for a in step.actions() for c in ACTION_CAPABILITIES[a.name]}
+    needed = {c.value for a in step.actions() for c in action_capabilities(a)}
     return sorted(needed)
 
 

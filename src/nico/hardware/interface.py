@@ -25,6 +25,9 @@ class Capability(StrEnum):
     BRING_UP_CONTROL = "BringUpControl"
     BRING_UP_STATUS = "BringUpStatus"
     INJECT_EXPECTATION = "InjectExpectation"
+    # Cut a power shelf's AC output and restore it (the `ac_power_cycle` code): every
+    # tray behind the shelf goes through Off and back.
+    AC_POWER_CYCLE = "ACPowerCycle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,9 @@ class TrayBackend(Protocol):
         ...
 
     async def power_control(self, tray: TrayRef, code: str, *, operation_key: str) -> None:
-        """Send a power operation (one of the 8 power codes). `operation_key` dedupes retries."""
+        """Send a power operation (one of `nico.domain.POWER_CODES`). `operation_key` dedupes
+        retries. `ac_power_cycle` is sent to a PowerShelf only, by backends declaring
+        `Capability.AC_POWER_CYCLE` for it."""
         ...
 
     async def power_status(self, tray: TrayRef) -> PowerState:

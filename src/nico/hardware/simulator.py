@@ -41,10 +41,13 @@ from nico.store.models import SimFault, SimTrayState, Tray, utcnow
 from nico.store.simulator import FaultKind
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(Capability)
+# Only a power shelf cuts AC; the trays it feeds cannot cycle their own input.
+TRAY_CAPABILITIES: frozenset[Capability] = ALL_CAPABILITIES - {Capability.AC_POWER_CYCLE}
 
 _POWER_ON_CODES = frozenset({"power_on", "force_power_on"})
 _POWER_OFF_CODES = frozenset({"power_off", "force_power_off"})
 _CYCLE_CODES = frozenset({"restart", "force_restart", "warm_reset", "cold_reset"})
+_AC_CYCLE = "ac_power_cycle"
 
 UNFED_MESSAGE = "BMC unreachable: no PowerShelf of the rack is on"
 FAULT_UNREACHABLE_MESSAGE = "BMC unreachable (injected fault)"
@@ -102,7 +105,9 @@ class SimulatorBackend:
         self._db = db
 
     def capabilities(self, component_type: ComponentType) -> frozenset[Capability]:
-        return ALL_CAPABILITIES if component_type in OPERABLE_COMPONENT_TYPES else frozenset()
+        if component_type is ComponentType.POWERSHELF:
+            return ALL_CAPABILITIES
+        return TRAY_CAPABILITIES if component_type in OPERABLE_COMPONENT_TYPES else frozenset()
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -153,8 +158,13 @@ class SimulatorBackend:
     # --- power ----------------------------------------------------------------------
 
     async def power_control(self, tray: TrayRef, code: str, *, operation_key: str) -> None:
-        if code not in _POWER_ON_CODES | _POWER_OFF_CODES | _CYCLE_CODES:
+        if code not in _POWER_ON_CODES | _POWER_OFF_CODES | _CYCLE_CODES | {_AC_CYCLE}:
             raise UnsupportedOperation(f"unknown power operation {code!r}")
+        if code == _AC_CYCLE and tray.type is not ComponentType.POWERSHELF:
+            raise UnsupportedOperation(
+                f"{code} is carried out by a PowerShelf; {tray.name or tray.id} is a "
+                f"{tray.type.value} tray"
+            )
         call = await self._begin(tray)
         async with self._db.session() as session:
             now = utcnow()
@@ -182,7 +192,9 @@ class SimulatorBackend:
         state.power_op_key = operation_key
         if fault is not None:  # POWER_STUCK: accepted, nothing happens
             return None
-        if code in _CYCLE_CODES:
+        if code == _AC_CYCLE:
+            await self._cut_feed(session, call.tray, now)
+        if code in _CYCLE_CODES or code == _AC_CYCLE:
             state.power_cycles += 1
             state.power_on = False
             target = True
@@ -190,6 +202,21 @@ class SimulatorBackend:
             target = code in _POWER_ON_CODES
             if state.power_on == target and state.power_target is None:
                 return None  # already there: accepted as a no-op
+        self._transition(state, target, now)
+        return None
+
+    async def _cut_feed(self, session: AsyncSession, shelf: Tray, now: datetime) -> None:
+        """A shelf's AC cut and restored: every Compute and NVLSwitch tray of its rack (the
+        simulator feeds a rack's trays from all its shelves alike) loses power and comes
+        back On when the shelf does (restore policy: on), its reset marker moved."""
+        for tray in await sim_store.fed_trays(session, shelf.rack_id):
+            state = await sim_store.lock_state(session, tray)
+            sim_store.settle(state, now)
+            state.power_cycles += 1
+            state.power_on = False
+            self._transition(state, True, now)
+
+    def _transition(self, state: SimTrayState, target: bool, now: datetime) -> None:
         if self._latency > 0:
             state.power_target = target
             state.power_ready_at = now + timedelta(seconds=self._latency)
@@ -197,7 +224,6 @@ class SimulatorBackend:
             state.power_on = target
             state.power_target = None
             state.power_ready_at = None
-        return None
 
     async def power_status(self, tray: TrayRef) -> PowerState:
         call = await self._begin(tray)

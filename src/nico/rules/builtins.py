@@ -155,6 +155,31 @@ def _reset_steps() -> list[Wire]:
     ]
 
 
+# An AC power cycle's PowerControl also waits (up to 3m) for every tray behind the shelf
+# to show its own cycle (nico.engine.hardware_ops), on top of one hardware call.
+AC_CYCLE_CALL_TIMEOUT = "8m"
+
+
+def _ac_power_cycle_steps() -> list[Wire]:
+    """Shelves cut and restore AC (the PowerControl verifies the shelf and every tray
+    behind it cycled, by their reset markers), wait for power and the BMCs they feed;
+    then every switch and compute tray must read On again."""
+    action = {"name": "PowerControl", "timeout": AC_CYCLE_CALL_TIMEOUT}
+    return [
+        step(
+            SHELF,
+            1,
+            action,
+            post=[verify_power("on"), reachable([SWITCH, COMPUTE], "10m")],
+            timeout="45m",
+        ),
+        *(
+            step(component, 2, verify_power("on", "10m"), timeout="25m", retry=RETRY_VERIFY)
+            for component in (SWITCH, COMPUTE)
+        ),
+    ]
+
+
 def _firmware(verify: Wire) -> list[Wire]:
     firmware = {
         "name": "FirmwareControl",
@@ -289,6 +314,14 @@ BUILTIN_RULES: dict[tuple[OperationType, str], BuiltinRule] = {
             "Built-in cold reset",
             "Cold-reset NVLSwitch then Compute (shelves keep power); verify each is on.",
             _definition(_reset_steps()),
+        ),
+        BuiltinRule(
+            _P,
+            "ac_power_cycle",
+            "Built-in AC power cycle",
+            "PowerShelf cuts and restores AC; each shelf and every tray behind it must show "
+            "a power cycle, then NVLSwitch and Compute must read On.",
+            _definition(_ac_power_cycle_steps()),
         ),
         *(
             BuiltinRule(

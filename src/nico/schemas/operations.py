@@ -21,8 +21,10 @@ from nico.domain import (
     BRING_UP_CODES,
     FIRMWARE_CODES,
     OPERABLE_COMPONENT_TYPES,
-    POWER_STATE_TO_CODE,
+    POWER_STATE_CODES,
+    POWER_STATE_WORDS,
     ComponentType,
+    power_state,
 )
 from nico.hardware.redfish.catalog import is_image_uri
 from nico.rules.durations import DurationError, parse_duration
@@ -30,7 +32,6 @@ from nico.schemas.common import RequestModel, ResponseModel
 from nico.store.inventory import TraySelector
 from nico.tasks.conflicts import ConflictStrategy
 
-POWER_STATES = tuple(POWER_STATE_TO_CODE)
 MAX_QUEUE_TIMEOUT_SECONDS = 24 * 3600.0
 MAX_DESCRIPTION = 1024
 
@@ -125,8 +126,12 @@ class OperationOptions(RequestModel):
 
 
 class PowerFields(RequestModel):
-    state: Literal["on", "off", "cycle", "forceoff", "forcecycle"] = Field(
-        description="Power state to reach: on, off, cycle, forceoff, forcecycle (case-insensitive)."
+    state: Literal["On", "Off", "Cycle", "ForceOff", "ForceCycle", "ACPowerCycle"] = Field(
+        description="Power state to reach: On, Off, Cycle (graceful restart), ForceOff, "
+        "ForceCycle (forced restart) or ACPowerCycle (the rack's power shelves cut AC and "
+        "restore it: every tray behind them goes through Off and back). Any casing is "
+        "accepted (upstream's older on, off, cycle, forceoff, forcecycle too); tasks "
+        "record the PascalCase spelling."
     )
 
     @field_validator("state", mode="before")
@@ -134,10 +139,16 @@ class PowerFields(RequestModel):
     def _state(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("is required")
-        return _lower_choice(value, POWER_STATES)
+        if not isinstance(value, str):
+            raise ValueError(f"must be one of [{' '.join(POWER_STATE_CODES)}]")
+        return power_state(value)
 
     def operation_code(self) -> str:
-        return POWER_STATE_TO_CODE[self.state]
+        return POWER_STATE_CODES[self.state]
+
+    def words(self) -> str:
+        """How a default task description says the state (`force power cycle`)."""
+        return POWER_STATE_WORDS[self.state]
 
 
 VERSION_REQUIRED_CODES = ("downgrade", "rollback")

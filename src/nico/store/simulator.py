@@ -110,6 +110,15 @@ async def shelves_on(session: AsyncSession, rack_id: uuid.UUID, now: datetime) -
     return shelves, on
 
 
+async def fed_trays(session: AsyncSession, rack_id: uuid.UUID) -> list[Tray]:
+    """The Compute and NVLSwitch trays of a rack: what its power shelves feed."""
+    fed = (ComponentType.COMPUTE.value, ComponentType.NVLSWITCH.value)
+    result = await session.execute(
+        select(Tray).where(Tray.rack_id == rack_id, Tray.type.in_(fed)).order_by(Tray.id)
+    )
+    return list(result.scalars())
+
+
 async def matching_faults(
     session: AsyncSession, tray: Tray, kinds: Sequence[FaultKind], now: datetime
 ) -> list[SimFault]:

@@ -8,7 +8,7 @@ rules). Inventory-only trays (TorSwitch, UMS, CDU) are never targeted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -221,3 +221,75 @@ def _check_named_trays(selector: TraySelector, trays: Sequence[Tray]) -> None:
                     )
                 ],
             )
+
+
+# --- ACPowerCycle ------------------------------------------------------------------------
+
+SHELF = ComponentType.POWERSHELF.value
+BackendOf = Callable[[Tray, Rack], str]
+CapabilityOf = Callable[[str, ComponentType], bool]
+
+
+async def ac_power_cycle_targets(
+    session: AsyncSession,
+    groups: Sequence[RackTargets],
+    *,
+    backend_of: BackendOf,
+    can_cycle: CapabilityOf,
+    summary: str,
+) -> list[RackTargets]:
+    """What an AC power cycle acts on, checked before anything is sent.
+
+    A rack's PowerShelf trays carry it out: each cuts its AC output and restores it, so
+    every tray behind it (every Compute and NVLSwitch tray of its rack) goes through Off
+    and back. Each rack's task therefore targets the selected shelves plus every
+    Compute/NVLSwitch tray of the rack: conflicts with other tasks on those trays are
+    checked, and the rule verifies each one cycled and came back. A rack with no selected
+    shelf, or a shelf whose backend cannot cut AC, is a 400 naming the trays.
+    """
+    rack_ids = [g.rack.id for g in groups]
+    result = await session.execute(
+        select(Tray)
+        .where(Tray.rack_id.in_(rack_ids), Tray.type.in_(_OPERABLE))
+        .options(
+            load_only(
+                Tray.id,
+                Tray.rack_id,
+                Tray.type,
+                Tray.name,
+                Tray.slot_id,
+                Tray.tray_idx,
+                Tray.backend,
+                raiseload=True,
+            )
+        )
+    )
+    by_rack: dict[uuid.UUID, list[Tray]] = {}
+    for tray in result.scalars():
+        by_rack.setdefault(tray.rack_id, []).append(tray)
+    problems: list[str] = []
+    out: list[RackTargets] = []
+    for group in groups:
+        rack_trays = by_rack.get(group.rack.id, [])
+        chosen = {t.id for t in group.trays if t.type == SHELF}
+        shelves = [t for t in rack_trays if t.id in chosen]
+        if not shelves:
+            named = ", ".join(t.name or str(t.id) for t in group.trays)
+            problems.append(
+                f"rack {group.rack.name}: no PowerShelf tray selected to cut AC ({named}); "
+                "select the rack or its PowerShelf trays"
+            )
+            continue
+        unable = [
+            f"{t.name or t.id} ({backend_of(t, group.rack)} backend)"
+            for t in shelves
+            if not can_cycle(backend_of(t, group.rack), ComponentType.POWERSHELF)
+        ]
+        if unable:
+            problems.append(f"rack {group.rack.name}: cannot AC power cycle {', '.join(unable)}")
+            continue
+        behind = [t for t in rack_trays if t.type != SHELF]
+        out.append(RackTargets(group.rack, _ordered(shelves + behind)))
+    if problems:
+        raise ValidationFailed(summary, [("state", "ACPowerCycle: " + "; ".join(problems))])
+    return out

@@ -175,3 +175,55 @@ async def test_capabilities_are_power_and_firmware_but_never_bring_up(
     assert backend.capabilities(ComponentType.TORSWITCH) == frozenset()
     with pytest.raises(UnsupportedOperation):
         await backend.bring_up_control(tray(None))
+
+
+async def test_an_ac_power_cycle_is_the_shelf_chassis_power_cycle(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    emulator = emulator_factory(
+        chassis=(FakeChassis("shelf1"), FakeChassis("shelf2")),
+        chassis_reset_types=["On", "ForceOff", "PowerCycle"],
+    )
+    shelf = tray(emulator.endpoint(resource_id="shelf1"), ComponentType.POWERSHELF, "shelf-01")
+
+    await backend.power_control(shelf, "ac_power_cycle", operation_key=key())
+
+    assert emulator.resets() == ["PowerCycle"]
+    assert emulator.power_history("shelf1") == ["Off", "On"]
+    assert emulator.power_history("shelf2") == []
+    assert await backend.power_status(shelf) == PowerState.ON
+
+
+async def test_an_ac_power_cycle_without_power_cycle_cuts_and_restores_the_shelf(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    emulator = emulator_factory(
+        chassis=(FakeChassis("shelf1"),),
+        chassis_reset_types=["On", "ForceOff", "GracefulShutdown"],
+    )
+    shelf = tray(emulator.endpoint(resource_id="shelf1"), ComponentType.POWERSHELF, "shelf-01")
+
+    await backend.power_control(shelf, "ac_power_cycle", operation_key=key())
+
+    assert emulator.resets() == ["ForceOff", "On"]
+    assert emulator.power_history("shelf1") == ["Off", "On"]
+
+
+async def test_an_ac_power_cycle_of_a_system_is_refused_before_anything_is_sent(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    emulator = emulator_factory(
+        systems=(FakeSystem("node1", power_state="On"),),
+        reset_types=["On", "ForceOff", "PowerCycle"],
+    )
+    node = tray(emulator.endpoint(), ComponentType.COMPUTE, "compute-01")
+
+    with pytest.raises(UnsupportedOperation) as refused:
+        await backend.power_control(node, "ac_power_cycle", operation_key=key())
+
+    assert str(refused.value) == (
+        "ac_power_cycle is carried out by a PowerShelf's Chassis; compute-01 is a Compute tray"
+    )
+    assert emulator.resets() == []
+    assert Capability.AC_POWER_CYCLE in backend.capabilities(ComponentType.POWERSHELF)
+    assert Capability.AC_POWER_CYCLE not in backend.capabilities(ComponentType.COMPUTE)

@@ -29,6 +29,7 @@ def test_every_power_code_has_a_plan() -> None:
         ("force_restart", "ForceRestart"),
         ("warm_reset", "GracefulRestart"),
         ("cold_reset", "PowerCycle"),
+        ("ac_power_cycle", "PowerCycle"),
     ],
 )
 def test_a_bmc_offering_everything_gets_the_preferred_reset_type(code: str, preferred: str) -> None:
@@ -48,6 +49,8 @@ def test_a_bmc_offering_everything_gets_the_preferred_reset_type(code: str, pref
         ("force_restart", ["On", "ForceOff"], "ForceOff, wait until Off, On"),
         ("warm_reset", ["ForceRestart"], "ForceRestart"),
         ("cold_reset", ["On", "ForceOff", "ForceRestart"], "ForceOff, wait until Off, On"),
+        ("ac_power_cycle", ["On", "ForceOff", "FullPowerCycle"], "FullPowerCycle"),
+        ("ac_power_cycle", ["On", "ForceOff", "GracefulShutdown"], "ForceOff, wait until Off, On"),
     ],
 )
 def test_a_missing_reset_type_falls_back_to_the_documented_plan(
@@ -66,6 +69,7 @@ def test_a_missing_reset_type_falls_back_to_the_documented_plan(
         ("force_power_off", ["On", "GracefulShutdown"]),
         ("restart", ["On", "ForceOff", "ForceRestart"]),
         ("cold_reset", ["On", "GracefulShutdown"]),
+        ("ac_power_cycle", ["On", "GracefulShutdown", "GracefulRestart"]),
         ("power_on", []),
     ],
 )

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nico.api.access import parse_uuid, require_site
 from nico.api.body_errors import SummarizedRoute, validation_summary
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep, caller_subject
-from nico.domain import OperationType
+from nico.domain import AC_POWER_CYCLE, ComponentType, OperationType
 from nico.errors import ValidationFailed
+from nico.hardware.interface import Capability
 from nico.schemas.operations import (
     FIRMWARE_TARGETS,
     BatchBringUpRequest,
@@ -215,15 +216,38 @@ async def _run(
     return TaskIds(task_ids=await manager.submit(call.services, operation, groups, claim))
 
 
+def ac_power_cycle_check(services: Services, select: Selector, summary: str) -> Selector:
+    """ACPowerCycle: every rack needs a selected PowerShelf whose backend can cut AC, and
+    its task covers the trays behind the shelves (400 naming the trays otherwise)."""
+
+    def can_cycle(backend: str, kind: ComponentType) -> bool:
+        return Capability.AC_POWER_CYCLE in services.backends.backend(backend).capabilities(kind)
+
+    async def checked(session: AsyncSession, site_id: uuid.UUID) -> list[RackTargets]:
+        groups = await select(session, site_id)
+        return await targets.ac_power_cycle_targets(
+            session,
+            groups,
+            backend_of=services.backends.backend_name,
+            can_cycle=can_cycle,
+            summary=summary,
+        )
+
+    return checked
+
+
 async def power(call: Call, body: PowerBody, select: Selector, what: str, summary: str) -> TaskIds:
+    code = body.operation_code()
+    if code == AC_POWER_CYCLE:
+        select = ac_power_cycle_check(call.services, select, summary)
     return await _run(
         call,
         body,
         select,
         summary=summary,
         operation_type=OperationType.POWER_CONTROL,
-        code=body.operation_code(),
-        describe=fixed(f"API power {body.state} {what}", {"state": body.state}),
+        code=code,
+        describe=fixed(f"API {body.words()} {what}", {"state": body.state}),
     )
 
 

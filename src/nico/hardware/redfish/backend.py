@@ -78,7 +78,10 @@ REMEMBERED_KEYS = 10_000
 FINISHED_JOB_PREFIX = "finished:"
 _OFF_RESET_TYPES = frozenset({"ForceOff", "GracefulShutdown"})
 # Reset types that cycle the tray each time they are carried out: never sent twice.
-CYCLING_RESET_TYPES = frozenset({"GracefulRestart", "ForceRestart", "PowerCycle"})
+CYCLING_RESET_TYPES = frozenset({"GracefulRestart", "ForceRestart", "PowerCycle", "FullPowerCycle"})
+# A power shelf's Chassis also cuts and restores the AC it feeds (`ac_power_cycle`).
+SHELF_CAPABILITIES = CAPABILITIES | {Capability.AC_POWER_CYCLE}
+AC_POWER_CYCLE = "ac_power_cycle"
 
 
 class _PowerTarget:
@@ -108,7 +111,10 @@ class RedfishBackend:
     # --- capabilities -------------------------------------------------------------
 
     def capabilities(self, component_type: ComponentType) -> frozenset[Capability]:
-        """Power, reachability and firmware for operable types; no bring-up over Redfish."""
+        """Power, reachability and firmware for operable types (AC power cycle for power
+        shelves); no bring-up over Redfish."""
+        if component_type is ComponentType.POWERSHELF:
+            return SHELF_CAPABILITIES
         return CAPABILITIES if component_type in POWER_MODELS else frozenset()
 
     def set_firmware_catalog(self, site_id: str, catalog: Mapping[str, Any] | None) -> None:
@@ -125,6 +131,11 @@ class RedfishBackend:
         in this process is not sent again (across processes the engine's ledger
         decides). A cycling reset whose answer is lost raises `ResetOutcomeUnknown`.
         """
+        if code == AC_POWER_CYCLE and tray.type is not ComponentType.POWERSHELF:
+            raise UnsupportedOperation(
+                f"{code} is carried out by a PowerShelf's Chassis; {tray.name or tray.id} "
+                f"is a {tray.type.value} tray"
+            )
         async with self._once(operation_key):
             if operation_key in self._done_power_keys:
                 return

@@ -1,4 +1,4 @@
-"""Which Redfish `ResetType`s carry out each of the 8 power codes, with bounded fallbacks.
+"""Which Redfish `ResetType`s carry out each power code, with bounded fallbacks.
 
 A BMC lists the reset types it accepts in `ResetType@Redfish.AllowableValues`. For each
 code we try the preferred plan first and fall back to the next plan whose every reset
@@ -94,6 +94,15 @@ RESET_PLANS: dict[str, tuple[ResetPlan, ...]] = {
     "cold_reset": (
         _plan("cold_reset", SendReset("PowerCycle")),
         _plan("cold_reset", *_OFF_THEN_ON),
+    ),
+    # An AC power cycle, sent to a power shelf's Chassis: PowerCycle (the shelf removes
+    # and restores the power it feeds), else FullPowerCycle (Redfish's "like removing AC
+    # power"), else ForceOff, wait until Off, On. Never to a system (a system's PowerCycle
+    # keeps its AC input).
+    "ac_power_cycle": (
+        _plan("ac_power_cycle", SendReset("PowerCycle")),
+        _plan("ac_power_cycle", SendReset("FullPowerCycle")),
+        _plan("ac_power_cycle", *_OFF_THEN_ON),
     ),
 }
 
