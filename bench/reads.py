@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/reads.py [--sizes 200,10000,100000] [--million]
                                     [--db sqlite,postgres] [--baseline ../other-checkout]
-                                    [--duration 10] [--quick]
+                                    [--duration 10] [--quick] [--api-workers 2]
 
 (`make bench` runs it with `--sizes $(READS_SIZES)`, default 200,10000,100000.)
 
@@ -11,8 +11,8 @@ gets the demo site and N finished tasks written through the store in bulk: sprea
 100 racks of 35 trays (rack 1 is the demo rack, the others are history of racks since
 retired), each task targeting its rack's 35 trays with a ~2 KB report, so a tray holds
 1% of the site's tasks. Then `nico serve` starts as a subprocess (embedded Temporal dev
-server, worker in the same process) and `wrk` (Debian package; installed with apt-get
-when missing) drives it from its own process:
+server, worker and `--api-workers` API processes (default 2) of its own) and `wrk` (Debian
+package; installed with apt-get when missing) drives it from its own process:
 
 - 50 connections for `--duration` seconds: req/s, p50, p99;
 - 1 connection for 3 seconds: p50 (the latency of one request on an idle server);
@@ -74,21 +74,33 @@ def free_port() -> int:
 
 
 def report_of(task_id: uuid.UUID, trays: list[str]) -> dict[str, Any]:
-    """A finished power task's report, about 2 KB of JSON."""
+    """A finished power task's TaskReportV1 (valid, so `includeReport` serializes it),
+    about 2 KB of JSON."""
+    del task_id
+    at = "2026-01-01T00:00:00Z"
     return {
         "version": 1,
-        "taskId": str(task_id),
         "stages": [
             {
-                "name": "Compute",
+                "number": n,
                 "status": "completed",
+                "startedAt": at,
+                "finishedAt": at,
                 "steps": [
-                    {"trayId": t, "action": "PowerOn", "status": "completed", "attempts": 1}
-                    for t in trays[:12]
+                    {
+                        "componentType": kind,
+                        "status": "completed",
+                        "totalComponents": len(trays),
+                        "completedComponents": len(trays),
+                        "failedComponents": 0,
+                        "startedAt": at,
+                        "finishedAt": at,
+                    }
+                    for kind in ("Compute", "NVLinkSwitch", "PowerShelf")
                 ],
             }
+            for n in (1, 2, 3)
         ],
-        "summary": {"total": len(trays), "succeeded": len(trays), "failed": 0},
     }
 
 
@@ -315,7 +327,13 @@ def postgres_reachable() -> bool:
 
 
 def run_size(
-    target: Target, db: str, tasks: int, wrk: str, duration: float, variants: list[tuple[str, str]]
+    target: Target,
+    db: str,
+    tasks: int,
+    wrk: str,
+    duration: float,
+    variants: list[tuple[str, str]],
+    api_workers: int,
 ) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="nico-reads-") as tmp:
         dev_key = "reads-" + uuid.uuid4().hex
@@ -327,6 +345,7 @@ def run_size(
             "NICO_SECRET_KEY": Fernet.generate_key().decode(),
             "NICO_AUTH_DEV_KEY": dev_key,
             "NICO_LOG_LEVEL": "WARNING",
+            "NICO_API_WORKERS": str(api_workers),
         }
         env.pop("NICO_TEMPORAL_ADDRESS", None)
         env.pop("NICO_DATABASE_URL", None)
@@ -395,9 +414,10 @@ def row_line(r: Row) -> str:
     )
 
 
-def print_tables(rows: list[Row], duration: float) -> None:
+def print_tables(rows: list[Row], duration: float, api_workers: int) -> None:
     print(
-        f"\nTask lists, `nico serve` (worker in the process), pageSize 20, finished tasks over "
+        f"\nTask lists, `nico serve` with NICO_API_WORKERS={api_workers} (worker and API in "
+        f"processes of their own), pageSize 20, finished tasks over "
         f"{RACKS} racks x {TRAYS_PER_RACK} trays (a tray holds 1%), ~2 KB report each;\n"
         f"wrk from its own process: 50 connections {duration:g} s (req/s, p50, p99) and "
         "1 connection 3 s (p50 c1)\n"
@@ -438,6 +458,13 @@ def main() -> None:
         "--quick", action="store_true", help="only the tray list (plain, includeReport, activeOnly)"
     )
     parser.add_argument("--baseline", type=Path, help="another checkout, measured interleaved")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=2,
+        help="NICO_API_WORKERS for `nico serve` (default 2, one per core of the bench host; "
+        "a checkout that predates it runs one)",
+    )
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed is not None:
@@ -460,9 +487,9 @@ def main() -> None:
     for db in dbs:
         for tasks in sizes:
             for target in targets:
-                rows += run_size(target, db, tasks, wrk, args.duration, variants)
+                rows += run_size(target, db, tasks, wrk, args.duration, variants, args.api_workers)
                 print(f"{target.label} {db} {tasks}: measured", file=sys.stderr, flush=True)
-    print_tables(rows, args.duration)
+    print_tables(rows, args.duration, args.api_workers)
     sys.stdout.flush()
 
 

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Processes `nico api` runs on NICO_HOST:NICO_PORT (one socket, the kernel "
         "spreads connections); about one per core. Set NICO_METRICS_DIR with more than one, "
-        "so /metrics counts every process. `nico serve` runs one API process.",
+        "so /metrics counts every process. `nico serve` runs as many (the background loops "
+        "in the first).",
     )
     api_name: str = Field("nico", description="API name segment in /v2/org/{org}/{api_name}.")
 

@@ -187,3 +187,52 @@ async def test_a_child_that_dies_stops_serve_with_exit_code_1(tmp_path: Path) ->
     await assert_closed(api_port)
     await assert_closed(temporal_port)
     assert not alive(kids["api"]) and not alive(kids["temporal"])
+
+
+def api_processes(pid: int) -> list[list[str]]:
+    """The argv of each API process `nico serve` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "api" in argv:
+            found.append([*argv, entry.name])
+    return found
+
+
+async def test_api_workers_run_several_api_processes_under_serve(tmp_path: Path) -> None:
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    env = {**serve_env(tmp_path, api_port, temporal_port), "NICO_API_WORKERS": "2"}
+    process = start_serve(env, log)
+    try:
+        text = await wait_until_up(process, log, api_port)
+        apis = api_processes(process.pid)
+        assert len(apis) == 2, apis
+        assert all("--listen-fd" in argv for argv in apis), apis
+        # One runs the queue sweep and the reconciler; two would promote tasks twice.
+        assert sorted("--no-loops" in argv for argv in apis) == [False, True], apis
+        token = re.search(r"export TOKEN=(\S+)", text)
+        site = re.search(r"site id: (\S+)", text)
+        assert token and site
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        url = f"http://127.0.0.1:{api_port}/v2/org/demo/nico/task"
+        for _ in range(20):  # a new connection each: the kernel spreads them
+            async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+                listed = await http.get(url, params={"siteId": site.group(1)})
+            assert listed.status_code == 200, listed.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("nico serve ignored SIGTERM: " + log.read_text()[-2000:])
+    assert process.returncode == 0, read_log(log)[-2000:]
+    await assert_closed(api_port)
+    assert not any(alive(int(argv[-1])) for argv in apis)

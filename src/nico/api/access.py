@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nico.errors import BadRequest, Forbidden, PreconditionFailed
 from nico.ids import NOT_A_UUID, as_uuid
 from nico.store import inventory
+from nico.store.db import Database
 from nico.store.models import Provider, Site
 
 NO_PROVIDER = "Failed to retrieve Infrastructure Provider for org"
@@ -54,12 +55,44 @@ async def require_site(
     # The provider and the site in one round trip: every site-scoped request runs this.
     found = await inventory.get_provider_and_site(session, org, parsed)
     if found is None:
-        raise BadRequest(NO_PROVIDER)
+        judge_site(None, None, None, flow=flow)
+        raise AssertionError("unreachable")
     provider, site = found
-    if site is None:
-        raise BadRequest(SITE_MISSING, {"siteId": "does not exist"})
-    if site.provider_id != provider.id:
-        raise Forbidden(SITE_FOREIGN)
-    if flow and not site.flow_enabled:
-        raise PreconditionFailed(FLOW_DISABLED)
+    judge_site(
+        provider.id,
+        None if site is None else site.provider_id,
+        None if site is None else site.flow_enabled,
+        flow=flow,
+    )
+    assert site is not None
     return site
+
+
+async def site_id_to_check(db: Database, org: str, site_id: str | None) -> uuid.UUID:
+    """The first checks of `require_site` (siteId given and a UUID), for a caller that
+    reads the rest of the guard with its own query and passes it to `judge_site`."""
+    parsed = as_uuid(site_id) if site_id else None
+    if parsed is None:
+        async with db.session() as session:  # raises the error require_site always did
+            await require_site(session, org, site_id)
+        raise AssertionError("unreachable")
+    return parsed
+
+
+def judge_site(
+    provider_id: uuid.UUID | None,
+    site_provider_id: uuid.UUID | None,
+    flow_enabled: bool | None,
+    *,
+    flow: bool = True,
+) -> None:
+    """The guard's verdict on what was read: the org's provider (None: the org has
+    none), the requested site's provider (None: no such site) and its Flow switch."""
+    if provider_id is None:
+        raise BadRequest(NO_PROVIDER)
+    if site_provider_id is None:
+        raise BadRequest(SITE_MISSING, {"siteId": "does not exist"})
+    if site_provider_id != provider_id:
+        raise Forbidden(SITE_FOREIGN)
+    if flow and not flow_enabled:
+        raise PreconditionFailed(FLOW_DISABLED)

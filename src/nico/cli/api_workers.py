@@ -13,27 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 from typing import Any
 
+from nico.cli.listen import LISTEN_FD, listening_socket
 from nico.cli.supervise import Child, stop_child
 from nico.config import Settings
 
 log = logging.getLogger("nico.api")
-
-LISTEN_FD = "--listen-fd"
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The API's listening socket, inheritable by the children."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 async def supervise_api_workers(settings: Settings) -> int:
@@ -78,8 +65,3 @@ async def supervise_api_workers(settings: Settings) -> int:
     finally:
         sock.close()
         await asyncio.gather(*(stop_child(c) for c in children))
-
-
-def inherited_socket(fd: int) -> socket.socket:
-    """The listening socket a child got from `supervise_api_workers`."""
-    return socket.socket(fileno=fd)

@@ -8,15 +8,17 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import typer
 import uvicorn
 
 from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
-from nico.cli.api_workers import LISTEN_FD, inherited_socket, supervise_api_workers
-from nico.cli.supervise import UNDER_SERVE, supervise, watch_parent
+from nico.cli.api_workers import supervise_api_workers
+from nico.cli.listen import LISTEN_FD, inherited_socket
+from nico.cli.supervise import NO_LOOPS, UNDER_SERVE, supervise, watch_parent
 from nico.config import Settings
 from nico.logs import configure_logging
 from nico.metrics import prepare_dir as prepare_metrics_dir
@@ -118,20 +120,40 @@ async def run_api(services: Services, listen_fd: int = -1) -> None:
         orphaned.cancel()
 
 
-async def run_api_under_serve(services: Services, parent: int) -> None:
-    """The API process of `nico serve`: the API plus the background loops (queue sweep,
-    reconciler), which stay responsive here while the worker process is saturated. Stops
-    on SIGTERM from `nico serve`, or by itself if `nico serve` is gone."""
+async def run_api_under_serve(
+    services: Services, parent: int, listen_fd: int = -1, *, loops: bool = True
+) -> None:
+    """An API process of `nico serve`: the API (on the socket `nico serve` bound when it
+    runs several) plus, with `loops`, the background loops (queue sweep, reconciler),
+    which stay responsive here while the worker process is saturated. Stops on SIGTERM
+    from `nico serve`, or by itself if `nico serve` is gone."""
     server = api_server(services)
-    loops = asyncio.create_task(run_background(services))
-    orphaned = asyncio.create_task(watch_parent(parent))
-    orphaned.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    tasks = [asyncio.create_task(watch_parent(parent))]
+    tasks[0].add_done_callback(lambda _: setattr(server, "should_exit", True))
+    if loops:
+        tasks.append(asyncio.create_task(run_background(services)))
     try:
-        await server.serve()
+        if listen_fd < 0:
+            await server.serve()
+        else:
+            await server.serve(sockets=[inherited_socket(listen_fd)])
     finally:
-        for task in (loops, orphaned):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(loops, orphaned, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_api_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run an API process's event loop: uvloop when installed (uvicorn[standard] brings
+    it), whose loop and thread wake-ups cost a request less CPU than asyncio's. uvicorn
+    picks uvloop only when it creates the loop itself, which `nico api` does not."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 UnderServeOption = typer.Option(
@@ -190,6 +212,7 @@ def register(app: typer.Typer) -> None:
     def api(
         under_serve: bool = UnderServeOption,
         listen_fd: int = typer.Option(-1, LISTEN_FD, hidden=True),
+        no_loops: bool = typer.Option(False, NO_LOOPS, hidden=True),
     ) -> None:
         """Run only the API (production: several replicas against NICO_DATABASE_URL;
         NICO_API_WORKERS processes each)."""
@@ -221,10 +244,10 @@ def register(app: typer.Typer) -> None:
                 # The API starts and cancels task workflows itself (NICO_TEMPORAL_ADDRESS).
                 services.temporal = await connect_with_retry(services)
                 if under_serve:
-                    await run_api_under_serve(services, parent)
+                    await run_api_under_serve(services, parent, listen_fd, loops=not no_loops)
                 else:
                     await run_api(services, listen_fd)
             finally:
                 await services.db.dispose()
 
-        asyncio.run(main())
+        run_api_loop(main())

@@ -1,5 +1,6 @@
 """`nico serve`'s process layout: the worker in one process, the API and the background
-loops in another, the embedded Temporal server in a third, all started and stopped here.
+loops in another (NICO_API_WORKERS API processes on one socket, the loops in the first),
+the embedded Temporal server in a third, all started and stopped here.
 
 Why processes: one event loop running both the API and a saturated worker answered a
 100-rack request after minutes, because every request waited behind workflow and
@@ -27,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nico.cli.listen import LISTEN_FD, listening_socket
 from nico.config import Settings
 from nico.engine.devserver import EmbeddedTemporal
 
@@ -37,6 +39,8 @@ CHILD_STOP_TIMEOUT = 20.0
 # How often a child checks that `nico serve` is still its parent.
 PARENT_CHECK_INTERVAL = 1.0
 UNDER_SERVE = "--under-serve"
+# An API process of `nico serve` that leaves the background loops to the first one.
+NO_LOOPS = "--no-loops"
 
 
 @dataclass
@@ -47,12 +51,36 @@ class Child:
     process: asyncio.subprocess.Process
 
 
-async def spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
+async def spawn(
+    name: str, args: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
+) -> Child:
     """`python -m nico <args>` with this interpreter, in a session of its own."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nico", *args, env=env, start_new_session=True
+        sys.executable, "-m", "nico", *args, env=env, start_new_session=True, pass_fds=pass_fds
     )
     return Child(name, process)
+
+
+async def spawn_api(settings: Settings, env: dict[str, str]) -> list[Child]:
+    """The API processes: one binding NICO_HOST:NICO_PORT itself, or (NICO_API_WORKERS
+    > 1) that many on one socket bound here, the kernel spreading connections over them.
+    Only the first runs the background loops (queue sweep, reconciler)."""
+    if settings.api_workers == 1:
+        return [await spawn("API", ["api", UNDER_SERVE], env)]
+    sock = listening_socket(settings.host, settings.port)
+    fd = sock.fileno()
+    try:
+        return [
+            await spawn(
+                f"API {n + 1}",
+                ["api", UNDER_SERVE, LISTEN_FD, str(fd), *([NO_LOOPS] if n else [])],
+                env,
+                pass_fds=(fd,),
+            )
+            for n in range(settings.api_workers)
+        ]
+    finally:
+        sock.close()  # the children hold it
 
 
 async def stop_child(child: Child) -> None:
@@ -117,7 +145,7 @@ async def supervise(settings: Settings, on_ready: Callable[[], None] | None = No
     async with temporal_for_children(settings) as extra:
         env = {**os.environ, **extra}
         children = [
-            await spawn("API", ["api", UNDER_SERVE], env),
+            *await spawn_api(settings, env),
             await spawn("worker", ["worker", UNDER_SERVE], env),
         ]
         exits = {asyncio.ensure_future(c.process.wait()): c for c in children}

@@ -11,25 +11,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Integer,
+    Row,
     Select,
     TextClause,
+    bindparam,
     delete,
     func,
     insert,
     select,
     text,
+    true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, FINISHED_TASK_STATUSES, TaskStatus
-from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray, utcnow
+from nico.store.models import ACTIVE_TASK_SQL, Provider, Site, Task, TaskTray, utcnow
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
 
@@ -267,26 +271,12 @@ class TaskQuery:
 _ACTIVE = text(f"tasks.{ACTIVE_TASK_SQL}")
 
 
-def _task_filters(query: TaskQuery) -> list[ColumnElement[bool] | TextClause]:
-    conditions: list[ColumnElement[bool] | TextClause] = [Task.site_id == query.site_id]
-    if query.rack_id is not None:
-        conditions.append(Task.rack_id == query.rack_id)
-    if query.statuses is not None:
-        if len(query.statuses) == 1:  # the (site, status, created, id) index
-            conditions.append(Task.status == query.statuses[0])
-        else:
-            if query.active_only:  # several not-finished statuses: the partial index
-                conditions.append(_ACTIVE)
-            if set(query.statuses) != set(NOT_FINISHED):
-                conditions.append(Task.status.in_(query.statuses))
-    if query.operation_type is not None:
-        conditions.append(Task.operation_type == query.operation_type)
-    return conditions
-
-
 # What a list shows of each task (the report only on request): the rule snapshot, targets
-# and parameters stay in the database instead of being parsed for every row.
+# and parameters stay in the database instead of being parsed for every row. Lists read
+# plain rows (Core), not ORM objects: hydrating and tracking 20 tasks cost more than the
+# query itself.
 LIST_COLUMNS = (
+    Task.id,
     Task.status,
     Task.description,
     Task.message,
@@ -298,10 +288,101 @@ LIST_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What decides a list's SQL (values are bound per request)."""
+
+    rack: bool
+    tray: bool
+    statuses: tuple[str, ...] | None
+    operation_type: bool
+    with_report: bool
+
+    @classmethod
+    def of(cls, query: TaskQuery, with_report: bool) -> _Shape:
+        return cls(
+            rack=query.rack_id is not None,
+            tray=query.tray_id is not None,
+            statuses=query.statuses,
+            operation_type=query.operation_type is not None,
+            with_report=with_report,
+        )
+
+    @property
+    def active_only(self) -> bool:
+        return self.statuses is not None and set(self.statuses) <= set(NOT_FINISHED)
+
+
+def _values(query: TaskQuery, offset: int, limit: int) -> dict[str, Any]:
+    return {
+        "site_id": query.site_id,
+        "rack_id": query.rack_id,
+        "tray_id": query.tray_id,
+        "operation_type": query.operation_type,
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+def _shape_filters(shape: _Shape) -> list[ColumnElement[bool] | TextClause]:
+    conditions: list[ColumnElement[bool] | TextClause] = [Task.site_id == bindparam("site_id")]
+    if shape.rack:
+        conditions.append(Task.rack_id == bindparam("rack_id"))
+    if shape.statuses is not None:
+        if len(shape.statuses) == 1:  # the (site, status, created, id) index
+            conditions.append(Task.status == shape.statuses[0])
+        else:
+            if shape.active_only:  # several not-finished statuses: the partial index
+                conditions.append(_ACTIVE)
+            if set(shape.statuses) != set(NOT_FINISHED):
+                conditions.append(Task.status.in_(shape.statuses))
+    if shape.operation_type:
+        conditions.append(Task.operation_type == bindparam("operation_type"))
+    return conditions
+
+
+@lru_cache(maxsize=256)
+def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
+    """The page and count statements of one list shape, built once per process (building
+    and cache-keying a statement per request cost as much as running it)."""
+    conditions = _shape_filters(shape)
+    columns = (*LIST_COLUMNS, Task.report) if shape.with_report else LIST_COLUMNS
+    tray = bindparam("tray_id", type_=TaskTray.tray_id.type)
+    if shape.tray and not shape.active_only:
+        link_order = (TaskTray.created.desc(), TaskTray.task_id.desc())
+        links = [TaskTray.tray_id == tray, TaskTray.site_id == bindparam("site_id")]
+        extra = conditions[1:]
+        page = (
+            select(*columns)
+            .join_from(Task, TaskTray, TaskTray.task_id == Task.id)
+            .where(*links, *extra)
+            .order_by(*link_order)
+        )
+        count = select(func.count()).select_from(TaskTray).where(*links)
+        if extra:
+            count = count.join(Task, TaskTray.task_id == Task.id).where(*extra)
+    else:
+        if shape.tray:
+            # An OFFSET keeps PostgreSQL from turning the probe into a join that reads all
+            # the tray's links: the small active index drives, each candidate one lookup.
+            link = (
+                select(TaskTray.task_id)
+                .where(TaskTray.task_id == Task.id, TaskTray.tray_id == tray)
+                .limit(1)
+                .offset(0)
+            )
+            conditions.append(link.exists())
+        page = select(*columns).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
+        count = select(func.count()).select_from(Task).where(*conditions)
+    page = page.offset(bindparam("offset", type_=Integer)).limit(bindparam("limit", type_=Integer))
+    return page, count
+
+
 def list_statements(
     query: TaskQuery, *, offset: int, limit: int, with_report: bool = True
-) -> tuple[Select[Task], Select[int]]:
-    """The page and the count statements of a task list (the plan tests EXPLAIN these).
+) -> tuple[Select[Any], Select[int]]:
+    """The page and the count statements of a task list, values bound (the plan tests
+    EXPLAIN these).
 
     Three shapes, each reading an index in the list's order (newest first, id breaks
     ties) and stopping after the page:
@@ -310,65 +391,98 @@ def list_statements(
     - a tray's tasks: the tray's links, which carry site and creation time, in order;
     - otherwise the tasks index whose prefix is the filter (site, rack, status or type).
     """
-    conditions = _task_filters(query)
-    if query.tray_id is not None and not query.active_only:
-        link_order = (TaskTray.created.desc(), TaskTray.task_id.desc())
-        links = [TaskTray.tray_id == query.tray_id, TaskTray.site_id == query.site_id]
-        extra = conditions[1:]
-        page = (
-            select(Task)
-            .join(TaskTray, TaskTray.task_id == Task.id)
-            .where(*links, *extra)
-            .order_by(*link_order)
+    page, count = _shape_statements(_Shape.of(query, with_report))
+    values = _values(query, offset, limit)
+    return page.params(values), count.params(values)
+
+
+def page_with_total(page: Select[Any], count: Select[int]) -> Select[Any]:
+    """The page statement with the total as an extra column."""
+    return page.add_columns(count.scalar_subquery().label("total"))
+
+
+@lru_cache(maxsize=256)
+def _guarded_statement(shape: _Shape) -> Select[Any]:
+    """Site guard, total and page in one statement: the org's provider (no row at all when
+    it has none) with the requested site's owner and Flow switch, the total, and the
+    page's rows joined on (one row of NULL task columns when the page is empty)."""
+    page, count = _shape_statements(shape)
+    rows = page.subquery("page")
+    guard = (
+        select(
+            Provider.id.label("guard_provider_id"),
+            Site.provider_id.label("guard_site_provider_id"),
+            Site.flow_enabled.label("guard_flow_enabled"),
         )
-        count = select(func.count()).select_from(TaskTray).where(*links)
-        if extra:
-            count = count.join(Task, TaskTray.task_id == Task.id).where(*extra)
-    else:
-        if query.tray_id is not None:
-            # An OFFSET keeps PostgreSQL from turning the probe into a join that reads all
-            # the tray's links: the small active index drives, each candidate one lookup.
-            link = (
-                select(TaskTray.task_id)
-                .where(TaskTray.task_id == Task.id, TaskTray.tray_id == query.tray_id)
-                .limit(1)
-                .offset(0)
-            )
-            conditions.append(link.exists())
-        page = select(Task).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
-        count = select(func.count()).select_from(Task).where(*conditions)
-    columns = (*LIST_COLUMNS, Task.report) if with_report else LIST_COLUMNS
-    return page.options(load_only(*columns)).offset(offset).limit(limit), count
+        .select_from(Provider)
+        .outerjoin(Site, Site.id == bindparam("site_id"))
+        .where(Provider.org == bindparam("org"))
+        .subquery("guard")
+    )
+    return (
+        select(guard, count.scalar_subquery().label("total"), rows)
+        .select_from(guard)
+        .outerjoin(rows, true())
+        .order_by(rows.c.created.desc(), rows.c.id.desc())
+    )
 
 
-def page_with_total(page: Select[Task], count: Select[int]) -> Select[Task, int]:
-    """The page statement with the total as an extra column (what `list_tasks` runs)."""
-    return page.add_columns(count.scalar_subquery())
+@dataclass(frozen=True)
+class SiteGuard:
+    """What the provider-site guard needs to know, read with a list's page."""
+
+    provider_id: uuid.UUID
+    site_provider_id: uuid.UUID | None  # None: no site with that id
+    flow_enabled: bool | None
 
 
 async def list_tasks(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     query: TaskQuery,
     *,
     offset: int,
     limit: int,
     with_report: bool = True,
-) -> tuple[list[Task], int]:
+) -> tuple[list[Row[Any]], int]:
     """One page of tasks, newest first (id breaks ties), and the total after filters.
 
-    Rows carry the list columns only (and the report `with_report`); reading any other
-    attribute of them is an error, so pass them to the list's serializer only."""
+    Rows are plain rows of the list columns (`LIST_COLUMNS`, plus `report` `with_report`)."""
     if query.statuses == ():
         return [], 0
-    page, count = list_statements(query, offset=offset, limit=limit, with_report=with_report)
+    page, count = _shape_statements(_Shape.of(query, with_report))
+    values = _values(query, offset, limit)
     # The total rides along with the page as an uncorrelated scalar subquery (computed
     # once per statement): one round trip instead of two. Only a page past the end has
     # no row to carry it.
-    rows = (await session.execute(page_with_total(page, count))).all()
+    rows = (await session.execute(page_with_total(page, count), values)).all()
     if rows:
-        return [task for task, _ in rows], int(rows[0][1])
-    total = await session.execute(count)
-    return [], int(total.scalar_one())
+        return list(rows), int(rows[0].total)
+    return [], int((await session.execute(count, values)).scalar_one())
+
+
+async def list_tasks_guarded(
+    conn: AsyncSession | AsyncConnection,
+    org: str,
+    query: TaskQuery,
+    *,
+    offset: int,
+    limit: int,
+    with_report: bool = True,
+) -> tuple[SiteGuard | None, list[Row[Any]], int]:
+    """`list_tasks` for `query.site_id` (not yet checked) together with what the site
+    guard needs, in one round trip; the guard is None when the org has no provider.
+    The caller judges the guard before using the page. (No wanted status left, as with
+    `activeOnly` and a finished status, reads as an always-false IN: no rows, total 0.)"""
+    values = {**_values(query, offset, limit), "org": org.lower()}
+    result = (await conn.execute(_guarded_statement(_Shape.of(query, with_report)), values)).all()
+    if not result:
+        return None, [], 0
+    first = result[0]
+    guard = SiteGuard(
+        first.guard_provider_id, first.guard_site_provider_id, first.guard_flow_enabled
+    )
+    rows = [row for row in result if row.id is not None]
+    return guard, rows, int(first.total)
 
 
 # --- retention ---------------------------------------------------------------------------

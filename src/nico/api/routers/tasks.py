@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import judge_site, parse_uuid, require_site, site_id_to_check
 from nico.api.body_errors import SummarizedRoute, validation_summary
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
@@ -22,7 +22,7 @@ from nico.domain import OperationType, TaskStatus
 from nico.errors import NotFound, ValidationFailed
 from nico.ids import optional_uuid
 from nico.schemas.common import QueryBool
-from nico.schemas.tasks import CancelTaskRequest
+from nico.schemas.tasks import CancelTaskRequest, task_list_item
 from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
 from nico.store import tasks as task_store
@@ -98,19 +98,23 @@ async def _list(
     tray_id: uuid.UUID | None = None,
     operation_type: str | None = None,
 ) -> JSONResponse:
-    async with services.db.session() as session:
-        site = await require_site(session, org, site_id)
-        query = task_store.TaskQuery(
-            site_id=site.id,
-            rack_id=rack_id,
-            tray_id=tray_id,
-            statuses=statuses,
-            operation_type=operation_type,
+    query = task_store.TaskQuery(
+        site_id=await site_id_to_check(services.db, org, site_id),
+        rack_id=rack_id,
+        tray_id=tray_id,
+        statuses=statuses,
+        operation_type=operation_type,
+    )
+    # The site guard's reads, the page and its total: one statement on a plain connection.
+    async with services.db.engine.connect() as conn:
+        guard, rows, total = await task_store.list_tasks_guarded(
+            conn, org, query, offset=page.offset, limit=page.limit, with_report=include_report
         )
-        rows, total = await task_store.list_tasks(
-            session, query, offset=page.offset, limit=page.limit, with_report=include_report
-        )
-    body = [TaskOut.of(t, include_report=include_report).body() for t in rows]
+    if guard is None:
+        judge_site(None, None, None)
+    else:
+        judge_site(guard.provider_id, guard.site_provider_id, guard.flow_enabled)
+    body = [task_list_item(row, include_report=include_report) for row in rows]
     response = JSONResponse(content=body)
     set_pagination_header(response, page, total)
     return response

@@ -1,0 +1,101 @@
+"""A task reads the same in a list as on its own: lists build their items without the
+response model (for speed), so every field, null and timestamp must still match what
+`GET /task/{id}` (the model) sends, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from nico.services import Services
+from nico.store.models import OperationRule, utcnow
+from nico.store.tasks import insert_tasks
+from tests.conftest import TokenFactory
+from tests.support.inventory import make_site_with_rack
+from tests.support.tasks import BASE
+
+VALID_REPORT: dict[str, Any] = {
+    "version": 1,
+    "stages": [
+        {
+            "number": 1,
+            "status": "completed",
+            "steps": [
+                {
+                    "componentType": "Compute",
+                    "status": "completed",
+                    "totalComponents": 2,
+                    "completedComponents": 2,
+                    "failedComponents": 0,
+                }
+            ],
+            "startedAt": "2026-01-01T00:00:00Z",
+        }
+    ],
+}
+NOT_A_V1_REPORT: dict[str, Any] = {"version": 1, "taskId": "x", "stages": [{"name": "Compute"}]}
+
+
+async def test_list_items_equal_the_single_task_answer(
+    any_db_client: httpx.AsyncClient, any_db_services: Services, make_token: TokenFactory
+) -> None:
+    made = await make_site_with_rack(any_db_services)
+    tray = made.trays["Compute"][0]
+    async with any_db_services.db.session() as session:
+        rule_id = (await session.execute(select(OperationRule.id).limit(1))).scalar_one()
+    now = utcnow().replace(microsecond=654321)
+    variants: list[dict[str, Any]] = [
+        {"status": "Pending"},
+        {"status": "Waiting", "message": "queued behind 1 task"},
+        {"status": "Running", "started": now, "rule_id": rule_id, "report": VALID_REPORT},
+        {"status": "Succeeded", "started": now, "finished": now, "report": VALID_REPORT},
+        {"status": "Failed", "started": now, "finished": now, "report": NOT_A_V1_REPORT},
+        {"status": "Terminated", "finished": now, "message": "arrêté — ✓", "description": "ü"},
+    ]
+    rows = []
+    for i, extra in enumerate(variants):
+        created = now - timedelta(minutes=i, microseconds=i)
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "site_id": made.site_id,
+                "rack_id": made.rack_id,
+                "operation_type": "PowerControl",
+                "operation_code": "power_on",
+                "targets": {"Compute": [str(tray)]},
+                "created": created,
+                "updated": created + timedelta(seconds=1),
+                **extra,
+            }
+        )
+    async with any_db_services.db.session() as session:
+        await insert_tasks(session, rows)
+
+    auth = {"Authorization": f"Bearer {make_token()}"}
+    site = {"siteId": str(made.site_id)}
+    singles = {}
+    for row in rows:
+        got = await any_db_client.get(f"{BASE}/task/{row['id']}", params=site, headers=auth)
+        assert got.status_code == 200, got.text
+        singles[str(row["id"])] = got.json()
+    assert "report" in singles[str(rows[2]["id"])]
+    assert "report" not in singles[str(rows[4]["id"])]  # not valid v1: left out
+
+    for path in ("/task", f"/rack/{made.rack_id}/task", f"/tray/{tray}/task"):
+        for include in ("true", "false"):
+            listed = await any_db_client.get(
+                BASE + path, params={**site, "includeReport": include}, headers=auth
+            )
+            assert listed.status_code == 200, listed.text
+            items = listed.json()
+            assert [i["id"] for i in items] == [str(r["id"]) for r in rows], path
+            for item in items:
+                single = dict(singles[item["id"]])
+                if include == "false":
+                    single.pop("report", None)
+                assert item == single, (path, include)
+                assert list(item) == list(single), "same key order as the model"
