@@ -131,3 +131,32 @@ async def test_the_demo_site_has_a_catalog_with_a_newer_version_per_type(
     [task_id] = response.json()["taskIds"]
     per_type = {kind: DEMO_FIRMWARE_UPGRADE for kind in ("Compute", "NVLSwitch", "PowerShelf")}
     assert (await load_task(services, task_id)).information == {"version": per_type}
+
+
+@pytest.mark.parametrize(("flag", "stored"), [(True, True), (False, None), (None, None)])
+async def test_override_version_check_travels_to_the_engine(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    services: Services,
+    rack: MadeRack,
+    flag: bool | None,
+    stored: bool | None,
+) -> None:
+    body: dict[str, Any] = {"siteId": str(rack.site_id), "version": "2.0.0"}
+    if flag is not None:
+        body["overrideVersionCheck"] = flag
+    response = await client.patch(f"{BASE}/rack/{rack.rack_id}/firmware", json=body, headers=auth)
+    assert response.status_code == 200, response.text
+    [task_id] = response.json()["taskIds"]
+    info = (await load_task(services, task_id)).information
+    assert info.get("overrideVersionCheck") is stored
+
+
+async def test_override_version_check_must_be_a_boolean(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    body = {"siteId": str(rack.site_id), "version": "2.0.0", "overrideVersionCheck": "yes"}
+    response = await client.patch(f"{BASE}/rack/{rack.rack_id}/firmware", json=body, headers=auth)
+    assert response.status_code == 400, response.text
+    assert "overrideVersionCheck" in response.json()["data"]
+    assert await count_tasks(services) == 0

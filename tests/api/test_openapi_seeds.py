@@ -29,6 +29,8 @@ EXTENSIONS: dict[str, str] = {
     "'maximum': 2147483647, 'default': 1} != seed {'type': 'integer', 'default': 1}": "pageNumber",
     f"{TRAY_TASKS}.parameters.pageSize.schema: {{'type': 'integer', 'minimum': 1, "
     "'maximum': 100} != seed {'type': 'integer'}": "pageSize",
+    "TaskReportV1Step.skippedComponents: not in the seed": "skippedComponents",
+    "TaskReportV1Step.components: not in the seed": "components",
 }
 
 

@@ -1,5 +1,6 @@
 """Upstream clients send `overrideReadinessCheck` and `overrideVersionCheck`: every
-operation body accepts and ignores them, while a misspelt field is still a 400."""
+operation body accepts them (only firmware uses `overrideVersionCheck`, docs/firmware.md),
+while a misspelt field is still a 400."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def request_of(
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
-async def test_upstream_override_flags_are_accepted_and_ignored(
+async def test_upstream_override_flags_are_accepted(
     client: httpx.AsyncClient,
     auth: dict[str, str],
     rack: MadeRack,

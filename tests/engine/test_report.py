@@ -182,3 +182,35 @@ def test_finalizing_names_the_reason_and_tolerates_a_report_that_does_not_parse(
 def test_seed_example_report_round_trips_unchanged() -> None:
     example = example_response()[0]["report"]
     assert TaskReport.from_wire(example).to_wire() == example
+
+
+def test_a_firmware_steps_outcomes_survive_the_wire_and_stay_seed_valid() -> None:
+    report = TaskReport.initial([(1, [PlannedStep("Compute", 2)])])
+    report.begin_stage(1, at(0))
+    outcomes = [
+        {
+            "trayId": "t1",
+            "name": "compute-01",
+            "outcome": "skipped",
+            "fromVersion": "2.0.0",
+            "toVersion": "2.0.0",
+        },
+        {
+            "trayId": "t2",
+            "name": "compute-02",
+            "outcome": "completed",
+            "fromVersion": "1.0.0",
+            "toVersion": "2.0.0",
+        },
+    ]
+    report.record_outcomes(1, 0, skipped=1, components=outcomes)
+    report.complete_step(1, 0, completed=1, failed=0, now=at(30))
+    wire = report.to_wire()
+    step = wire["stages"][0]["steps"][0]
+    assert (step["completedComponents"], step["failedComponents"]) == (1, 0)
+    assert (step["skippedComponents"], step["components"]) == (1, outcomes)
+    assert_valid(wire)
+    assert TaskReport.from_wire(wire).to_wire() == wire
+    # A report without them (every step that is not a firmware step) says nothing of them.
+    plain = three_stage_report().to_wire()["stages"][0]["steps"][0]
+    assert "skippedComponents" not in plain and "components" not in plain

@@ -14,6 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from nico.engine import payloads as p
 from nico.engine.activities import EngineActivities
+from nico.engine.hardware_ops import HardwareOps
+from nico.hardware.simulator import firmware_job_id
 from nico.services import Services
 from tests.engine.support import SimRack, act, make_rack, sim_state, step
 
@@ -100,3 +102,73 @@ async def test_a_step_the_engine_cannot_read_fails_instead_of_being_retried(
     result = await ActivityEnvironment().run(EngineActivities(services, None).run_step, data)
     assert (result.status, result.total) == ("failed", 1)
     assert result.error == "internal error: KeyError: 'mainOperation'"
+
+
+def firmware_input(rack: SimRack, version: str, **info: Any) -> p.StepRunInput:
+    data = step_input(rack, step("Compute", 1, act("FirmwareControl", poll_interval="1s")))
+    data.step.operation_type, data.step.operation_code = "FirmwareControl", "upgrade"
+    data.step.info = {"version": version, **info}
+    return data
+
+
+async def test_a_firmware_step_skips_trays_whose_bmc_reports_the_version(
+    services: Services,
+) -> None:
+    rack = await make_rack(services, compute=2, switches=0, shelves=0)
+    at_target, behind = rack.of("Compute")
+    # The first tray's BMC already runs 2.0.0 (an earlier task put it there).
+    ops = HardwareOps(services)
+    key = f"earlier/{at_target.id}/main"
+    await ops.firmware_start(p.FirmwareCommand(key, at_target.id, "upgrade", "2.0.0"))
+    assert await ops.firmware_versions([at_target.id]) == ["2.0.0"]
+
+    env = ActivityEnvironment()
+    result = await env.run(EngineActivities(services, None).run_step, firmware_input(rack, "2.0.0"))
+    assert (result.status, result.completed, result.failed, result.skipped) == (
+        "completed",
+        1,
+        0,
+        1,
+    )
+    assert result.components == [
+        {
+            "trayId": at_target.id,
+            "name": at_target.name,
+            "outcome": "skipped",
+            "fromVersion": "2.0.0",
+            "toVersion": "2.0.0",
+        },
+        {
+            "trayId": behind.id,
+            "name": behind.name,
+            "outcome": "completed",
+            "fromVersion": "1.0.0",
+            "toVersion": "2.0.0",
+        },
+    ]
+    state = await sim_state(services, at_target.id)
+    assert state is not None
+    assert state.firmware_job_id == firmware_job_id(key)  # no second update was sent
+
+
+async def test_a_resumed_firmware_step_does_not_skip_a_tray_its_update_already_reached(
+    services: Services,
+) -> None:
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    [tray] = rack.of("Compute")
+    data = firmware_input(rack, "2.0.0")
+    # The earlier attempt started this step's update, then its worker died before the
+    # tray's progress moved on; the update has finished meanwhile.
+    key = f"{data.step.task_id}/stage-1/step-0/{tray.id}/main"
+    await HardwareOps(services).firmware_start(p.FirmwareCommand(key, tray.id, "upgrade", "2.0.0"))
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        heartbeat_details=[{"peak": 1, "trays": {tray.id: [0, "running", "", "1.0.0", None]}}],
+    )
+    result = await env.run(EngineActivities(services, None).run_step, data)
+    assert (result.status, result.completed, result.skipped) == ("completed", 1, 0)
+    assert result.components is not None
+    assert result.components[0]["outcome"] == "completed"
+    assert result.components[0]["toVersion"] == "2.0.0"

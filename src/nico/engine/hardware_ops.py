@@ -242,6 +242,10 @@ class HardwareOps:
         )
         return job_id
 
+    async def firmware_started(self, ledger_key: str) -> bool:
+        """Whether a firmware update under this ledger key was already started."""
+        return await self.db(lambda session: ledger.recorded(session, ledger_key)) is not None
+
     async def bring_up_control(self, tray_id: str) -> None:
         ref, backend = await self.target(tray_id)
         await retrying(lambda: backend.bring_up_control(ref))
@@ -275,10 +279,13 @@ class HardwareOps:
     async def observe_firmware(self, data: p.FirmwareQuery) -> p.Observation:
         ref, backend = await self.target(data.tray_id)
         job = await retrying(lambda: backend.firmware_status(ref, data.job_id))
+        version = None
         if job.state.value == "Completed":
             version = await retrying(lambda: backend.firmware_version(ref))
             await self.record_firmware(data.tray_id, version)
-        return p.Observation(state=job.state.value, percent=job.percent, detail=job.message)
+        return p.Observation(
+            state=job.state.value, percent=job.percent, detail=job.message, version=version
+        )
 
     async def observe_bring_up(self, tray_id: str) -> p.Observation:
         ref, backend = await self.target(tray_id)

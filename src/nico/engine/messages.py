@@ -98,6 +98,16 @@ def running_message(
     return f"Running stage {place}: {kinds}"
 
 
+def succeeded(*, skipped: int = 0) -> str:
+    """`Succeeded`, or `Succeeded; 3 trays already ran the requested firmware version and
+    were skipped`."""
+    if not skipped:
+        return "Succeeded"
+    if skipped == 1:
+        return "Succeeded; 1 tray already ran the requested firmware version and was skipped"
+    return f"Succeeded; {skipped} trays already ran the requested firmware version and were skipped"
+
+
 def stage_failed(number: int, error: str) -> str:
     return f"Stage {number} failed: {error}"
 

@@ -139,6 +139,8 @@ class Observation:
     detail: str | None = None
     retryable: bool = True
     infra: bool = False
+    # A completed firmware job: the version the tray reported right after it.
+    version: str | None = None
 
 
 @dataclass
@@ -175,7 +177,10 @@ class StepProgress:
 
 @dataclass
 class StepResult:
-    """`status`: completed | failed | cancelled. Counts are per tray."""
+    """`status`: completed | failed | cancelled. Counts are per tray; `skipped` trays (a
+    firmware step's trays already at the requested version) are neither completed nor
+    failed. `components`: per tray of a firmware step, its outcome and versions
+    (`TrayOutcome` wire form)."""
 
     status: str
     total: int
@@ -183,6 +188,8 @@ class StepResult:
     failed: int
     peak_in_flight: int
     error: str | None = None
+    skipped: int = 0
+    components: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -39,6 +39,10 @@ class StepReport:
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    # Firmware steps (our addition): trays left alone because they already ran the
+    # requested version, and per tray its outcome with the version before and after.
+    skipped_components: int | None = None
+    components: list[dict[str, Any]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -54,16 +58,21 @@ class StepReport:
             out["completedComponents"] = self.completed_components
         if self.failed_components is not None:
             out["failedComponents"] = self.failed_components
+        if self.skipped_components is not None:
+            out["skippedComponents"] = self.skipped_components
         if self.started_at is not None:
             out["startedAt"] = self.started_at
         if self.finished_at is not None:
             out["finishedAt"] = self.finished_at
         if self.error:
             out["error"] = self.error
+        if self.components is not None:
+            out["components"] = [dict(c) for c in self.components]
         return out
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> StepReport:
+        components = data.get("components")
         return cls(
             component_type=str(data["componentType"]),
             status=ReportStatus(data["status"]),
@@ -73,6 +82,8 @@ class StepReport:
             started_at=data.get("startedAt"),
             finished_at=data.get("finishedAt"),
             error=data.get("error"),
+            skipped_components=data.get("skippedComponents"),
+            components=[dict(c) for c in components] if components is not None else None,
         )
 
 
@@ -212,6 +223,14 @@ class TaskReport:
         step.completed_components = new_completed
         step.failed_components = new_failed
         return True
+
+    def record_outcomes(
+        self, number: int, position: int, skipped: int, components: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """A firmware step's per-tray outcomes (from -> to) and how many were skipped."""
+        step = self.step(number, position)
+        step.skipped_components = skipped
+        step.components = [dict(c) for c in components]
 
     def complete_step(
         self, number: int, position: int, completed: int, failed: int, now: datetime

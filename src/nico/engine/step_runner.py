@@ -69,6 +69,10 @@ FIRST_POLL = 0.05
 POLL_GROWTH = 1.5
 
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+# A firmware step's tray that already ran the requested version (docs/firmware.md).
+SKIPPED = "skipped"
+# The task info flag (upstream's `overrideVersionCheck`) that reflashes such trays.
+OVERRIDE_VERSION_CHECK = "overrideVersionCheck"
 
 
 @dataclass
@@ -93,11 +97,25 @@ WAITS = WaitClock()
 
 @dataclass
 class TrayProgress:
-    """How far one tray got: actions done (`next_slot`), and its outcome once it has one."""
+    """How far one tray got: actions done (`next_slot`), and its outcome once it has one.
+    In a firmware step also the version read before it started and the last one read."""
 
     next_slot: int = 0
     status: str = PENDING
     reason: str = ""
+    before: str | None = None
+    after: str | None = None
+
+    def to_wire(self) -> list[Any]:
+        return [self.next_slot, self.status, self.reason, self.before, self.after]
+
+    @classmethod
+    def from_wire(cls, saved: list[Any]) -> TrayProgress:
+        next_slot, status, reason, *versions = saved
+        before, after = [*versions, None, None][:2]
+        # A tray in flight when the attempt died runs again from its next action.
+        status = PENDING if status == RUNNING else status
+        return cls(int(next_slot), str(status), str(reason), before, after)
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -128,6 +146,10 @@ class StepRunner:
         self._budget = budget
         self._per_tray = _slots(self._step)
         self._once = [a for a in self._step.actions() if a.name in STEP_SCOPED_ACTIONS]
+        # A firmware step reads each tray's version first: a tray already at the requested
+        # version is skipped unless the task says overrideVersionCheck.
+        self._firmware_step = self._step.main_operation.name is ActionName.FIRMWARE_CONTROL
+        self._override = data.info.get(OVERRIDE_VERSION_CHECK) is True
         self._state = {t.id: TrayProgress() for t in self._trays}
         self._peak = 0
         self._unfinished: list[str] = []
@@ -142,23 +164,41 @@ class StepRunner:
         """JSON-safe progress for heartbeat details (see `_restore`)."""
         return {
             "peak": self._peak,
-            "trays": {i: [s.next_slot, s.status, s.reason] for i, s in self._state.items()},
+            "trays": {i: s.to_wire() for i, s in self._state.items()},
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self._peak = int(saved.get("peak", 0))
-        for tray_id, (next_slot, status, reason) in dict(saved.get("trays", {})).items():
+        for tray_id, progress in dict(saved.get("trays", {})).items():
             if tray_id in self._state:
-                # A tray in flight when the attempt died runs again from its next action.
-                status = PENDING if status == RUNNING else status
-                self._state[tray_id] = TrayProgress(int(next_slot), str(status), str(reason))
+                self._state[tray_id] = TrayProgress.from_wire(list(progress))
 
     def counts(self) -> tuple[int, int]:
+        """(completed, failed); skipped trays are neither."""
         states = self._state.values()
         return (
             sum(1 for s in states if s.status == COMPLETED),
             sum(1 for s in states if s.status == FAILED),
         )
+
+    def skipped(self) -> int:
+        return sum(1 for s in self._state.values() if s.status == SKIPPED)
+
+    def outcomes(self) -> list[dict[str, Any]] | None:
+        """Per tray of a firmware step: outcome and versions before and after (None for
+        other steps)."""
+        if not self._firmware_step:
+            return None
+        out = []
+        for tray in self._trays:
+            state = self._state[tray.id]
+            entry: dict[str, Any] = {"trayId": tray.id, "name": tray.name, "outcome": state.status}
+            if state.before is not None:
+                entry["fromVersion"] = state.before
+            if state.after is not None:
+                entry["toVersion"] = state.after
+            out.append(entry)
+        return out
 
     def _failures(self) -> list[tuple[str, str]]:
         return [(t.name, self._state[t.id].reason) for t in self._trays if self._failed(t)]
@@ -196,10 +236,11 @@ class StepRunner:
         completed, failed = self.counts()
         total = len(self._trays)
         result = p.StepResult("completed", total, completed, failed, self._peak)
+        result.skipped, result.components = self.skipped(), self.outcomes()
         if cancelled:
             result.status = "cancelled"
         elif timed_out:
-            not_started = total - completed - failed - len(self._unfinished)
+            not_started = total - completed - failed - result.skipped - len(self._unfinished)
             result.status = "failed"
             result.error = messages.step_timed_out(
                 self._step.component_type.value,
@@ -241,9 +282,8 @@ class StepRunner:
         failures = self._failures()
         if failures:
             completed, failed = self.counts()
-            return messages.step_failed(
-                kind, len(self._trays), failures, not_started=len(self._trays) - completed - failed
-            )
+            not_started = len(self._trays) - completed - failed - self.skipped()
+            return messages.step_failed(kind, len(self._trays), failures, not_started=not_started)
         if self._check_failure is not None:
             return self._check_failure
         for action in self._once:
@@ -253,6 +293,8 @@ class StepRunner:
                     p.FIRMWARE_VERSIONS,
                     lambda: self._ops.firmware_versions([t.id for t in self._trays]),
                 )
+                for tray, version in zip(self._trays, versions, strict=True):
+                    self._saw_version(tray, version)
                 judge_consistency(self._trays, versions)
             except ActionFailed as exc:
                 return messages.step_check_failed(kind, exc.reason)
@@ -262,6 +304,10 @@ class StepRunner:
         state = self._state[tray.id]
         state.status = RUNNING
         try:
+            first = self._firmware_step and state.next_slot == 0
+            if first and await self._already_at_target(tray, state):
+                state.status = SKIPPED
+                return
             for index in range(state.next_slot, len(self._per_tray)):
                 slot, action = self._per_tray[index]
                 await self._action(tray, slot, action)
@@ -281,6 +327,40 @@ class StepRunner:
             state.status = COMPLETED
         finally:
             running.pop(tray.id, None)
+
+    # --- firmware versions -----------------------------------------------------------
+
+    async def _already_at_target(self, tray: TrayTarget, state: TrayProgress) -> bool:
+        """Read the tray's version before anything is done to it (kept as `before`) and
+        say whether to skip it: it already runs the requested version, the task does not
+        override the check, and no update of this step was started on it (a resumed
+        attempt may find the tray at the target because of that update). A tray whose
+        version cannot be read is not skipped: its update then runs and says why."""
+        before = await self._read_version(tray)
+        if before is None:
+            return False
+        state.before = state.after = before
+        target = target_version(self._ctx.input.info, tray.type)
+        if self._override or target is None or before != target:
+            return False
+        if await self._ops.firmware_started(self._ctx.ledger_key(tray, "main")):
+            return False
+        log.info("tray %s already runs firmware %s: skipped", tray.name, target)
+        return True
+
+    async def _read_version(self, tray: TrayTarget) -> str | None:
+        """One read of the tray's running version (recorded like every read), or None."""
+        try:
+            async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
+                [version] = await self._ops.firmware_versions([tray.id])
+        except Exception as exc:
+            log.warning("firmware version of %s not read: %s", tray.name, error_text(exc))
+            return None
+        return version
+
+    def _saw_version(self, tray: TrayTarget, version: str | None) -> None:
+        if version is not None and self._firmware_step:
+            self._state[tray.id].after = version
 
     # --- actions ----------------------------------------------------------------------
 
@@ -314,6 +394,7 @@ class StepRunner:
             versions = await self._call(
                 action, p.FIRMWARE_VERSIONS, lambda: ops.firmware_versions([tray.id])
             )
+            self._saw_version(tray, versions[0])
             if versions[0] != expected:
                 raise ActionFailed(f"firmware version is {versions[0]}, expected {expected}")
         elif name is ActionName.BRING_UP_CONTROL:
@@ -431,7 +512,9 @@ class StepRunner:
         bounds = poll_bounds(action)
 
         async def probe() -> str | None:
-            return judge_firmware(await observe(lambda: self._ops.observe_firmware(query)))
+            obs = await observe(lambda: self._ops.observe_firmware(query))
+            self._saw_version(tray, obs.version)
+            return judge_firmware(obs)
 
         reason = await poll(bounds, probe)
         if reason is not None:

@@ -62,6 +62,9 @@ TASK_FAILED = "TaskFailed"
 # Marker of tasks that run each step as one `run_step` activity (docs/engine.md,
 # "Upgrading workers"); histories without it replay the StepWorkflow children.
 STEP_ACTIVITY_PATCH = "step-activity"
+# Marker of tasks whose report carries a firmware step's skipped trays and per-tray
+# versions (from -> to); a history without it never had them to record.
+FIRMWARE_OUTCOMES_PATCH = "firmware-outcomes"
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -278,6 +281,7 @@ class TaskWorkflow:
         self._saved = 0
         self._closing = False
         self._summaries: list[p.StepSummary] = []
+        self._skipped = 0  # trays of firmware steps left alone (already at the version)
         self._begun = False  # the task row is Running (begin_task moved it)
         self._flusher: asyncio.Task[None] | None = None
 
@@ -396,7 +400,9 @@ class TaskWorkflow:
         failure = body.result()
         if failure is not None:
             return await self._finish(data, TaskStatus.FAILED, failure)
-        return await self._finish(data, TaskStatus.SUCCEEDED, "Succeeded")
+        return await self._finish(
+            data, TaskStatus.SUCCEEDED, messages.succeeded(skipped=self._skipped)
+        )
 
     async def _finish(
         self, data: TaskWorkflowInput, status: TaskStatus, message: str
@@ -676,6 +682,11 @@ class TaskWorkflow:
                     status=result.status,
                 )
             )
+            if result.components is not None and workflow.patched(FIRMWARE_OUTCOMES_PATCH):
+                self._report.record_outcomes(
+                    number, entry.position, result.skipped, result.components
+                )
+                self._skipped += result.skipped
             if result.status == "completed":
                 self._report.complete_step(
                     number, entry.position, result.completed, result.failed, now

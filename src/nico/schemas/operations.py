@@ -1,7 +1,8 @@
 """Request and response bodies of the power, firmware and bring-up endpoints.
 
 Upstream's fields (`siteId`, `state`, `version`, `targets`, `filter`, `ruleId`,
-`description`; `overrideReadinessCheck` and `overrideVersionCheck` accepted and ignored)
+`description`, firmware `overrideVersionCheck`; `overrideReadinessCheck`, and
+`overrideVersionCheck` outside firmware, accepted and ignored)
 plus ours: `conflictStrategy` + `queueTimeout`,
 `operationCode` (picks the rule: firmware downgrade/rollback, bring-up `ingest`) and `all`
 (a batch operation without a filter must say `"all": true` to act on every rack of the
@@ -88,8 +89,7 @@ class OperationOptions(RequestModel):
     )
     override_version_check: StrictBool | None = Field(
         None,
-        description="Accepted for upstream compatibility; nico-flow refuses no update "
-        "because of the installed version, so it changes nothing.",
+        description="Accepted for upstream compatibility; only firmware requests use it.",
     )
 
     @field_validator("conflict_strategy", mode="before")
@@ -179,6 +179,13 @@ class FirmwareFields(RequestModel):
     operation_code: Literal["upgrade", "downgrade", "rollback"] | None = Field(
         None, description="upgrade (default), downgrade or rollback."
     )
+    override_version_check: StrictBool | None = Field(
+        None,
+        description="true: update every targeted tray, also one whose BMC already reports "
+        "the requested version (a same-version reflash). Default false: such trays are "
+        "skipped and reported as skipped (not failed); the version is read from each "
+        "tray's BMC when its step starts.",
+    )
 
     @field_validator("operation_code", mode="before")
     @classmethod
@@ -235,6 +242,9 @@ class FirmwareFields(RequestModel):
         out: dict[str, Any] = {"version": self.version}
         if self.targets is not None:
             out["targets"] = list(self.targets)
+        if self.override_version_check:
+            # The engine's flag (nico.engine.step_runner.OVERRIDE_VERSION_CHECK).
+            out["overrideVersionCheck"] = True
         return out
 
 

@@ -42,6 +42,23 @@ class TaskReportV1Version(IntEnum):
     V1 = 1
 
 
+class TaskReportV1Component(ResponseModel):
+    """One tray of a firmware step (our addition): what happened to it, from -> to."""
+
+    tray_id: uuid.UUID = Field(description="The tray's id.")
+    name: str = Field(description="The tray's name.")
+    outcome: TaskReportV1Status = Field(
+        description="`completed` (updated), `skipped` (already at the requested version), "
+        "`failed`, or `pending` (not started: the step stopped first)."
+    )
+    from_version: Omittable[str] = Field(
+        None, description="Version the tray's BMC reported before the step touched it."
+    )
+    to_version: Omittable[str] = Field(
+        None, description="Last version the tray's BMC reported during the step."
+    )
+
+
 class TaskReportV1Step(ResponseModel):
     """Execution state of one rule step; pairs 1:1 with the rule's step at its index."""
 
@@ -64,6 +81,17 @@ class TaskReportV1Step(ResponseModel):
     )
     error: Omittable[str] = Field(
         None, description="Failure summary naming the trays that failed; at most 512 bytes."
+    )
+    skipped_components: Omittable[int] = Field(
+        None,
+        description="Firmware steps (our addition): trays left alone because they already "
+        "ran the requested version (the request did not set overrideVersionCheck). They are "
+        "neither completed nor failed.",
+    )
+    components: Omittable[list[TaskReportV1Component]] = Field(
+        None,
+        description="Firmware steps (our addition): per targeted tray, its outcome and the "
+        "version read before and after the step.",
     )
 
 

@@ -1,0 +1,146 @@
+"""Firmware requests end to end on the simulated NVL72 rack (real HTTP, a real worker):
+an unlisted version starts nothing; a tray already at the requested version (read from
+its BMC) is skipped, not failed, unless `overrideVersionCheck`; the report says per tray
+from -> to (docs/firmware.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from temporalio.testing import WorkflowEnvironment
+
+from nico.services import Services
+from nico.store.models import Tray
+from tests.support.inventory import make_site_with_rack
+from tests.support.live import BASE, Live, live_api
+from tests.support.tasks import count_tasks
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow]
+
+
+def steps(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["componentType"]: s for st in task["report"]["stages"] for s in st["steps"]}
+
+
+def by_name(step: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in step["components"]}
+
+
+async def firmware(live: Live, body: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+    [task_id] = await live.operate("PATCH", path or f"/rack/{live.rack.rack_id}/firmware", body)
+    return await live.finished(task_id)
+
+
+@pytest.fixture
+async def dev_live(
+    temporal_dev_env: WorkflowEnvironment, services: Services, auth: dict[str, str]
+) -> AsyncIterator[Live]:
+    """`live` on the dev server, whose visibility lists workflows (the time-skipping
+    server cannot)."""
+    rack = await make_site_with_rack(services)
+    async with live_api(services, temporal_dev_env, auth, rack) as served:
+        yield served
+
+
+async def workflows_on_queue(live: Live, services: Services) -> list[str]:
+    queue = services.settings.temporal_task_queue
+    return [w.id async for w in live.env.client.list_workflows(f'TaskQueue="{queue}"')]
+
+
+async def test_an_unlisted_version_starts_no_task_and_no_workflow(
+    dev_live: Live, services: Services
+) -> None:
+    live = dev_live
+    refused = await live.http.patch(
+        f"{BASE}/rack/{live.rack.rack_id}/firmware",
+        json=live.site | {"version": "no-such-version"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert (
+        "no-such-version is not in the site's firmware catalog for Compute"
+        in (refused.json()["data"]["version"])
+    )
+    assert await count_tasks(services) == 0
+    tasks = await live.http.get(f"{BASE}/rack/{live.rack.rack_id}/task", params=live.site)
+    assert tasks.json() == []
+
+    # A listed version right after is accepted (nothing was left holding the rack), and
+    # its workflow is the only one the worker's queue ever saw.
+    [task_id] = await live.operate(
+        "PATCH", f"/rack/{live.rack.rack_id}/firmware", {"version": "2.0.0"}
+    )
+    for _ in range(100):
+        seen = await workflows_on_queue(live, services)
+        if seen:
+            break
+        await asyncio.sleep(0.1)
+    assert seen == [task_id]
+
+
+async def test_trays_already_at_the_version_are_skipped_and_reported(
+    live: Live, services: Services
+) -> None:
+    await live.power_on()
+    first = live.tray_id("compute-01")
+    done = await firmware(live, {"version": "2.0.0"}, f"/tray/{first}/firmware")
+    assert done["status"] == "Succeeded", done
+    # The inventory row of compute-02 claims 2.0.0, but its BMC still runs 1.0.0: the
+    # skip is decided by what the BMC says, so compute-02 is updated.
+    async with services.db.session() as session:
+        await session.execute(
+            update(Tray)
+            .where(Tray.id == uuid.UUID(live.tray_id("compute-02")))
+            .values(firmware_version="2.0.0")
+        )
+
+    done = await firmware(live, {"version": "2.0.0"})
+    assert done["status"] == "Succeeded", done
+    assert done["message"] == (
+        "Succeeded; 1 tray already ran the requested firmware version and was skipped"
+    )
+    compute = steps(done)["Compute"]
+    assert (compute["status"], compute["completedComponents"]) == ("completed", 17)
+    assert (compute["failedComponents"], compute["skippedComponents"]) == (0, 1)
+    trays = by_name(compute)
+    assert trays["compute-01"] == {
+        "trayId": first,
+        "name": "compute-01",
+        "outcome": "skipped",
+        "fromVersion": "2.0.0",
+        "toVersion": "2.0.0",
+    }
+    assert {k: trays["compute-02"][k] for k in ("outcome", "fromVersion", "toVersion")} == {
+        "outcome": "completed",
+        "fromVersion": "1.0.0",
+        "toVersion": "2.0.0",
+    }
+    switches = steps(done)["NVLSwitch"]
+    assert switches["skippedComponents"] == 0 and switches["completedComponents"] == 9
+    assert {c["outcome"] for c in switches["components"]} == {"completed"}
+
+
+async def test_override_version_check_reflashes_trays_at_the_version(live: Live) -> None:
+    await live.power_on()
+    # The rack runs 1.0.0: without the override every tray is skipped, and that is a
+    # success, not a failure.
+    done = await firmware(live, {"version": "1.0.0"})
+    assert done["status"] == "Succeeded", done
+    assert done["message"].startswith("Succeeded; 27 trays already ran")
+    for kind, total in (("Compute", 18), ("NVLSwitch", 9)):
+        step = steps(done)[kind]
+        assert (step["completedComponents"], step["skippedComponents"]) == (0, total)
+        assert step["failedComponents"] == 0
+
+    done = await firmware(live, {"version": "1.0.0", "overrideVersionCheck": True})
+    assert done["status"] == "Succeeded", done
+    assert done["message"] == "Succeeded"
+    compute = steps(done)["Compute"]
+    assert (compute["completedComponents"], compute["skippedComponents"]) == (18, 0)
+    assert {(c["outcome"], c["fromVersion"], c["toVersion"]) for c in compute["components"]} == {
+        ("completed", "1.0.0", "1.0.0")
+    }
