@@ -186,6 +186,7 @@ async def bench(runs: int, window: int) -> None:
             secret_key=Fernet.generate_key().decode(),
             auth_dev_key="bench-" + uuid.uuid4().hex,
             sweep_interval=3600.0,
+            state_sync_interval=0.0,
             log_level="WARNING",
         )
         services = build_services(settings, create_keys=True)

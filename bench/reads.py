@@ -346,6 +346,7 @@ def run_size(
             "NICO_AUTH_DEV_KEY": dev_key,
             "NICO_LOG_LEVEL": "WARNING",
             "NICO_API_WORKERS": str(api_workers),
+            "NICO_STATE_SYNC_INTERVAL": "0",
         }
         env.pop("NICO_TEMPORAL_ADDRESS", None)
         env.pop("NICO_DATABASE_URL", None)

@@ -87,6 +87,8 @@ def serve_env(data_dir: str, **extra: str) -> dict[str, str]:
         "NICO_SECRET_KEY": Fernet.generate_key().decode(),
         "NICO_AUTH_DEV_KEY": "bench-" + uuid.uuid4().hex,
         "NICO_LOG_LEVEL": "WARNING",
+        # Measured work only: no state sync reading trays in the background.
+        "NICO_STATE_SYNC_INTERVAL": "0",
         **extra,
     }
     env.pop("NICO_TEMPORAL_ADDRESS", None)

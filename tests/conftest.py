@@ -58,6 +58,8 @@ def settings(tmp_path: Path, secret_key: str) -> Settings:
         sim_latency=0.0,
         sim_firmware_duration=0.0,
         seed_demo=False,
+        # No background reads unless a test asks (tests/engine/test_state_sync.py).
+        state_sync_interval=0.0,
     )
 
 

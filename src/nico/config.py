@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         30.0, description="Seconds between queue sweeps and reconciler passes."
     )
+    state_sync_interval: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds in which the worker's state sync reads the power state and "
+        "firmware inventory of every tray of every Flow-enabled site once (reads spread over "
+        "the interval, never a command); 0 turns the sync off (docs/state.md).",
+    )
     reconcile_grace: float = Field(
         60.0,
         description="Seconds a Pending/Running task must be untouched before the reconciler "

@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from nico.engine.client import connect, temporal_target
 from nico.engine.devserver import EmbeddedTemporal
+from nico.engine.state_sync import StateSync
 from nico.engine.worker import build_worker
 from nico.services import Services
 
@@ -81,16 +82,18 @@ async def engine_running(
     services.temporal = client
     worker = build_worker(client, services, on_task_finished=_finished_hook(services))
     async with worker:
-        if not loops:
-            yield
-            return
-        background = asyncio.create_task(_background(services))
+        # The state sync belongs to the worker (it reads hardware, as activities do).
+        helpers = [asyncio.create_task(StateSync(services).run())]
+        if loops:
+            helpers.append(asyncio.create_task(_background(services)))
         try:
             yield
         finally:
-            background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await background
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
 
 
 async def run_worker_only(

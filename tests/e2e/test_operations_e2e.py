@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from nico.services import Services
+from nico.store.history import HistoryQuery, list_history
 from tests.support.live import BASE, Live
 from tests.support.seed000 import assert_valid_task, assert_valid_tasks
 
@@ -166,3 +168,21 @@ async def test_idempotent_retry_over_http(live: Live) -> None:
     )
     ids = [t["id"] for t in listed.json()]
     assert ids[0] == first[0] and len(ids) == 2  # the retried cycle once, after power-on
+
+
+async def test_a_power_task_writes_history_with_its_id_and_who_asked(
+    live: Live, services: Services
+) -> None:
+    """Trays a task observes change state: each change is a history row naming the
+    task and the token subject that asked for it, written before the task finishes."""
+    path = f"/rack/{live.rack.rack_id}/power"
+    [on] = await live.operate("PATCH", path, {"state": "on"})
+    assert (await live.finished(on))["status"] == "Succeeded"
+    [off] = await live.operate("PATCH", path, {"state": "off"})
+    assert (await live.finished(off))["status"] == "Succeeded"
+    compute = live.rack.trays["Compute"][0]
+    async with services.db.session() as session:
+        rows, _ = await list_history(session, HistoryQuery(tray_id=compute), offset=0, limit=20)
+    changes = [(r.from_value, r.to_value, str(r.task_id), r.created_by, r.source) for r in rows]
+    assert changes[0] == ("On", "Off", off, "dev", "task"), changes
+    assert all(task in (on, off) for _, _, task, _, _ in changes)

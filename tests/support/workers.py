@@ -29,6 +29,8 @@ class WorkerProcess:
             "NICO_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
             "NICO_SIM_LATENCY": str(sim_latency),
             "NICO_LOG_LEVEL": "WARNING",
+            # Tests that want the state sync ask for it.
+            "NICO_STATE_SYNC_INTERVAL": os.environ.get("NICO_STATE_SYNC_INTERVAL", "0"),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

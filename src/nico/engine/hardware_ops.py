@@ -8,8 +8,9 @@ backend call runs through `nico.engine.infra.retrying`: an outage of nico's own 
 or Temporal is waited out and never spends a hardware attempt. Side effects (power
 commands, firmware starts) go through the operation ledger (`nico.engine.ledger`): an
 accepted one is never sent again, and a power cycle is verified by the tray's reset
-marker, never sent twice. Every observed power state and firmware version is written back
-to the tray row, so `GET /tray` shows what the engine last saw.
+marker, never sent twice. Every observed power state and firmware version is recorded as
+the tray's observed state with the task on its history rows (`nico.engine.observed`), so
+`GET /tray` shows what the engine last saw.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico import logs
@@ -28,6 +29,7 @@ from nico.domain import AC_POWER_CYCLE, ComponentType
 from nico.engine import ledger, messages
 from nico.engine import payloads as p
 from nico.engine.infra import InfrastructureUnavailable, retrying
+from nico.engine.observed import TaskObservations
 from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
 from nico.services import Services
@@ -51,17 +53,22 @@ class AttemptExpired(Exception):
 class HardwareOps:
     """Tray operations bound to one process's services."""
 
-    def __init__(self, services: Services, *, remember_trays: bool = False) -> None:
+    def __init__(
+        self, services: Services, *, remember_trays: bool = False, task_id: str | None = None
+    ) -> None:
         self._services = services
         self.registry: BackendRegistry = services.backends
         # Tray references already looked up (None: look up on every call).
         self._refs: dict[str, TrayRef] | None = {} if remember_trays else None
+        # A step's reads are written in batches; the per-call activities' at once.
+        self.observed = TaskObservations(services, task_id, batched=remember_trays)
 
-    def for_step(self) -> HardwareOps:
+    def for_step(self, task_id: str | None = None) -> HardwareOps:
         """Operations for one step: each tray's reference (inventory, BMC endpoint) is
         read once per step attempt instead of once per call and poll; an edit of the
-        tray's BMC during a step is seen by the next step (or a retried attempt)."""
-        return HardwareOps(self._services, remember_trays=True)
+        tray's BMC during a step is seen by the next step (or a retried attempt). Its
+        observations are batched: `observed.close()` when the step ends."""
+        return HardwareOps(self._services, remember_trays=True, task_id=task_id)
 
     async def db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """One transaction, made again (whole) after a database outage."""
@@ -82,24 +89,12 @@ class HardwareOps:
         return ref, self.registry.backend_for(ref)
 
     async def record_power(self, tray_id: str, state: str) -> None:
-        """Observed power state goes to the tray row, so GET /tray shows it."""
-        await self.db(
-            lambda session: session.execute(
-                update(Tray)
-                .where(Tray.id == uuid.UUID(tray_id), Tray.power_state != state)
-                .values(power_state=state)
-            )
-        )
+        """Observed power state goes to the tray's observed state, so GET /tray shows it."""
+        await self.observed.power(tray_id, state)
 
     async def record_firmware(self, tray_id: str, version: str) -> None:
-        """Observed firmware version goes to the tray row, so GET /tray shows it."""
-        await self.db(
-            lambda session: session.execute(
-                update(Tray)
-                .where(Tray.id == uuid.UUID(tray_id), Tray.firmware_version != version)
-                .values(firmware_version=version)
-            )
-        )
+        """Observed firmware version goes to the tray's observed state, so GET /tray shows it."""
+        await self.observed.firmware(tray_id, version)
 
     # --- side effects -----------------------------------------------------------------
 

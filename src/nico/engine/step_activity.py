@@ -58,9 +58,10 @@ def _deadline(limit: float) -> float:
 
 
 async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
+    step_ops = ops.for_step(data.step.task_id)
     try:
         runner = StepRunner(
-            ops.for_step(),
+            step_ops,
             data.step,
             deadline=_deadline(data.limit),
             budget=data.budget,
@@ -111,3 +112,4 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
         for task in helpers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await step_ops.observed.close()  # the trays show what the step saw before it ends

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from nico.domain import ComponentType, PowerState
+from nico.domain import ComponentType, FirmwareComponent, PowerState
 
 
 class Capability(StrEnum):
@@ -79,6 +79,15 @@ class FirmwareJob:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FirmwareInventory:
+    """Every firmware component a tray's BMC lists, and which version is the tray's
+    main one (what `firmware_version` answers)."""
+
+    components: tuple[FirmwareComponent, ...]
+    version: str
+
+
 class BringUpState(StrEnum):
     NOT_DISCOVERED = "NotDiscovered"
     WAITING_FOR_INGESTION = "WaitingForIngestion"
@@ -141,6 +150,11 @@ class TrayBackend(Protocol):
 
     async def firmware_version(self, tray: TrayRef) -> str:
         """The running firmware version."""
+        ...
+
+    async def firmware_inventory(self, tray: TrayRef) -> FirmwareInventory:
+        """Every firmware component the tray's BMC lists (BMC, BIOS/UEFI, CPLD, NIC, ...)
+        with its running version. A read: never changes anything on the tray."""
         ...
 
     async def bring_up_control(self, tray: TrayRef) -> None:

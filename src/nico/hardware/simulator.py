@@ -25,10 +25,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.config import Settings
-from nico.domain import OPERABLE_COMPONENT_TYPES, ComponentType, PowerState
+from nico.domain import OPERABLE_COMPONENT_TYPES, ComponentType, FirmwareComponent, PowerState
 from nico.hardware.interface import (
     BringUpState,
     Capability,
+    FirmwareInventory,
     FirmwareJob,
     FirmwareJobState,
     HardwareError,
@@ -75,6 +76,22 @@ def effective_firmware(state: SimTrayState, now: datetime) -> str:
 def settle_firmware(state: SimTrayState, now: datetime) -> None:
     """Make a finished job's version the stored one before anything overwrites the job."""
     state.firmware_version = effective_firmware(state, now)
+
+
+# The firmware components a simulated BMC lists per tray type, main one first. A
+# simulated update installs a bundle: every component runs the tray's firmware version.
+SIM_COMPONENTS: dict[ComponentType, tuple[str, ...]] = {
+    ComponentType.COMPUTE: ("BMC", "BIOS", "DPU"),
+    ComponentType.NVLSWITCH: ("BMC", "CPLD", "BIOS", "NVOS"),
+    ComponentType.POWERSHELF: ("PMC", "PSU"),
+}
+
+
+def sim_inventory(component_type: ComponentType, version: str) -> FirmwareInventory:
+    names = SIM_COMPONENTS.get(component_type, ("BMC",))
+    return FirmwareInventory(
+        tuple(FirmwareComponent(name, version, f"{name}_0") for name in names), version
+    )
 
 
 def firmware_job_id(operation_key: str) -> str:
@@ -299,6 +316,9 @@ class SimulatorBackend:
         async with self._db.session() as session:
             now = await self._answering(session, call)
             return effective_firmware(await self._state(session, call.tray), now)
+
+    async def firmware_inventory(self, tray: TrayRef) -> FirmwareInventory:
+        return sim_inventory(tray.type, await self.firmware_version(tray))
 
     # --- bring-up and inventory -----------------------------------------------------
 

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nico.config import Settings
-from nico.domain import ComponentType, PowerState
+from nico.domain import ComponentType, FirmwareComponent, PowerState
 from nico.hardware.interface import (
     BmcEndpoint,
     BringUpState,
     Capability,
+    FirmwareInventory,
     FirmwareJob,
     FirmwareJobState,
     HardwareError,
@@ -356,6 +357,23 @@ class RedfishBackend:
             )
         return str(member["Version"])
 
+    async def firmware_inventory(self, tray: TrayRef) -> FirmwareInventory:
+        """The tray's `UpdateService/FirmwareInventory` members (Name, else Id, and
+        Version); members without a version string are left out."""
+        client = self._client(tray)
+        members = await self._tray_inventory(client, tray)
+        main = running_version_member(members)
+        if main is None:
+            raise HardwareError(
+                f"BMC {client.bmc} reports no firmware version for tray {tray.name or tray.id}"
+            )
+        components = tuple(
+            FirmwareComponent(_member_name(m), m["Version"], _str_or_none(m.get("Id")))
+            for m in members
+            if isinstance(m.get("Version"), str)
+        )
+        return FirmwareInventory(components, str(main["Version"]))
+
     async def _tray_inventory(self, client: RedfishClient, tray: TrayRef) -> list[dict[str, Any]]:
         """FirmwareInventory members that belong to this tray (see `related_members`)."""
         service = await client.get_json(UPDATE_SERVICE)
@@ -446,6 +464,18 @@ def _task_reference(location: str | None, response: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("@odata.id"), str):
         return str(body["@odata.id"])
     return f"{FINISHED_JOB_PREFIX}{response.status_code}"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _member_name(member: dict[str, Any]) -> str:
+    for key in ("Name", "Id"):
+        value = member.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return str(member.get("@odata.id", "component"))
 
 
 def _digest(value: str | None) -> str:

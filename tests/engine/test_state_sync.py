@@ -1,0 +1,192 @@
+"""The state sync over the simulator: it sees changes made behind nico's back, shows an
+unreadable tray as Unknown with the error, writes history for observed changes, sends no
+command, and does not blame trays for nico's own database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from nico.engine.state_sync import StateSync, batch_size
+from nico.hardware.simulator import SimulatorBackend
+from nico.services import Services
+from nico.store import observations
+from nico.store import simulator as sim_store
+from nico.store.db import Database
+from nico.store.history import HistoryQuery, list_history
+from nico.store.models import SimFault, SimTrayState, Tray, utcnow
+from tests.support.inventory import MadeRack, make_site_with_rack
+
+DOWN_URL = "postgresql+asyncpg://nico@127.0.0.1:1/nowhere"  # nothing listens there
+
+
+@pytest.fixture
+async def rack(services: Services) -> MadeRack:
+    """A Flow site's NVL72 rack whose simulated trays are all powered on."""
+    made = await make_site_with_rack(services)
+    await set_power(services, made.tray_ids, on=True)
+    return made
+
+
+async def set_power(services: Services, tray_ids: list[uuid.UUID], *, on: bool) -> None:
+    """Press the power button on the simulated hardware, behind nico's back."""
+    async with services.db.session() as session:
+        trays = list((await session.execute(select(Tray).where(Tray.id.in_(tray_ids)))).scalars())
+        await sim_store.ensure_states(session, trays)
+        await session.execute(
+            update(SimTrayState).where(SimTrayState.tray_id.in_(tray_ids)).values(power_on=on)
+        )
+
+
+async def tray_row(services: Services, tray_id: uuid.UUID) -> Tray:
+    async with services.db.session() as session:
+        tray = await session.get(Tray, tray_id)
+        assert tray is not None
+        return tray
+
+
+async def observed(services: Services, tray_id: uuid.UUID) -> observations.TrayObserved:
+    async with services.db.session() as session:
+        return (await observations.observations_of(session, [tray_id]))[tray_id]
+
+
+async def power_commands(services: Services) -> int:
+    async with services.db.session() as session:
+        return int(await session.scalar(select(func.sum(SimTrayState.power_ops))) or 0)
+
+
+@pytest.fixture
+async def running_sync(services: Services) -> AsyncIterator[StateSync]:
+    """The sync loop as the worker runs it, with a 1 s interval."""
+    sync = StateSync(services, interval=1.0)
+    task = asyncio.create_task(sync.run())
+    yield sync
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_pass_records_every_tray_and_sends_nothing(
+    services: Services, rack: MadeRack
+) -> None:
+    result = await StateSync(services, interval=60).run_pass(spread=0)
+    assert result.trays == len(rack.tray_ids) == 35
+    assert (result.power_read, result.power_failed) == (35, 0)
+    assert (result.firmware_read, result.firmware_failed) == (35, 0)
+    compute = rack.trays["Compute"][0]
+    assert (await tray_row(services, compute)).power_state == "On"
+    seen = await observed(services, compute)
+    assert seen.power_state == "On" and seen.power_error is None
+    assert seen.power_observed_at is not None
+    assert utcnow() - seen.power_observed_at < timedelta(seconds=30)
+    assert seen.firmware_inventory is not None
+    assert [c.name for c in seen.firmware_inventory] == ["BMC", "BIOS", "DPU"]
+    assert await power_commands(services) == 0  # reads only
+
+
+async def test_a_power_change_behind_nicos_back_shows_within_one_interval(
+    services: Services, rack: MadeRack, running_sync: StateSync
+) -> None:
+    compute = rack.trays["Compute"][3]
+    await wait_for(services, compute, "On")
+    pressed = utcnow()
+    await set_power(services, [compute], on=False)
+    await wait_for(services, compute, "Off", within=running_sync.interval + 5.0)
+    seen = await observed(services, compute)
+    assert seen.power_observed_at is not None and seen.power_observed_at >= pressed
+    async with services.db.session() as session:
+        rows, total = await list_history(session, HistoryQuery(tray_id=compute), offset=0, limit=10)
+    assert total == 1
+    assert (rows[0].kind, rows[0].from_value, rows[0].to_value) == ("power", "On", "Off")
+    assert (rows[0].source, rows[0].task_id) == ("sync", None)
+    assert await power_commands(services) == 0
+
+
+async def wait_for(
+    services: Services, tray_id: uuid.UUID, state: str, within: float = 10.0
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (await tray_row(services, tray_id)).power_state != state:
+        assert loop.time() < deadline, f"tray never showed {state}"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_unreachable_tray_reads_unknown_with_the_error_not_its_last_value(
+    services: Services, rack: MadeRack
+) -> None:
+    sync = StateSync(services, interval=60)
+    await sync.run_pass(spread=0)
+    compute = rack.trays["Compute"][0]
+    good = await observed(services, compute)
+    async with services.db.session() as session:
+        await sim_store.add_faults(
+            session,
+            [
+                SimFault(
+                    site_id=rack.site_id, rack_id=rack.rack_id, tray_id=compute, kind="unreachable"
+                )
+            ],
+        )
+    result = await sync.run_pass(spread=0)
+    assert (result.power_failed, result.firmware_failed) == (1, 1)
+    assert (await tray_row(services, compute)).power_state == "Unknown"
+    seen = await observed(services, compute)
+    assert seen.power_error == "BMC unreachable (injected fault)"
+    # The last good value and its time stay, so its age can be shown.
+    assert (seen.power_state, seen.power_observed_at) == ("On", good.power_observed_at)
+    assert seen.firmware_error == "BMC unreachable (injected fault)"
+    # Its neighbours are unaffected; no history row for an unreadable tray.
+    assert (await tray_row(services, rack.trays["Compute"][1])).power_state == "On"
+    async with services.db.session() as session:
+        _, total = await list_history(session, HistoryQuery(tray_id=compute), offset=0, limit=5)
+    assert total == 0
+
+
+async def test_nicos_own_database_outage_is_no_tray_error(
+    services: Services, rack: MadeRack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The simulator reads its state from a database that does not answer: the trays
+    keep their last reads (no error, no Unknown) and the outage is logged once."""
+    sync = StateSync(services, interval=60)
+    await sync.run_pass(spread=0)
+    down = Database(DOWN_URL)
+    # Every connect refused at once (a pool would make callers queue for its slots).
+    down.engine = create_async_engine(DOWN_URL, poolclass=NullPool)
+    down.sessions = async_sessionmaker(down.engine, expire_on_commit=False)
+    services.backends._backends["simulator"] = SimulatorBackend(services.settings, down)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nico.engine.state_sync"):
+            first = await sync.run_pass(spread=0)
+            await sync.run_pass(spread=0)
+    finally:
+        await down.dispose()
+    assert (first.power_read, first.power_failed, first.firmware_failed) == (0, 0, 0)
+    compute = rack.trays["Compute"][0]
+    assert (await tray_row(services, compute)).power_state == "On"
+    assert (await observed(services, compute)).power_error is None
+    paused = [r for r in caplog.records if "state sync paused" in r.getMessage()]
+    assert len(paused) == 1, [r.getMessage() for r in caplog.records]
+
+
+async def test_a_flow_disabled_site_is_not_read(services: Services) -> None:
+    made = await make_site_with_rack(services, flow=False)
+    result = await StateSync(services, interval=60).run_pass(spread=0)
+    assert result.trays == 0
+    async with services.db.session() as session:
+        assert await observations.observations_of(session, made.tray_ids) == {}
+
+
+def test_batches_spread_a_pass_over_the_interval() -> None:
+    assert batch_size(35, 300) == 1  # a small site: one tray about every 8 s
+    assert batch_size(3500, 300) == 12  # 100 racks: a dozen trays a second
+    assert batch_size(100_000, 300) == 50  # capped; the pass then takes longer
+    assert batch_size(35, 1) == 35 and batch_size(0, 300) == 1
