@@ -10,7 +10,12 @@ zero-latency simulator) and writes `tests/engine/histories/<scenario>.json`: the
 workflow's history and those of its step children, fetched with
 `WorkflowHandle.fetch_history()`. Existing files are overwritten; commit only histories
 of code that was released, never re-record a path after changing its code (that would
-hide the very break the replay test exists to catch).
+hide the very break the replay test exists to catch). `NICO_RECORD_HISTORIES_PREFIX`
+prepends to every file name, so a release's paths go to new files next to the older
+ones (`step_activity_` holds the first ones that run steps as `run_step` activities):
+
+    NICO_RECORD_HISTORIES=1 NICO_RECORD_HISTORIES_PREFIX=step_activity_ \
+        .venv/bin/python -m pytest -q tests/engine/record_histories.py
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from tests.support.tasks import load_task
 from tests.support.temporal import running_worker, wait_for_task_workflow
 
 HISTORIES = Path(__file__).parent / "histories"
+PREFIX = os.environ.get("NICO_RECORD_HISTORIES_PREFIX", "")
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("NICO_RECORD_HISTORIES"),
@@ -63,7 +69,7 @@ async def _save(engine: Engine, scenario: str, payload: TaskWorkflowInput) -> No
         recorded = _without_stack_traces(json.loads(history.to_json()))
         workflows.append({"id": workflow_id, "history": recorded})
     HISTORIES.mkdir(exist_ok=True)
-    path = HISTORIES / f"{scenario}.json"
+    path = HISTORIES / f"{PREFIX}{scenario}.json"
     path.write_text(json.dumps({"scenario": scenario, "workflows": workflows}, indent=None))
 
 
@@ -186,7 +192,7 @@ async def test_fail_fast(engine: Engine) -> None:
 async def test_timeout(engine: Engine) -> None:
     rack = await make_rack(engine.services, compute=2, switches=0, shelves=0)
     payload = await make_task(
-        engine.services, rack, rule(step("Compute", 1, act("Sleep", duration="10m"), timeout="30s"))
+        engine.services, rack, rule(step("Compute", 1, act("Sleep", duration="1h"), timeout="3s"))
     )
     task, _ = await engine.run(payload)
     assert task.status == TaskStatus.FAILED.value
