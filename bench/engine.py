@@ -1,7 +1,7 @@
 """Engine benchmark: how long an NVL72 graceful power_on takes end to end, against the
 bare Temporal floor of the same workflow shape, and how many trays ran at once.
 
-    .venv/bin/python bench/engine.py [--runs 5]
+    .venv/bin/python bench/engine.py [--runs 5] [--timeline]
 
 Everything is real and local: the embedded Temporal dev server (SQLite file, WAL), the
 worker, the API under uvicorn on 127.0.0.1 (free ports), SQLite, the simulator with zero
@@ -9,6 +9,9 @@ latency. A run is `PATCH /rack/{id}/power {"state":"on"}` until `GET /task/{id}`
 Succeeded (polled every 20 ms), from a rack whose simulated trays were reset to Off.
 The floor runs a bare workflow with the same stages, one child per step, the same number
 of activities per tray (no-ops) and the same begin/finish activities, on the same server.
+`--timeline` also prints where the last built-in run's time went: its workflow history,
+event by event, in milliseconds from the PATCH (workflow tasks, activities scheduled,
+started, completed, signals).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -109,6 +113,30 @@ class Measured:
     seconds: list[float]
     result: TaskWorkflowResult
     events_per_step: float = 0.0
+    timeline: list[tuple[float, str]] | None = None
+
+
+async def timeline(client: Client, task_id: str, sent: float) -> list[tuple[float, str]]:
+    """The task workflow's history as (ms after the PATCH, what happened)."""
+    history = await client.get_workflow_handle(task_id).fetch_history()
+    names: dict[int, str] = {}
+    rows = []
+    for event in history.events:
+        kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+        what = kind
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+            what = f"{kind} {names[event.event_id]}"
+        for field in ("started", "completed", "failed", "canceled", "timed_out"):
+            attrs = f"activity_task_{field}_event_attributes"
+            if event.HasField(attrs):
+                what = f"{kind} {names.get(getattr(event, attrs).scheduled_event_id, '?')}"
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            what = f"{kind} {event.workflow_execution_signaled_event_attributes.signal_name}"
+        rows.append((event.event_time.ToDatetime().timestamp() * 1000 - sent * 1000, what))
+    return rows
 
 
 async def history_events(client: Client, task_id: str, result: TaskWorkflowResult) -> float:
@@ -133,11 +161,12 @@ async def reset_rack(services: Services) -> None:
 
 async def power_on_once(
     http: httpx.AsyncClient, client: Client, site_id: str, rack_id: str, rule_id: str | None
-) -> tuple[float, TaskWorkflowResult, str]:
+) -> tuple[float, TaskWorkflowResult, str, float]:
     body: dict[str, Any] = {"siteId": site_id, "state": "on"}
     if rule_id:
         body["ruleId"] = rule_id
     started = time.perf_counter()
+    sent = time.time()
     response = await http.patch(f"{BASE}/rack/{rack_id}/power", json=body)
     response.raise_for_status()
     task_id = response.json()["taskIds"][0]
@@ -150,7 +179,7 @@ async def power_on_once(
     if task["status"] != "Succeeded":
         raise SystemExit(f"task {task_id} ended {task['status']}: {task['message']}")
     handle = client.get_workflow_handle(task_id, result_type=TaskWorkflowResult)
-    return elapsed, await handle.result(), task_id
+    return elapsed, await handle.result(), task_id, sent
 
 
 async def create_windowed_rule(
@@ -175,7 +204,7 @@ async def create_windowed_rule(
     )
 
 
-async def bench(runs: int, window: int) -> None:
+async def bench(runs: int, window: int, show_timeline: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="nico-bench-") as tmp:
         settings = Settings(
             data_dir=Path(tmp),
@@ -226,15 +255,18 @@ async def bench(runs: int, window: int) -> None:
                     seconds: list[float] = []
                     result: TaskWorkflowResult | None = None
                     task_id = ""
+                    sent = 0.0
                     for _ in range(runs):
                         await reset_rack(services)
-                        elapsed, result, task_id = await power_on_once(
+                        elapsed, result, task_id, sent = await power_on_once(
                             http, client, site_id, rack_id, variant.rule_id
                         )
                         seconds.append(elapsed)
                     assert result is not None
                     events = await history_events(client, task_id, result)
-                    measured.append(Measured(variant, seconds, result, events))
+                    line = await timeline(client, task_id, sent) if show_timeline else None
+                    measured.append(Measured(variant, seconds, result, events, line))
+                    show_timeline = False  # the built-in rule's only
             trays = {"PowerShelf": 8, "NVLSwitch": 9, "Compute": 18}
             floors = {
                 m.variant.label: await floor_runs(
@@ -247,6 +279,11 @@ async def bench(runs: int, window: int) -> None:
         await services.backends.aclose()
         await services.db.dispose()
     print_table(runs, measured, {k: v[1:] for k, v in floors.items()})
+    for m in measured:
+        if m.timeline:
+            print(f"\ntimeline of the last {m.variant.label} run (ms after the PATCH)")
+            for offset, what in m.timeline:
+                print(f"{offset:>8.1f}  {what}")
 
 
 def print_table(runs: int, measured: list[Measured], floors: dict[str, list[float]]) -> None:
@@ -282,9 +319,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per variant (>= 5)")
     parser.add_argument("--window", type=int, default=4, help="maxParallel of the pinned rule")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print the last built-in run's history"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(bench(max(args.runs, 5), args.window))
+    asyncio.run(bench(max(args.runs, 5), args.window, args.timeline))
     sys.stdout.flush()
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nico.domain import TaskStatus
+from nico.domain import OperationType, TaskStatus
+from nico.rules.builtins import builtin_rule
 from nico.services import Services
 from tests.engine.conftest import Engine
 from tests.engine.support import SimRack, act, make_rack, make_task, rule, step
@@ -91,3 +92,31 @@ async def test_a_change_is_seen_long_before_the_poll_interval(
     rack = await make_rack(engine.services, compute=2, switches=0, shelves=1)
     status, _ = await run_firmware(engine, rack, "1h")
     assert status == TaskStatus.SUCCEEDED.value
+
+
+async def test_the_final_status_write_follows_the_last_step_without_a_live_save(
+    engine: Engine,
+) -> None:
+    """Between a stage's last step and what follows (the next stage, the final status
+    write) no live report save is scheduled: the final write carries the report, and a
+    save there only delayed the task's end (issue 9, latency)."""
+    rack = await make_rack(engine.services, compute=2, switches=1, shelves=1)
+    power = builtin_rule(OperationType.POWER_CONTROL, "power_on").definition_wire
+    payload = await make_task(engine.services, rack, power)
+    task, _ = await engine.run(payload)
+    assert task.status == TaskStatus.SUCCEEDED.value, task.message
+    history = await engine.client.get_workflow_handle(payload.task_id).fetch_history()
+    names: dict[int, str] = {}
+    order: list[str] = []  # activities in the order they were scheduled or completed
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+            order.append(f"schedule {names[event.event_id]}")
+        if event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes.scheduled_event_id
+            order.append(f"complete {names[done]}")
+    last_step = max(i for i, what in enumerate(order) if what == "complete run_step")
+    assert "schedule save_report" not in order[last_step:], order
+    assert order[-2:] == ["schedule finish_task", "complete finish_task"], order

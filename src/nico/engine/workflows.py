@@ -65,6 +65,10 @@ STEP_ACTIVITY_PATCH = "step-activity"
 # Marker of tasks whose report carries a firmware step's skipped trays and per-tray
 # versions (from -> to); a history without it never had them to record.
 FIRMWARE_OUTCOMES_PATCH = "firmware-outcomes"
+# Marker of tasks whose last step of a stage leaves its final counts to the stage's own
+# report update: one live save fewer per stage, none between the last step and the final
+# status write (which carries the report).
+STAGE_END_SAVE_PATCH = "stage-end-save"
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -284,6 +288,7 @@ class TaskWorkflow:
         self._skipped = 0  # trays of firmware steps left alone (already at the version)
         self._begun = False  # the task row is Running (begin_task moved it)
         self._flusher: asyncio.Task[None] | None = None
+        self._stages: asyncio.Task[str | None] | None = None  # the stages' body
 
     @workflow.signal(name=p.STEP_PROGRESS_SIGNAL)
     def step_progress(self, progress: p.StepProgress) -> None:
@@ -383,7 +388,7 @@ class TaskWorkflow:
 
         budget = task_budget(rule, {k: len(v) for k, v in by_type.items()})
         self._flusher = asyncio.create_task(self._flush(data.task_id))
-        body = asyncio.create_task(self._run_stages(data, stages, by_type))
+        body = self._stages = asyncio.create_task(self._run_stages(data, stages, by_type))
         try:
             await workflow.wait_condition(body.done, timeout=budget)
         except TimeoutError:
@@ -442,6 +447,12 @@ class TaskWorkflow:
             await workflow.wait_condition(lambda: self._version != self._saved or self._closing)
             if self._closing:
                 return
+            if (
+                self._stages is not None
+                and self._stages.done()
+                and workflow.patched(STAGE_END_SAVE_PATCH)
+            ):
+                return  # the stages ended: the final status write carries the report
             version = self._version
             assert self._report is not None
             try:
@@ -540,11 +551,21 @@ class TaskWorkflow:
                     else:
                         text = str(cause or exc)
                     result = p.StepResult("failed", total, 0, 0, 0, f"step ended: {text}")
-            if self._report is not None and self._report.update_counts(
-                stage.number, entry.position, result.completed, result.failed
+            pause = entry.step.delay_after.seconds if entry.step.delay_after else 0.0
+            # The stage's last step to complete: the stage records its counts right
+            # after (same workflow task), so a save here would only delay the next stage
+            # or the final status write.
+            ends_stage = (
+                result.status == "completed" and pause == 0 and len(results) == len(active) - 1
+            )
+            if (
+                self._report is not None
+                and self._report.update_counts(
+                    stage.number, entry.position, result.completed, result.failed
+                )
+                and not (ends_stage and workflow.patched(STAGE_END_SAVE_PATCH))
             ):
                 self._touch()  # the final counts show while delayAfter runs
-            pause = entry.step.delay_after.seconds if entry.step.delay_after else 0.0
             if result.status == "completed" and pause > 0:
                 delaying[entry.position] = asyncio.create_task(delay(entry.position, pause, result))
                 return
