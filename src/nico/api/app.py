@@ -9,6 +9,7 @@ from nico.api.errors import install_error_handlers
 from nico.api.health import install_health
 from nico.api.openapi import install_openapi
 from nico.api.routers import (
+    history,
     operations,
     provider,
     rack_rules,
@@ -31,6 +32,7 @@ _ROUTERS = (
     (tasks.router, "Task"),
     (racks.router, "Rack"),
     (trays.router, "Tray"),
+    (history.router, "Tray"),
     (operations.router, "Operation"),
     (simulator.router, "Simulator"),
 )

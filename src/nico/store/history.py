@@ -122,11 +122,14 @@ async def append_history(session: AsyncSession, entries: Sequence[HistoryEntry])
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """One tray's or one rack's history (exactly one of the two), optionally one kind."""
+    """One tray's or one rack's history (exactly one of the two), optionally one kind,
+    only one site's rows (`site_id`), only rows at or after `since`."""
 
     tray_id: uuid.UUID | None = None
     rack_id: uuid.UUID | None = None
     kind: HistoryKind | None = None
+    site_id: uuid.UUID | None = None
+    since: datetime | None = None
 
     def __post_init__(self) -> None:
         if (self.tray_id is None) == (self.rack_id is None):
@@ -143,6 +146,10 @@ def history_statements(
         conditions = [TrayHistory.rack_id == query.rack_id]
     if query.kind is not None:
         conditions.append(TrayHistory.kind == query.kind.value)
+    if query.site_id is not None:
+        conditions.append(TrayHistory.site_id == query.site_id)
+    if query.since is not None:
+        conditions.append(TrayHistory.at >= query.since)
     page = (
         select(TrayHistory)
         .where(*conditions)

@@ -1,0 +1,153 @@
+"""Tray history: `GET /tray/{id}/history` and `GET /rack/{id}/history`, newest first.
+
+Rows are observed changes of power state and firmware versions (the state sync's and
+tasks' reads) and finished power/firmware steps of tasks, per tray (docs/state.md).
+Paging is the task lists' (`pageNumber`, `pageSize`, `X-Pagination`); like task history,
+tray history outlives inventory, so a deleted tray's or rack's id still lists its rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from nico.api.access import parse_uuid, require_site
+from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.api.paging import PageRequest, page_request, set_pagination_header
+from nico.errors import ValidationFailed
+from nico.schemas.history import TrayHistoryEntry
+from nico.services import Services
+from nico.store.history import HistoryKind, HistoryQuery, list_history
+
+router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
+
+INVALID_RACK_ID = "Invalid Rack ID specified in URL"
+INVALID_TRAY_ID = "Invalid Tray ID specified in URL"
+LIST_FAILED = "Failed to validate request data"
+
+SiteIdQuery = Annotated[
+    str | None, Query(alias="siteId", description="ID of the Site the rack or tray belongs to.")
+]
+KindQuery = Annotated[str | None, Query(description="Only `power` or only `firmware` rows.")]
+SinceQuery = Annotated[
+    str | None,
+    Query(description="Only rows at or after this RFC 3339 time (2026-12-03T08:00:00Z)."),
+]
+PageDep = Annotated[PageRequest, Depends(page_request)]
+_HISTORY_LIST: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "History rows, newest first",
+        "headers": {
+            "X-Pagination": {
+                "description": 'JSON {"pageNumber","pageSize","total","orderBy"}; total '
+                "counts the rows left after filters.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+OUTLIVES = (
+    " History outlives inventory: the id of a deleted {kind} still lists its rows (an "
+    "empty list when there are none) rather than 404; `siteId` must name a site of the "
+    "caller's provider, and only that site's rows are listed."
+)
+
+
+def _filters(kind: str | None, since: str | None) -> tuple[HistoryKind | None, datetime | None]:
+    """`kind` and `since`, or one 400 naming each bad one."""
+    errors: list[tuple[str, str]] = []
+    parsed_kind: HistoryKind | None = None
+    if kind is not None:
+        try:
+            parsed_kind = HistoryKind(kind.strip().lower())
+        except ValueError:
+            errors.append(("kind", "must be one of [power firmware]"))
+    parsed_since: datetime | None = None
+    if since is not None:
+        try:
+            parsed_since = datetime.fromisoformat(since.strip())
+        except ValueError:
+            parsed_since = None
+        if parsed_since is None or parsed_since.tzinfo is None:
+            parsed_since = None
+            errors.append(
+                ("since", "must be an RFC 3339 time with a time zone, e.g. 2026-12-03T08:00:00Z")
+            )
+    if errors:
+        raise ValidationFailed(LIST_FAILED, errors)
+    return parsed_kind, parsed_since
+
+
+async def _list(
+    services: Services,
+    org: str,
+    site_id: str | None,
+    page: PageRequest,
+    query: HistoryQuery,
+) -> JSONResponse:
+    async with services.db.session() as session:
+        site = await require_site(session, org, site_id)
+        scoped = HistoryQuery(
+            tray_id=query.tray_id,
+            rack_id=query.rack_id,
+            kind=query.kind,
+            since=query.since,
+            site_id=site.id,
+        )
+        rows, total = await list_history(session, scoped, offset=page.offset, limit=page.limit)
+    response = JSONResponse(content=[TrayHistoryEntry.of(r).wire() for r in rows])
+    set_pagination_header(response, page, total)
+    return response
+
+
+@router.get(
+    "/tray/{id}/history",
+    response_model=list[TrayHistoryEntry],
+    responses=_HISTORY_LIST,
+    summary="Retrieve the power and firmware history of a Tray",
+    description="Observed power-state and firmware-version changes of the Tray and the "
+    "finished power and firmware steps of tasks on it, newest first."
+    + OUTLIVES.format(kind="tray"),
+)
+async def tray_history(
+    org: str,
+    id: str,
+    services: ServicesDep,
+    page: PageDep,
+    site_id: SiteIdQuery = None,
+    kind: KindQuery = None,
+    since: SinceQuery = None,
+) -> JSONResponse:
+    tray_id: uuid.UUID = parse_uuid(id, INVALID_TRAY_ID, "id")
+    wanted, after = _filters(kind, since)
+    return await _list(
+        services, org, site_id, page, HistoryQuery(tray_id=tray_id, kind=wanted, since=after)
+    )
+
+
+@router.get(
+    "/rack/{id}/history",
+    response_model=list[TrayHistoryEntry],
+    responses=_HISTORY_LIST,
+    summary="Retrieve the power and firmware history of a Rack's trays",
+    description="The history rows of every tray of the Rack, newest first."
+    + OUTLIVES.format(kind="rack"),
+)
+async def rack_history(
+    org: str,
+    id: str,
+    services: ServicesDep,
+    page: PageDep,
+    site_id: SiteIdQuery = None,
+    kind: KindQuery = None,
+    since: SinceQuery = None,
+) -> JSONResponse:
+    rack_id: uuid.UUID = parse_uuid(id, INVALID_RACK_ID, "id")
+    wanted, after = _filters(kind, since)
+    return await _list(
+        services, org, site_id, page, HistoryQuery(rack_id=rack_id, kind=wanted, since=after)
+    )
