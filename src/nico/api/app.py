@@ -9,6 +9,7 @@ from nico.api.errors import install_error_handlers
 from nico.api.health import install_health
 from nico.api.openapi import install_openapi
 from nico.api.routers import (
+    firmware,
     history,
     operations,
     provider,
@@ -33,6 +34,7 @@ _ROUTERS = (
     (racks.router, "Rack"),
     (trays.router, "Tray"),
     (history.router, "Tray"),
+    (firmware.router, "Firmware"),
     (operations.router, "Operation"),
     (simulator.router, "Simulator"),
 )

@@ -1,0 +1,105 @@
+"""Firmware reads (our addition): `GET /rack/{id}/firmware` and `GET /tray/{id}/firmware`
+say, per tray, what it runs as last observed, the site catalog's target and compliance.
+
+Nothing here touches a BMC: versions come from what the state sync and tasks recorded
+(`nico.store.observations`); `observedAt` says how fresh each is (docs/firmware.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from nico.api.access import parse_uuid, require_site
+from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.errors import NotFound
+from nico.schemas.firmware import (
+    FirmwareComponentStatus,
+    FirmwareSummary,
+    RackFirmware,
+    TrayFirmware,
+)
+from nico.store import inventory
+from nico.store.observations import observations_of
+from nico.tasks.compliance import TrayCompliance, catalog_targets, summary, tray_compliance
+
+router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
+
+INVALID_RACK_ID = "Invalid Rack ID specified in URL"
+INVALID_TRAY_ID = "Invalid Tray ID in URL"
+RACK_NOT_FOUND = "Rack not found"
+TRAY_NOT_FOUND = "Tray not found"
+
+SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
+
+
+def tray_firmware(state: TrayCompliance) -> TrayFirmware:
+    tray = state.tray
+    return TrayFirmware(
+        tray_id=tray.id,
+        name=tray.name,
+        type=tray.type,
+        rack_id=tray.rack_id,
+        version=state.version,
+        observed_at=state.observed_at,
+        error=state.error,
+        error_at=state.error_at,
+        target_version=state.target,
+        compliance=state.compliance.value,
+        components=[
+            FirmwareComponentStatus(
+                name=c.name,
+                id=c.id,
+                version=c.version,
+                target_version=c.target,
+                compliance=c.compliance.value,
+            )
+            for c in state.components
+        ],
+    )
+
+
+@router.get(
+    "/rack/{id}/firmware",
+    response_model=RackFirmware,
+    summary="Firmware of a Rack's trays: installed, catalog target, compliance",
+)
+async def get_rack_firmware(
+    org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
+) -> RackFirmware:
+    async with services.db.session() as session:
+        site = await require_site(session, org, siteId)
+        rack = await inventory.get_rack(session, site.id, parse_uuid(id, INVALID_RACK_ID, "id"))
+        if rack is None:
+            raise NotFound(RACK_NOT_FOUND)
+        trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
+        observed = await observations_of(session, [t.id for t in trays])
+    targets = catalog_targets(site.firmware_catalog)
+    states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
+    counts = summary(states)
+    return RackFirmware(
+        rack_id=rack.id,
+        name=rack.name,
+        summary=FirmwareSummary(total=len(states), **{kind.value: n for kind, n in counts.items()}),
+        trays=[tray_firmware(s) for s in states],
+    )
+
+
+@router.get(
+    "/tray/{id}/firmware",
+    response_model=TrayFirmware,
+    summary="Firmware of a Tray: installed, catalog target, compliance",
+)
+async def get_tray_firmware(
+    org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
+) -> TrayFirmware:
+    async with services.db.session() as session:
+        site = await require_site(session, org, siteId)
+        found = await inventory.get_tray(session, site.id, parse_uuid(id, INVALID_TRAY_ID, "id"))
+        if found is None:
+            raise NotFound(TRAY_NOT_FOUND)
+        tray, _ = found
+        observed = await observations_of(session, [tray.id])
+    state = tray_compliance(tray, observed.get(tray.id), catalog_targets(site.firmware_catalog))
+    return tray_firmware(state)
