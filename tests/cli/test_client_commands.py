@@ -14,6 +14,7 @@ from nico.services import Services
 from tests.cli.support import Cli, served_cli
 from tests.rules.support import make_site
 from tests.support.inventory import make_site_with_rack
+from tests.support.tasks import load_task
 
 pytestmark = pytest.mark.temporal
 
@@ -199,3 +200,25 @@ async def test_firmware_and_bringup_start_tasks_by_rack_name(
     assert active[bringup_task]["status"] == "Waiting"
     for task_id in (bringup_task, firmware_task):
         assert (await nico.ok("task", "cancel", task_id)).out.startswith(f"task {task_id}: ")
+
+
+async def test_firmware_override_version_check_and_an_unlisted_version(
+    nico: Cli, services: Services
+) -> None:
+    started = await nico.ok(
+        "tray",
+        "firmware",
+        "rack-01/compute-01",
+        "--version",
+        "1.0.0",
+        "--override-version-check",
+        "-o",
+        "json",
+    )
+    [task_id] = started.json()["taskIds"]
+    task = await load_task(services, task_id)
+    assert task.information == {"version": "1.0.0", "overrideVersionCheck": True}
+
+    refused = await nico("rack", "firmware", "rack-01", "--version", "9.9.9")
+    assert refused.code == 1
+    assert "9.9.9 is not in the site's firmware catalog for Compute" in refused.err

@@ -273,12 +273,26 @@ TargetOpt = Annotated[
 ]
 
 
-def _firmware(version: str | None, code: str, targets: list[str] | None) -> dict[str, Any]:
+OverrideVersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--override-version-check",
+        help="Also reflash trays whose BMC already reports the version (default: they are "
+        "skipped and reported as skipped).",
+    ),
+]
+
+
+def _firmware(
+    version: str | None, code: str, targets: list[str] | None, override: bool
+) -> dict[str, Any]:
     body: dict[str, Any] = {"operationCode": code}
     if version is not None:
         body["version"] = version
     if targets:
         body["targets"] = targets
+    if override:
+        body["overrideVersionCheck"] = True
     return body
 
 
@@ -288,6 +302,7 @@ def rack_firmware(
     version: VersionOpt = None,
     code: CodeOpt = "upgrade",
     target: TargetOpt = None,
+    override_version_check: OverrideVersionOpt = False,
     all_racks: AllFlag = False,
     rule: RuleOpt = None,
     queue: QueueOpt = False,
@@ -307,7 +322,8 @@ def rack_firmware(
     opts = _options(rule, queue, queue_timeout, description, idempotency_key, wait, output)
 
     async def build(view: SiteView) -> dict[str, Any]:
-        return _firmware(version, code, target) | await _rack_filter(view, names, all_racks)
+        body = _firmware(version, code, target, override_version_check)
+        return body | await _rack_filter(view, names, all_racks)
 
     operate(connect(api_url, org, token), site, opts, "PATCH", "/rack/firmware", build)
 
@@ -318,6 +334,7 @@ def tray_firmware(
     version: VersionOpt = None,
     code: CodeOpt = "upgrade",
     target: TargetOpt = None,
+    override_version_check: OverrideVersionOpt = False,
     rack: RackOpt = None,
     kind: TypeOpt = None,
     all_trays: Annotated[bool, typer.Option("--all", help="Every tray of the site.")] = False,
@@ -341,7 +358,7 @@ def tray_firmware(
 
     async def build(view: SiteView) -> dict[str, Any]:
         flt = await _tray_filter(view, names, all_trays, rack, kind)
-        return _firmware(version, code, target) | flt
+        return _firmware(version, code, target, override_version_check) | flt
 
     operate(connect(api_url, org, token), site, opts, "PATCH", "/tray/firmware", build)
 
