@@ -39,24 +39,15 @@ class DatabaseGauges:
 
 
 async def database_gauges(services: Services) -> DatabaseGauges:
-    from sqlalchemy import func, select
-
+    """Read from the task counters (`nico.store.task_counts`): a few rows per site, not a
+    count over every task ever run."""
     from nico.domain import TaskStatus
-    from nico.store.models import Site, Task
+    from nico.store.task_counts import totals_by_site_name, totals_by_status_and_operation
 
-    async with services.db.session() as session:
-        rows = await session.execute(
-            select(Task.status, Task.operation_type, func.count()).group_by(
-                Task.status, Task.operation_type
-            )
-        )
+    async with services.db.engine.connect() as conn:
+        rows = await conn.execute(totals_by_status_and_operation())
         tasks = [(str(s), str(o), int(n)) for s, o, n in rows]
-        waiting = await session.execute(
-            select(Site.name, func.count(Task.id))
-            .join(Task, Task.site_id == Site.id)
-            .where(Task.status == TaskStatus.WAITING.value)
-            .group_by(Site.name)
-        )
+        waiting = await conn.execute(totals_by_site_name(TaskStatus.WAITING.value))
         queues = [(str(name), int(n)) for name, n in waiting]
     return DatabaseGauges(tasks, queues)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -357,6 +358,30 @@ class TaskTray(Base):
     tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class TaskCount(Base):
+    """Task counts by site, status and operation type, kept as signed deltas: triggers on
+    `tasks` (migration 0005, `nico.store.task_counts`) add +1 for a new row or a row's new
+    (site, status, type) and -1 for its old one or a deleted row, in the writer's own
+    transaction, so a sum is exact whoever wrote the task and however. Rows are only ever
+    inserted (no row lock two writers could wait on, or deadlock over), and the sweep
+    folds them into one row per key (`compact_task_counts`), so a site's totals read a
+    few dozen rows whatever its history."""
+
+    __tablename__ = "task_counts"
+    __table_args__ = (
+        Index("ix_task_counts_site_status_op", "site_id", "status", "operation_type", "n"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    # No FK: a site's deletion cascades to its tasks, whose triggers write its last deltas.
+    site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    operation_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class IdempotencyKey(Base):

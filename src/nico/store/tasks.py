@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, FINISHED_TASK_STATUSES, TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Provider, Site, Task, TaskTray, utcnow
+from nico.store.task_counts import site_total
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
 
@@ -373,7 +374,16 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
             )
             conditions.append(link.exists())
         page = select(*columns).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
-        count = select(func.count()).select_from(Task).where(*conditions)
+        if shape.rack or shape.tray:  # index only: the rack's or the tray's tasks
+            count = select(func.count()).select_from(Task).where(*conditions)
+        else:  # the site's counters: exact, and a few rows whatever the history
+            count = site_total(
+                bindparam("site_id", type_=Task.site_id.type),
+                shape.statuses,
+                bindparam("operation_type", type_=Task.operation_type.type)
+                if shape.operation_type
+                else None,
+            )
     page = page.offset(bindparam("offset", type_=Integer)).limit(bindparam("limit", type_=Integer))
     return page, count
 

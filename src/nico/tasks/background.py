@@ -1,8 +1,8 @@
 """The task manager's periodic work, run in the worker process (and in `nico serve`).
 
 Every `NICO_SWEEP_INTERVAL` seconds: expire and promote queued tasks, then reconcile
-tasks whose workflow is gone, then prune finished tasks past `NICO_TASK_RETENTION`. A pass
-that fails is logged and the loop goes on.
+tasks whose workflow is gone, then prune finished tasks past `NICO_TASK_RETENTION`, then
+fold the task counters' deltas. A pass that fails is logged and the loop goes on.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from nico.services import Services
+from nico.store.task_counts import compact_task_counts
 from nico.tasks.queue import promote_rack, sweep_queues
 from nico.tasks.reconcile import reconcile
 from nico.tasks.retention import prune_history
@@ -21,7 +22,8 @@ log = logging.getLogger("nico.tasks")
 
 
 async def run_pass(services: Services) -> None:
-    """One sweep, one reconciler pass and one retention pass."""
+    """One sweep, one reconciler pass, one retention pass, then the task counters'
+    deltas folded (`nico.store.task_counts`)."""
     try:
         await sweep_queues(services)
     except Exception:
@@ -34,6 +36,10 @@ async def run_pass(services: Services) -> None:
         await prune_history(services)
     except Exception:
         log.exception("task retention pass failed")
+    try:
+        await compact_task_counts(services.db)
+    except Exception:
+        log.exception("task counter compaction failed")
 
 
 async def run_background_loops(services: Services) -> None:

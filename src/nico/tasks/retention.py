@@ -5,7 +5,7 @@ A site keeps every task by default. With a retention set, each sweep deletes at 
 `MAX_BATCHES` batches of `BATCH` tasks per site, each batch its own short transaction, so
 pruning years of history spreads over several sweeps instead of holding the database
 (one SQLite writer) for minutes. Not-finished tasks are never deleted; totals in the task
-lists are counted from the rows, so they follow at once.
+lists follow at once (the task counters' triggers count each delete in its transaction).
 """
 
 from __future__ import annotations
