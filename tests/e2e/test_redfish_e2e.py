@@ -2,7 +2,8 @@
 chassis of the sushy-tools emulator, powered off, on and force-restarted through
 `PATCH /rack/{id}/power`; the emulator's own record shows the power states changing in
 the order the built-in rules promise. A bring-up, which plain Redfish cannot do, fails
-before any BMC is touched."""
+before any BMC is touched. Firmware: an unlisted version never reaches a BMC, trays whose
+BMC reports the version are skipped unless overrideVersionCheck, upgrades say from -> to."""
 
 from __future__ import annotations
 
@@ -176,3 +177,55 @@ async def test_bring_up_fails_before_any_bmc_is_touched(
     assert "which the redfish backend lacks for Compute" in task["message"]
     assert emulator.stats()["requests"] == requests_before
     assert emulator.stats()["resets"] == [] and emulator.stats()["history"] == []
+
+
+async def firmware(live: Live, body: dict[str, Any]) -> dict[str, Any]:
+    [task_id] = await live.operate("PATCH", f"/rack/{live.rack.rack_id}/firmware", body)
+    return await live.finished(task_id)
+
+
+def firmware_steps(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    steps = [s for st in task["report"]["stages"] for s in st["steps"]]
+    return {s["componentType"]: s for s in steps if "components" in s}
+
+
+async def test_firmware_versions_are_checked_at_submit_and_read_from_the_bmc(
+    live: Live, emulator: SushyEmulator
+) -> None:
+    # A version the site catalog does not list: 400, and no BMC hears of it (this rack
+    # used to answer 200 and fail later).
+    refused = await live.http.patch(
+        f"{BASE}/rack/{live.rack.rack_id}/firmware", json=live.site | {"version": "9.9.9"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["data"]["version"].startswith(
+        "9.9.9 is not in the site's firmware catalog for Compute"
+    )
+    assert emulator.updates() == []
+
+    # The BMCs report 1.0.0: asking for it skips every tray, and no update is sent.
+    done = await firmware(live, {"version": "1.0.0"})
+    assert done["status"] == "Succeeded", done
+    assert done["message"].startswith("Succeeded; 5 trays already ran")
+    assert {k: s["skippedComponents"] for k, s in firmware_steps(done).items()} == {
+        "Compute": 3,
+        "NVLSwitch": 2,
+    }
+    assert emulator.updates() == []
+
+    # overrideVersionCheck reflashes them: one SimpleUpdate per tray.
+    done = await firmware(live, {"version": "1.0.0", "overrideVersionCheck": True})
+    assert done["status"] == "Succeeded", done
+    assert len(emulator.updates()) == 5
+    assert {u["image"] for u in emulator.updates()} == {"https://fw.example/any-1.0.0.fwpkg"}
+
+    # A real upgrade: each tray from 1.0.0 to 2.0.0, as its BMC reported before and after.
+    done = await firmware(live, {"version": "2.0.0"})
+    assert done["status"] == "Succeeded", done
+    outcomes = {
+        (c["name"], c["outcome"], c["fromVersion"], c["toVersion"])
+        for step in firmware_steps(done).values()
+        for c in step["components"]
+    }
+    assert outcomes == {(name, "completed", "1.0.0", "2.0.0") for name in SWITCHES + COMPUTE}
+    assert len(emulator.updates()) == 10
