@@ -81,5 +81,16 @@ async def test_task_list_migration_backfills_tray_links(any_database: Database) 
             session, TaskQuery(site_id=site_id, tray_id=tray_id), offset=0, limit=20
         )
         link = await session.get(TaskTray, (task_id, tray_id))
+        # 0005 counted the existing task; 0006 copied its finished status onto the link.
+        _, site_total = await list_tasks(session, TaskQuery(site_id=site_id), offset=0, limit=1)
+        finished, finished_total = await list_tasks(
+            session,
+            TaskQuery(site_id=site_id, tray_id=tray_id, statuses=("Succeeded",)),
+            offset=0,
+            limit=20,
+        )
     assert ([t.id for t in rows], total) == ([task_id], 1)
     assert link is not None and (link.site_id, link.created) == (site_id, created)
+    assert link.finished_status == "Succeeded"
+    assert site_total == 1
+    assert ([t.id for t in finished], finished_total) == ([task_id], 1)

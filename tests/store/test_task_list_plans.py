@@ -120,6 +120,12 @@ def _cases(h: History) -> dict[str, TaskQuery]:
         "site trayId status=Failed": TaskQuery(
             site_id=h.site_id, tray_id=tray, statuses=("Failed",)
         ),
+        "site trayId status=Succeeded": TaskQuery(
+            site_id=h.site_id, tray_id=tray, statuses=("Succeeded",)
+        ),
+        "site trayId status=Terminated": TaskQuery(
+            site_id=h.site_id, tray_id=tray, statuses=("Terminated",)
+        ),
         "rack": TaskQuery(site_id=h.site_id, rack_id=rack),
         "rack activeOnly": TaskQuery(site_id=h.site_id, rack_id=rack, statuses=active),
         "tray": TaskQuery(site_id=h.site_id, tray_id=tray),
@@ -131,10 +137,9 @@ def _cases(h: History) -> dict[str, TaskQuery]:
 # site-wide counts (site, status, operationType, activeOnly) read the task counters
 # instead (`nico.store.task_counts`), so every count is checked.
 _BROAD_COUNTS: set[str] = set()
-# A tray and a finished status together: no index holds both (a link's task changes
-# status), so the cost follows the tray's or that status's tasks, whichever the planner
-# finds fewer; only the answer is checked.
-_PLANNER_CHOICE = {"site trayId status=Failed"}
+# Shapes whose plan is the planner's choice (only their answer is checked). A tray and
+# one finished status read the links' own copy of it (`task_trays.finished_status`).
+_PLANNER_CHOICE: set[str] = set()
 
 
 def _expected(h: History, q: TaskQuery) -> list[uuid.UUID]:

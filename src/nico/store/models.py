@@ -345,11 +345,23 @@ class TaskTray(Base):
 
     Carries copies of the task's `site_id` and `created` (both never change), so one
     index serves the tray list's filter and its newest-first order together and a page
-    reads only its own rows; `add_task` writes them with the task."""
+    reads only its own rows; `add_task` writes them with the task. `finished_status` is
+    the task's status once it is finished (Succeeded, Failed, Terminated: it never changes
+    again), NULL before; a trigger on `tasks` (migration 0006) sets it in the same
+    transaction as the task's transition, so a tray's tasks in one finished status are
+    one index range too."""
 
     __tablename__ = "task_trays"
     __table_args__ = (
         Index("ix_task_trays_tray_site_created", "tray_id", "site_id", "created", "task_id"),
+        Index(
+            "ix_task_trays_tray_site_finished",
+            "tray_id",
+            "site_id",
+            "finished_status",
+            "created",
+            "task_id",
+        ),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(
@@ -358,6 +370,7 @@ class TaskTray(Base):
     tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    finished_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class TaskCount(Base):

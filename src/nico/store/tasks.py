@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -104,6 +104,7 @@ async def save_running_report(
 ACTIVE_FOR_CONFLICTS: tuple[str, ...] = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 # Not finished (`activeOnly=true`, what blocks a rack delete): derived from the domain.
 NOT_FINISHED: tuple[str, ...] = tuple(s.value for s in TaskStatus if s.active)
+FINISHED: tuple[str, ...] = tuple(sorted(s.value for s in FINISHED_TASK_STATUSES))
 
 
 async def add_task(session: AsyncSession, task: Task) -> Task:
@@ -121,22 +122,29 @@ async def add_tasks(session: AsyncSession, tasks: Sequence[Task]) -> None:
     links = [
         link
         for task in tasks
-        for link in _tray_links(task.id, task.site_id, task.created, task.targets)
+        for link in _tray_links(task.id, task.site_id, task.created, task.status, task.targets)
     ]
     if links:
         await session.execute(insert(TaskTray), links)
 
 
 def _tray_links(
-    task_id: uuid.UUID, site_id: uuid.UUID, created: datetime, targets: dict[str, Any]
+    task_id: uuid.UUID,
+    site_id: uuid.UUID,
+    created: datetime,
+    status: str,
+    targets: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """The `task_trays` rows of one task."""
+    """The `task_trays` rows of one task (later transitions keep `finished_status` by
+    trigger)."""
+    finished = status if status in FINISHED else None
     return [
         {
             "task_id": task_id,
             "tray_id": uuid.UUID(str(tray_id)),
             "site_id": site_id,
             "created": created,
+            "finished_status": finished,
         }
         for ids in targets.values()
         for tray_id in ids
@@ -151,7 +159,9 @@ async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
     links = [
         link
         for row in rows
-        for link in _tray_links(row["id"], row["site_id"], row["created"], row["targets"])
+        for link in _tray_links(
+            row["id"], row["site_id"], row["created"], row["status"], row["targets"]
+        )
     ]
     await session.execute(insert(Task), rows)
     if links:
@@ -353,6 +363,10 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
         link_order = (TaskTray.created.desc(), TaskTray.task_id.desc())
         links = [TaskTray.tray_id == tray, TaskTray.site_id == bindparam("site_id")]
         extra = conditions[1:]
+        one = shape.statuses[0] if shape.statuses and len(shape.statuses) == 1 else None
+        if one in FINISHED:  # the link's own copy of a finished status: one index range
+            links.append(TaskTray.finished_status == one)
+            extra = _shape_filters(replace(shape, statuses=None))[1:]
         page = (
             select(*columns)
             .join_from(Task, TaskTray, TaskTray.task_id == Task.id)
@@ -398,7 +412,8 @@ def list_statements(
     ties) and stopping after the page:
     - not-finished tasks: the partial index of the site's active tasks (small whatever the
       history), a tray filter probing each candidate's link by primary key;
-    - a tray's tasks: the tray's links, which carry site and creation time, in order;
+    - a tray's tasks: the tray's links, which carry site and creation time, in order
+      (and, for one finished status, that status);
     - otherwise the tasks index whose prefix is the filter (site, rack, status or type).
     """
     page, count = _shape_statements(_Shape.of(query, with_report))
@@ -496,8 +511,6 @@ async def list_tasks_guarded(
 
 
 # --- retention ---------------------------------------------------------------------------
-
-FINISHED: tuple[str, ...] = tuple(sorted(s.value for s in FINISHED_TASK_STATUSES))
 
 
 async def prune_finished_tasks(
