@@ -11,6 +11,20 @@ from nico.hardware.registry import effective_backend
 from nico.schemas import inventory as wire
 from nico.store import inventory
 from nico.store.models import Bmc, Rack, Tray
+from nico.store.task_stats import TaskStats, rack_task_stats, tray_task_stats
+
+
+def stats_view(stats: TaskStats | None) -> wire.TaskStats:
+    stats = stats or TaskStats()
+    return wire.TaskStats(pending_task_count=stats.pending, active_task_count=stats.active)
+
+
+async def trays_task_stats(
+    session: AsyncSession, site_id: uuid.UUID, trays: list[Tray]
+) -> dict[uuid.UUID, wire.TaskStats]:
+    """`taskStats` of each tray (one query)."""
+    found = await tray_task_stats(session, site_id, [(t.id, t.rack_id) for t in trays])
+    return {t.id: stats_view(found.get(t.id)) for t in trays}
 
 
 def bmc_view(bmc: Bmc) -> wire.BmcOut:
@@ -24,7 +38,13 @@ def bmc_view(bmc: Bmc) -> wire.BmcOut:
     )
 
 
-def tray_view(tray: Tray, rack: Rack, bmcs: list[Bmc], settings: Settings) -> wire.Tray:
+def tray_view(
+    tray: Tray,
+    rack: Rack,
+    bmcs: list[Bmc],
+    settings: Settings,
+    task_stats: wire.TaskStats | None = None,
+) -> wire.Tray:
     return wire.Tray(
         id=tray.id,
         component_id=tray.component_id or "",
@@ -44,6 +64,7 @@ def tray_view(tray: Tray, rack: Rack, bmcs: list[Bmc], settings: Settings) -> wi
         rack_name=rack.name,
         # What the worker will drive it with (the registry's own resolution).
         backend=effective_backend(tray.backend, rack.backend, settings),
+        task_stats=task_stats,
     )
 
 
@@ -71,7 +92,9 @@ def component_view(tray: Tray, bmcs: list[Bmc], backend: str) -> wire.RackCompon
 async def rack_views(
     session: AsyncSession, racks: list[Rack], *, with_components: bool, settings: Settings
 ) -> list[wire.Rack]:
-    """Racks, each with its trays and their BMCs when asked (three queries in all)."""
+    """Racks with their `taskStats`, each with its trays and their BMCs when asked (four
+    queries in all)."""
+    stats = await rack_task_stats(session, racks[0].site_id, [r.id for r in racks]) if racks else {}
     trays: dict[uuid.UUID, list[Tray]] = {}
     bmcs: dict[uuid.UUID, list[Bmc]] = {}
     if with_components:
@@ -101,6 +124,7 @@ async def rack_views(
                 components=components or None,
                 site_id=rack.site_id,
                 backend=effective_backend(None, rack.backend, settings),
+                task_stats=stats_view(stats.get(rack.id)),
                 created=rack.created,
                 updated=rack.updated,
             )

@@ -305,6 +305,14 @@ class RackComponent(ResponseModel):
     backend: str
 
 
+class TaskStats(ResponseModel):
+    """Open tasks of a rack or tray: accepted and not running yet (`Pending`, or
+    `Waiting` in its queue), and running now."""
+
+    pending_task_count: int = Field(description="Tasks Pending or Waiting")
+    active_task_count: int = Field(description="Tasks Running")
+
+
 class Rack(ResponseModel):
     id: uuid.UUID
     name: str
@@ -316,6 +324,7 @@ class Rack(ResponseModel):
     components: list[RackComponent] | None = None
     site_id: uuid.UUID
     backend: str
+    task_stats: TaskStats | None = None
     created: UtcTimestamp
     updated: UtcTimestamp
 
@@ -336,3 +345,4 @@ class Tray(ResponseModel):
     rack_id: uuid.UUID
     rack_name: str
     backend: str
+    task_stats: TaskStats | None = None

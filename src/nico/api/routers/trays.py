@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
-from nico.api.inventory_views import tray_view
+from nico.api.inventory_views import tray_view, trays_task_stats
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.api.store_paging import store_page
 from nico.api.tray_selector import QUERY_FIELDS, tray_selector
@@ -72,8 +72,12 @@ async def list_trays(
             session, site.id, selector, store_page(page, order)
         )
         bmcs = await inventory.bmcs_of_trays(session, [tray.id for tray, _ in rows])
+        stats = await trays_task_stats(session, site.id, [tray for tray, _ in rows])
     set_pagination_header(response, page, total)
-    return [tray_view(tray, rack, bmcs[tray.id], services.settings) for tray, rack in rows]
+    return [
+        tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])
+        for tray, rack in rows
+    ]
 
 
 @router.get(
@@ -96,4 +100,5 @@ async def get_tray(
             raise NotFound(TRAY_NOT_FOUND)
         tray, rack = found
         bmcs = await inventory.bmcs_of_trays(session, [tray.id])
-    return tray_view(tray, rack, bmcs[tray.id], services.settings)
+        stats = await trays_task_stats(session, site.id, [tray])
+    return tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])

@@ -1,0 +1,82 @@
+"""Power reads: `GET /tray/{id}/power` and `GET /rack/{id}/power` (upstream's "Get Tray
+power state" / "Get Rack power state").
+
+Passive: they read what the state sync and tasks last observed (docs/state.md) and
+never touch a BMC. Same guard, id checks and errors as `GET /rack/{id}` and
+`GET /tray/{id}` (400 malformed id, 404 unknown or in another site).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from nico.api import power_views as views
+from nico.api.access import parse_uuid, require_site
+from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.api.routers.racks import rack_in_site
+from nico.api.routers.trays import INVALID_TRAY_ID, TRAY_NOT_FOUND
+from nico.errors import NotFound
+from nico.schemas.power import RackPower, TrayPower
+from nico.store import inventory
+from nico.store.observations import observations_of
+from nico.store.task_stats import last_tray_power_task, open_power_tasks, recent_power_tasks
+
+router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
+
+SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
+
+
+@router.get(
+    "/tray/{id}/power",
+    response_model=TrayPower,
+    summary="Get Tray power state",
+    description="The tray's actual power state as last observed (with when, and the "
+    "error and last good value when the last read failed), the state its last power task "
+    "asked for, and its power tasks in flight. Reads only what was observed; never "
+    "contacts the BMC.",
+)
+async def get_tray_power(
+    org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
+) -> TrayPower:
+    async with services.db.session() as session:
+        site = await require_site(session, org, siteId)
+        found = await inventory.get_tray(session, site.id, parse_uuid(id, INVALID_TRAY_ID, "id"))
+        if found is None:
+            raise NotFound(TRAY_NOT_FOUND)
+        tray, _ = found
+        seen = (await observations_of(session, [tray.id])).get(tray.id)
+        last = await last_tray_power_task(session, site.id, tray.id)
+        open_tasks = await open_power_tasks(session, site.id, tray.rack_id)
+    return views.tray_power(tray, seen, last, open_tasks)
+
+
+@router.get(
+    "/rack/{id}/power",
+    response_model=RackPower,
+    summary="Get Rack power state",
+    description="Summaries of the rack's actual and desired power (On, Off, Mixed, "
+    "Unknown, with coverage counts), every tray's power as in `GET /tray/{id}/power`, and "
+    "the rack's power tasks in flight. Reads only what was observed; never contacts a BMC.",
+)
+async def get_rack_power(
+    org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
+) -> RackPower:
+    async with services.db.session() as session:
+        rack = await rack_in_site(session, org, siteId, id)
+        trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
+        seen = await observations_of(session, [t.id for t in trays])
+        recent = await recent_power_tasks(session, rack.site_id, rack.id)
+        open_tasks = await open_power_tasks(session, rack.site_id, rack.id)
+    last = views.last_tasks_by_tray(trays, recent)
+    components = [views.tray_power(t, seen.get(t.id), last.get(t.id), open_tasks) for t in trays]
+    return RackPower(
+        id=rack.id,
+        name=rack.name,
+        site_id=rack.site_id,
+        actual=views.actual_summary(components),
+        desired=views.desired_summary(components),
+        components=components,
+        tasks=[views.power_task(t) for t in open_tasks],
+    )

@@ -1,0 +1,163 @@
+"""Task counts shown on racks and trays (`taskStats`): how many tasks wait to run and how
+many run now; and the power tasks the power reads show (desired state, tasks in
+flight). The counts read the small partial index of not-finished tasks
+(`ix_tasks_site_rack_active`), so a rack list pays for its racks' open tasks, never for
+their history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nico.domain import OperationType, TaskStatus
+from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray
+
+# The partial index's predicate, word for word (see models.ACTIVE_TASK_SQL).
+_OPEN = text(f"tasks.{ACTIVE_TASK_SQL}")
+# Accepted but not running yet: dispatched (Pending) or queued behind another (Waiting).
+PENDING = frozenset({TaskStatus.PENDING.value, TaskStatus.WAITING.value})
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    pending: int = 0
+    active: int = 0
+
+
+def _tally(rows: Sequence[tuple[uuid.UUID, str, int]]) -> dict[uuid.UUID, TaskStats]:
+    out: dict[uuid.UUID, TaskStats] = {}
+    for key, status, count in rows:
+        stats = out.get(key, TaskStats())
+        if status in PENDING:
+            stats = TaskStats(stats.pending + count, stats.active)
+        else:
+            stats = TaskStats(stats.pending, stats.active + count)
+        out[key] = stats
+    return out
+
+
+async def rack_task_stats(
+    session: AsyncSession, site_id: uuid.UUID, rack_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, TaskStats]:
+    """Per rack (absent: no open task), one query."""
+    if not rack_ids:
+        return {}
+    rows = await session.execute(
+        select(Task.rack_id, Task.status, func.count())
+        .where(Task.site_id == site_id, Task.rack_id.in_(list(set(rack_ids))), _OPEN)
+        .group_by(Task.rack_id, Task.status)
+    )
+    return _tally([(r, s, int(c)) for r, s, c in rows.all()])
+
+
+async def tray_task_stats(
+    session: AsyncSession, site_id: uuid.UUID, trays: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[uuid.UUID, TaskStats]:
+    """Per tray of (tray id, rack id) pairs (absent: no open task targets it), one query:
+    the racks' open tasks, each probed for the tray's link by primary key."""
+    if not trays:
+        return {}
+    tray_ids = list({t for t, _ in trays})
+    rack_ids = list({r for _, r in trays})
+    rows = await session.execute(
+        select(TaskTray.tray_id, Task.status, func.count())
+        .join(TaskTray, TaskTray.task_id == Task.id)
+        .where(
+            Task.site_id == site_id,
+            Task.rack_id.in_(rack_ids),
+            _OPEN,
+            TaskTray.tray_id.in_(tray_ids),
+        )
+        .group_by(TaskTray.tray_id, Task.status)
+    )
+    return _tally([(t, s, int(c)) for t, s, c in rows.all()])
+
+
+# --- power tasks (the power reads' desired state and tasks in flight) ------------------
+
+POWER = OperationType.POWER_CONTROL.value
+# How far back a rack's power tasks are read for its trays' desired states.
+DESIRED_LOOKBACK = 200
+
+
+@dataclass(frozen=True)
+class PowerTaskRow:
+    id: uuid.UUID
+    status: str
+    operation_code: str
+    information: dict[str, Any]
+    targets: dict[str, Any]
+    created: datetime
+    started: datetime | None
+
+    def targets_tray(self, tray_id: uuid.UUID) -> bool:
+        wanted = str(tray_id)
+        return any(wanted in (str(t) for t in ids) for ids in self.targets.values())
+
+
+_POWER_COLUMNS = (
+    Task.id,
+    Task.status,
+    Task.operation_code,
+    Task.information,
+    Task.targets,
+    Task.created,
+    Task.started,
+)
+
+
+def _rows(result: Any) -> list[PowerTaskRow]:
+    return [PowerTaskRow(*row) for row in result.all()]
+
+
+async def open_power_tasks(
+    session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID
+) -> list[PowerTaskRow]:
+    """The rack's power tasks not finished yet, oldest first (the partial index)."""
+    result = await session.execute(
+        select(*_POWER_COLUMNS)
+        .where(
+            Task.site_id == site_id, Task.rack_id == rack_id, _OPEN, Task.operation_type == POWER
+        )
+        .order_by(Task.created, Task.id)
+    )
+    return _rows(result)
+
+
+async def recent_power_tasks(
+    session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID, limit: int = DESIRED_LOOKBACK
+) -> list[PowerTaskRow]:
+    """The rack's newest power tasks, newest first (its (site, rack, created) index)."""
+    result = await session.execute(
+        select(*_POWER_COLUMNS)
+        .where(Task.site_id == site_id, Task.rack_id == rack_id, Task.operation_type == POWER)
+        .order_by(Task.created.desc(), Task.id.desc())
+        .limit(limit)
+    )
+    return _rows(result)
+
+
+async def last_tray_power_task(
+    session: AsyncSession, site_id: uuid.UUID, tray_id: uuid.UUID
+) -> PowerTaskRow | None:
+    """The newest power task that targeted the tray (its task links, newest first)."""
+    result = await session.execute(
+        select(*_POWER_COLUMNS)
+        .join(TaskTray, TaskTray.task_id == Task.id)
+        .where(
+            TaskTray.tray_id == tray_id,
+            TaskTray.site_id == site_id,
+            Task.operation_type == POWER,
+        )
+        .order_by(TaskTray.created.desc(), TaskTray.task_id.desc())
+        .limit(1)
+    )
+    rows = _rows(result)
+    return rows[0] if rows else None
