@@ -144,3 +144,54 @@ async def test_override_version_check_reflashes_trays_at_the_version(live: Live)
     assert {(c["outcome"], c["fromVersion"], c["toVersion"]) for c in compute["components"]} == {
         ("completed", "1.0.0", "1.0.0")
     }
+
+
+async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live) -> None:
+    await live.power_on()
+    rack_path = f"/rack/{live.rack.rack_id}/firmware"
+
+    async def compliance() -> dict[str, Any]:
+        response = await live.http.get(BASE + rack_path, params=live.site)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    # Never read: nothing is judged on what the import claimed.
+    assert (await compliance())["summary"]["unknown"] == 35
+    # Read by a firmware step (the trays already run 1.0.0: skipped) and judged against the
+    # catalog's highest version, 2.1: outdated.
+    done = await firmware(live, {"version": "1.0.0"})
+    assert done["status"] == "Succeeded", done
+    before = await compliance()
+    assert before["summary"] == {"total": 35, "current": 0, "outdated": 27, "unknown": 8}
+    compute = next(t for t in before["trays"] if t["name"] == "compute-01")
+    assert (compute["version"], compute["targetVersion"], compute["compliance"]) == (
+        "1.0.0",
+        "2.1",
+        "outdated",
+    )
+    assert compute["observedAt"] is not None
+
+    done = await firmware(live, {"version": "2.1"})
+    assert done["status"] == "Succeeded", done
+    after = await compliance()
+    assert after["summary"] == {"total": 35, "current": 27, "outdated": 0, "unknown": 8}
+    read_before = compute["observedAt"]
+    compute = next(t for t in after["trays"] if t["name"] == "compute-01")
+    assert compute["compliance"] == "current"
+    assert compute["observedAt"] >= read_before  # RFC 3339 UTC: text order is time order
+    assert {(c["name"], c["version"], c["compliance"]) for c in compute["components"]} == {
+        ("BMC", "2.1", "current"),
+        ("BIOS", "2.1", "current"),
+        ("DPU", "2.1", "current"),
+    }
+
+    history = await live.http.get(
+        f"{BASE}/tray/{live.tray_id('compute-01')}/history",
+        params=live.site | {"kind": "firmware"},
+    )
+    assert history.status_code == 200, history.text
+    rows = history.json()
+    changed = {(r["component"], r["from"], r["to"]) for r in rows if r["outcome"] is None}
+    assert ("BMC", "1.0.0", "2.1") in changed
+    assert {r["taskId"] for r in rows if r["to"] == "2.1"} == {done["id"]}

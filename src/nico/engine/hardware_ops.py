@@ -30,7 +30,7 @@ from nico.engine import ledger, messages
 from nico.engine import payloads as p
 from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.engine.observed import TaskObservations
-from nico.hardware.interface import HardwareError, TrayBackend, TrayRef
+from nico.hardware.interface import FirmwareInventory, HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
 from nico.services import Services
 from nico.store.models import Tray
@@ -256,6 +256,13 @@ class HardwareOps:
         state = await retrying(lambda: backend.power_status(ref))
         await self.record_power(tray_id, state.value)
         return str(state.value)
+
+    async def firmware_inventory(self, tray_id: str) -> FirmwareInventory:
+        """Every firmware component of the tray and its main version, recorded."""
+        ref, backend = await self.target(tray_id)
+        inventory = await retrying(lambda: backend.firmware_inventory(ref))
+        await self.observed.inventory(tray_id, inventory)
+        return inventory
 
     async def firmware_versions(self, tray_ids: list[str]) -> list[str]:
         return [await self._read_version(tray_id) for tray_id in tray_ids]

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.engine.infra import InfrastructureUnavailable, retrying
+from nico.hardware.interface import FirmwareInventory
 from nico.services import Services
 from nico.store import observations
 from nico.store.history import HistorySource, Origin
@@ -59,6 +60,18 @@ class TaskObservations:
 
     async def firmware(self, tray_id: str, version: str) -> None:
         reading = observations.FirmwareReading(uuid.UUID(tray_id), utcnow(), version=version)
+        self._pending.firmware.append(reading)
+        await self._soon()
+
+    async def inventory(self, tray_id: str, inventory: FirmwareInventory) -> None:
+        """A whole firmware inventory read (a firmware step reads one before and after
+        its update, so compliance and `observedAt` move with it)."""
+        reading = observations.FirmwareReading(
+            uuid.UUID(tray_id),
+            utcnow(),
+            components=inventory.components,
+            version=inventory.version,
+        )
         self._pending.firmware.append(reading)
         await self._soon()
 

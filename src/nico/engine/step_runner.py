@@ -312,6 +312,10 @@ class StepRunner:
                 slot, action = self._per_tray[index]
                 await self._action(tray, slot, action)
                 state.next_slot = index + 1
+            if self._firmware_step:
+                # What the update left on the tray: its inventory, recorded (observedAt,
+                # compliance and history move with it) and its main version as `after`.
+                self._saw_version(tray, await self._read_version(tray))
         except CheckFailed as exc:  # about other trays: this one did what it was asked
             self._check_failure = self._check_failure or exc.reason
             state.status = COMPLETED
@@ -349,14 +353,16 @@ class StepRunner:
         return True
 
     async def _read_version(self, tray: TrayTarget) -> str | None:
-        """One read of the tray's running version (recorded like every read), or None."""
+        """One read of the tray's firmware inventory (recorded like every read: the tray's
+        observed inventory and `observedAt` move with it); its main version, or None
+        when it could not be read."""
         try:
             async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
-                [version] = await self._ops.firmware_versions([tray.id])
+                inventory = await self._ops.firmware_inventory(tray.id)
         except Exception as exc:
-            log.warning("firmware version of %s not read: %s", tray.name, error_text(exc))
+            log.warning("firmware inventory of %s not read: %s", tray.name, error_text(exc))
             return None
-        return version
+        return inventory.version
 
     def _saw_version(self, tray: TrayTarget, version: str | None) -> None:
         if version is not None and self._firmware_step:
