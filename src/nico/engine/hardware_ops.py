@@ -63,6 +63,10 @@ class HardwareOps:
         # A step's reads are written in batches; the per-call activities' at once.
         self.observed = TaskObservations(services, task_id, batched=remember_trays)
 
+    @property
+    def services(self) -> Services:
+        return self._services
+
     def for_step(self, task_id: str | None = None) -> HardwareOps:
         """Operations for one step: each tray's reference (inventory, BMC endpoint) is
         read once per step attempt instead of once per call and poll; an edit of the

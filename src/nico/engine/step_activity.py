@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import activity
 
-from nico.engine import infra, messages
+from nico.engine import infra, messages, step_history
 from nico.engine import payloads as p
 from nico.engine.hardware_ops import HardwareOps
 from nico.engine.policy import HEARTBEAT_EVERY
@@ -96,6 +96,10 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
             except Exception as exc:  # best effort: the result carries the final counts
                 log.warning("step progress not sent: %s", exc)
 
+    history = runner.history()
+    tray_ids = [t.id for t in step.trays]
+    if history is not None:
+        runner.note_before(await step_history.read_states(ops.services, history[0], tray_ids))
     helpers = [asyncio.create_task(heartbeat()), asyncio.create_task(report((0, 0)))]
     try:
         with infra.watching():  # tray tasks share it: a deadline names an outage as such
@@ -105,7 +109,6 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
             # up on this attempt): fail the attempt, so Temporal runs the step again on
             # a worker that is up, resuming from the last heartbeat.
             raise asyncio.CancelledError()
-        return result
     finally:
         for task in helpers:
             task.cancel()
@@ -113,3 +116,10 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await step_ops.observed.close()  # the trays show what the step saw before it ends
+    if history is not None:
+        kind, code = history
+        after = await step_history.read_states(ops.services, kind, tray_ids)
+        await step_history.record_step(
+            ops.services, step, kind, code, result.status, runner.ends(after)
+        )
+    return result

@@ -32,6 +32,7 @@ from nico.engine.actions import (
     StepContext,
     expected_power,
     firmware_command,
+    firmware_operation,
     judge_consistency,
     judge_firmware,
     not_read,
@@ -56,9 +57,11 @@ from nico.engine.policy import (
     poll_bounds,
 )
 from nico.engine.retries import INFRA, is_infra_reason, retry_of
+from nico.engine.step_history import TrayEnd
 from nico.hardware.interface import BringUpState, HardwareError
 from nico.rules.durations import format_seconds
 from nico.rules.model import ActionConfig, ActionName, SequenceStep
+from nico.store.history import HistoryKind
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -198,6 +201,39 @@ class StepRunner:
             if state.after is not None:
                 entry["toVersion"] = state.after
             out.append(entry)
+        return out
+
+    # --- history (nico.engine.step_history) ----------------------------------------------
+
+    def history(self) -> tuple[HistoryKind, str] | None:
+        """(kind, operation) when this is a power or firmware step, which write history."""
+        main = self._step.main_operation
+        if main.name is ActionName.POWER_CONTROL:
+            try:
+                return HistoryKind.POWER, power_code_of(self._ctx, main)
+            except ActionFailed:  # each tray fails saying why; the rows name the action
+                return HistoryKind.POWER, main.name.value
+        if main.name is ActionName.FIRMWARE_CONTROL:
+            return HistoryKind.FIRMWARE, firmware_operation(self._ctx, main)
+        return None
+
+    def note_before(self, values: dict[str, str | None]) -> None:
+        """Each tray's value before the step (a power step's shown power state), kept
+        across attempts with the progress; a firmware step reads its own."""
+        if self._firmware_step:
+            return
+        for tray_id, state in self._state.items():
+            if state.before is None and state.status == PENDING and state.next_slot == 0:
+                state.before = values.get(tray_id)
+
+    def ends(self, after: dict[str, str | None]) -> list[TrayEnd]:
+        """How each tray ended, with its value before and after (`after`: what the trays
+        show now; a firmware step's own last read wins)."""
+        out = []
+        for tray in self._trays:
+            state = self._state[tray.id]
+            last = state.after if self._firmware_step and state.after else after.get(tray.id)
+            out.append(TrayEnd(tray, state.status, state.reason, state.before, last))
         return out
 
     def _failures(self) -> list[tuple[str, str]]:
