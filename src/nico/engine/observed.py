@@ -105,6 +105,7 @@ class TaskObservations:
 
     async def _write(self, pending: _Pending) -> None:
         async with self._services.db.session() as session:
+            await observations.begin_recording(session)
             origin = await self._origin_in(session)
             await observations.record_power(session, pending.power, origin)
             await observations.record_firmware(session, pending.firmware, origin)

@@ -161,6 +161,7 @@ class StateSync:
             r for pair in results for r in pair[1:] if isinstance(r, observations.FirmwareReading)
         ]
         async with self._services.db.session() as session:
+            await observations.begin_recording(session)
             await observations.record_power(session, power, SYNC)
             await observations.record_firmware(session, firmware, SYNC)
         if not self._outage_seen:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,15 @@ from nico.store.models import Tray, TrayObservation
 from nico.text import truncate_utf8
 
 UNKNOWN = PowerState.UNKNOWN.value
+
+
+async def begin_recording(session: AsyncSession) -> None:
+    """Start the recording transaction. On SQLite it takes the write lock at once
+    (`BEGIN IMMEDIATE`, as `nico.tasks.locks` does): a transaction that reads the trays and
+    then writes would fail at once with "database is locked" if another process wrote in
+    between, instead of waiting its turn. Call it first on a fresh session."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,28 @@ async def test_an_unknown_version_or_part_fails_before_the_bmc_is_asked(
     assert "node1-BMC" in str(no_part.value)
     assert not no_image.value.retryable and not no_part.value.retryable
     assert emulator.updates() == []
+
+
+async def test_inventory_lists_every_component_of_the_tray_with_its_version(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    """The state sync's read: the tray's FirmwareInventory members (not its neighbours'),
+    named as the BMC names them, and the main version the engine reads too."""
+    emulator = emulator_factory(systems=(FakeSystem("node1"), FakeSystem("node2")))
+    backend.set_firmware_catalog(SITE_ID, CATALOG)
+    target = tray(emulator.endpoint(resource_id="node2"))
+    before = emulator.stats()["requests"]
+    inventory = await backend.firmware_inventory(target)
+    assert sorted((c.id, c.name, c.version) for c in inventory.components) == [
+        ("node2-BIOS", "node2 BIOS firmware", "1.0.0"),
+        ("node2-BMC", "node2 BMC firmware", "1.0.0"),
+    ]
+    assert inventory.version == "1.0.0"
+    assert emulator.stats()["resets"] == [] and emulator.updates() == []
+    assert emulator.stats()["requests"] > before
+
+    job_id = await backend.firmware_start(target, "2.1.0", ("bmc",), operation_key=key())
+    await run_to_end(backend, target, job_id)
+    after = await backend.firmware_inventory(target)
+    assert {c.name: c.version for c in after.components}["node2 BMC firmware"] == "2.1.0"
+    assert after.version == "2.1.0"
