@@ -64,11 +64,12 @@ async def test_never_read_trays_are_unknown_with_their_imported_version(
     client: httpx.AsyncClient, auth: dict[str, str], rack: MadeRack
 ) -> None:
     body = await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id)
-    assert body["rackId"] == str(rack.rack_id) and body["name"] == "rack-01"
+    assert body["id"] == str(rack.rack_id) and body["name"] == "rack-01"
+    assert body["siteId"] == str(rack.site_id)
     assert body["summary"] == {"total": 35, "current": 0, "outdated": 0, "unknown": 35}
-    first = body["trays"][0]
+    first = body["components"][0]
     assert first == {
-        "trayId": first["trayId"],
+        "id": first["id"],
         "name": "powershelf-01",
         "type": "PowerShelf",
         "rackId": str(rack.rack_id),
@@ -122,7 +123,7 @@ async def test_observed_versions_are_judged_against_the_catalog_target(
 
     body = await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id)
     assert body["summary"] == {"total": 35, "current": 2, "outdated": 1, "unknown": 32}
-    by_id = {t["trayId"]: t["compliance"] for t in body["trays"]}
+    by_id = {t["id"]: t["compliance"] for t in body["components"]}
     assert by_id[str(switch)] == "current"
 
 

@@ -164,7 +164,7 @@ async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live
     assert done["status"] == "Succeeded", done
     before = await compliance()
     assert before["summary"] == {"total": 35, "current": 0, "outdated": 27, "unknown": 8}
-    compute = next(t for t in before["trays"] if t["name"] == "compute-01")
+    compute = next(t for t in before["components"] if t["name"] == "compute-01")
     assert (compute["version"], compute["targetVersion"], compute["compliance"]) == (
         "1.0.0",
         "2.1",
@@ -177,7 +177,7 @@ async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live
     after = await compliance()
     assert after["summary"] == {"total": 35, "current": 27, "outdated": 0, "unknown": 8}
     read_before = compute["observedAt"]
-    compute = next(t for t in after["trays"] if t["name"] == "compute-01")
+    compute = next(t for t in after["components"] if t["name"] == "compute-01")
     assert compute["compliance"] == "current"
     assert compute["observedAt"] >= read_before  # RFC 3339 UTC: text order is time order
     assert {(c["name"], c["version"], c["compliance"]) for c in compute["components"]} == {

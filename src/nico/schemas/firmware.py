@@ -1,5 +1,6 @@
 """Firmware read models (our addition; upstream has no firmware read): what each tray
-runs as last observed, the site catalog's target and compliance (docs/firmware.md)."""
+runs as last observed, the site catalog's target and compliance (docs/firmware.md).
+Named like the power reads (`nico.schemas.power`): a rack's trays are its `components`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class FirmwareComponentStatus(ResponseModel):
 class TrayFirmware(ResponseModel):
     """`GET /tray/{id}/firmware` and each tray of `GET /rack/{id}/firmware`."""
 
-    tray_id: uuid.UUID
+    id: uuid.UUID = Field(description="The tray's id.")
     name: str
     type: str = Field(description="Compute, NVLSwitch, PowerShelf, ...")
     rack_id: uuid.UUID
@@ -75,7 +76,8 @@ class FirmwareSummary(ResponseModel):
 class RackFirmware(ResponseModel):
     """`GET /rack/{id}/firmware`."""
 
-    rack_id: uuid.UUID
+    id: uuid.UUID = Field(description="The rack's id.")
     name: str
+    site_id: uuid.UUID
     summary: FirmwareSummary
-    trays: list[TrayFirmware] = Field(description="Every tray of the rack, in rack order.")
+    components: list[TrayFirmware] = Field(description="Every tray of the rack, in slot order.")

@@ -37,7 +37,7 @@ SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)
 def tray_firmware(state: TrayCompliance) -> TrayFirmware:
     tray = state.tray
     return TrayFirmware(
-        tray_id=tray.id,
+        id=tray.id,
         name=tray.name,
         type=tray.type,
         rack_id=tray.rack_id,
@@ -79,10 +79,11 @@ async def get_rack_firmware(
     states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
     counts = summary(states)
     return RackFirmware(
-        rack_id=rack.id,
+        id=rack.id,
         name=rack.name,
+        site_id=rack.site_id,
         summary=FirmwareSummary(total=len(states), **{kind.value: n for kind, n in counts.items()}),
-        trays=[tray_firmware(s) for s in states],
+        components=[tray_firmware(s) for s in states],
     )
 
 
