@@ -195,3 +195,6 @@ async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live
     changed = {(r["component"], r["from"], r["to"]) for r in rows if r["outcome"] is None}
     assert ("BMC", "1.0.0", "2.1") in changed
     assert {r["taskId"] for r in rows if r["to"] == "2.1"} == {done["id"]}
+    # The finished steps: the upgrade Succeeded from -> to; the first task Skipped it.
+    steps = [(r["outcome"], r["from"], r["to"]) for r in rows if r["outcome"] is not None]
+    assert steps == [("Succeeded", "1.0.0", "2.1"), ("Skipped", "1.0.0", "1.0.0")]
