@@ -80,7 +80,9 @@ async def test_never_read_trays_are_unknown_with_their_imported_version(
         "targetVersion": "2.1",
         "compliance": "unknown",
         "components": [],
+        "tasks": [],
     }
+    assert body["tasks"] == []
 
 
 async def test_observed_versions_are_judged_against_the_catalog_target(
@@ -189,3 +191,30 @@ async def test_another_sites_tray_reads_as_missing_and_site_id_is_required(
     response = await client.get(f"{BASE}/rack/{rack.rack_id}/firmware", headers=auth)
     assert response.status_code == 400
     assert "siteId" in response.json()["message"]
+
+
+async def test_firmware_tasks_in_flight_show_on_the_rack_and_the_trays_they_target(
+    client: httpx.AsyncClient, auth: dict[str, str], rack: MadeRack
+) -> None:
+    body = {
+        "siteId": str(rack.site_id),
+        "version": "2.1",
+        "targets": ["psu"],
+        "overrideVersionCheck": True,
+    }
+    started = await client.patch(f"{BASE}/rack/{rack.rack_id}/firmware", json=body, headers=auth)
+    assert started.status_code == 200, started.text
+    [task_id] = started.json()["taskIds"]
+
+    shown = await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id)
+    [task] = shown["tasks"]
+    assert (task["id"], task["operationCode"], task["version"]) == (task_id, "upgrade", "2.1")
+    assert task["overrideVersionCheck"] is True
+    assert task["status"] in ("Pending", "Running")
+    targeted = {t["type"] for t in shown["components"] if t["tasks"]}
+    assert targeted == {"PowerShelf"}  # `targets: [psu]` narrowed the task to the shelves
+    compute = rack.trays["Compute"][0]
+    assert (await get(client, auth, f"/tray/{compute}/firmware", rack.site_id))["tasks"] == []
+    shelf = rack.trays["PowerShelf"][0]
+    tray = await get(client, auth, f"/tray/{shelf}/firmware", rack.site_id)
+    assert [t["id"] for t in tray["tasks"]] == [task_id]

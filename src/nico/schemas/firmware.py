@@ -30,6 +30,21 @@ class FirmwareComponentStatus(ResponseModel):
     )
 
 
+class FirmwareTask(ResponseModel):
+    """A firmware task not finished yet (Pending, Waiting or Running)."""
+
+    id: uuid.UUID
+    status: str
+    operation_code: str = Field(description="upgrade, downgrade or rollback.")
+    version: str | None = Field(
+        description="The version it installs (`Compute 2.1.0, NVLSwitch 1.4.2` when it "
+        "differs per type)."
+    )
+    override_version_check: bool
+    created: UtcTimestamp
+    started: UtcTimestamp | None
+
+
 class TrayFirmware(ResponseModel):
     """`GET /tray/{id}/firmware` and each tray of `GET /rack/{id}/firmware`."""
 
@@ -62,6 +77,9 @@ class TrayFirmware(ResponseModel):
         description="The last observed inventory, every component the BMC lists; empty "
         "when none was read."
     )
+    tasks: list[FirmwareTask] = Field(
+        description="Firmware tasks in flight that target this tray, oldest first."
+    )
 
 
 class FirmwareSummary(ResponseModel):
@@ -81,3 +99,6 @@ class RackFirmware(ResponseModel):
     site_id: uuid.UUID
     summary: FirmwareSummary
     components: list[TrayFirmware] = Field(description="Every tray of the rack, in slot order.")
+    tasks: list[FirmwareTask] = Field(
+        description="Firmware tasks in flight on the rack, oldest first."
+    )

@@ -118,13 +118,20 @@ def _rows(result: Any) -> list[PowerTaskRow]:
 
 
 async def open_power_tasks(
-    session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID
+    session: AsyncSession,
+    site_id: uuid.UUID,
+    rack_id: uuid.UUID,
+    operation_type: str = POWER,
 ) -> list[PowerTaskRow]:
-    """The rack's power tasks not finished yet, oldest first (the partial index)."""
+    """The rack's power tasks (or tasks of `operation_type`: the firmware reads') not
+    finished yet, oldest first (the partial index)."""
     result = await session.execute(
         select(*_POWER_COLUMNS)
         .where(
-            Task.site_id == site_id, Task.rack_id == rack_id, _OPEN, Task.operation_type == POWER
+            Task.site_id == site_id,
+            Task.rack_id == rack_id,
+            _OPEN,
+            Task.operation_type == operation_type,
         )
         .order_by(Task.created, Task.id)
     )

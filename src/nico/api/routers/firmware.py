@@ -1,5 +1,6 @@
 """Firmware reads (our addition): `GET /rack/{id}/firmware` and `GET /tray/{id}/firmware`
-say, per tray, what it runs as last observed, the site catalog's target and compliance.
+say, per tray, what it runs as last observed, the site catalog's target and compliance,
+and which firmware tasks are in flight.
 
 Nothing here touches a BMC: versions come from what the state sync and tasks recorded
 (`nico.store.observations`); `observedAt` says how fresh each is (docs/firmware.md).
@@ -7,22 +8,26 @@ Nothing here touches a BMC: versions come from what the state sync and tasks rec
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
+from nico.domain import OperationType
 from nico.errors import NotFound
 from nico.schemas.firmware import (
     FirmwareComponentStatus,
     FirmwareSummary,
+    FirmwareTask,
     RackFirmware,
     TrayFirmware,
 )
 from nico.store import inventory
 from nico.store.observations import observations_of
+from nico.store.task_stats import PowerTaskRow, open_power_tasks
 from nico.tasks.compliance import TrayCompliance, catalog_targets, summary, tray_compliance
+from nico.tasks.firmware import describe_version
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -30,11 +35,26 @@ INVALID_RACK_ID = "Invalid Rack ID specified in URL"
 INVALID_TRAY_ID = "Invalid Tray ID in URL"
 RACK_NOT_FOUND = "Rack not found"
 TRAY_NOT_FOUND = "Tray not found"
+FIRMWARE = OperationType.FIRMWARE_CONTROL.value
 
 SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
 
 
-def tray_firmware(state: TrayCompliance) -> TrayFirmware:
+def firmware_task(task: PowerTaskRow) -> FirmwareTask:
+    info: dict[str, Any] = task.information or {}
+    version = info.get("version")
+    return FirmwareTask(
+        id=task.id,
+        status=task.status,
+        operation_code=task.operation_code,
+        version=describe_version(version) if isinstance(version, str | dict) else None,
+        override_version_check=info.get("overrideVersionCheck") is True,
+        created=task.created,
+        started=task.started,
+    )
+
+
+def tray_firmware(state: TrayCompliance, open_tasks: list[PowerTaskRow]) -> TrayFirmware:
     tray = state.tray
     return TrayFirmware(
         id=tray.id,
@@ -57,6 +77,7 @@ def tray_firmware(state: TrayCompliance) -> TrayFirmware:
             )
             for c in state.components
         ],
+        tasks=[firmware_task(t) for t in open_tasks if t.targets_tray(tray.id)],
     )
 
 
@@ -75,6 +96,7 @@ async def get_rack_firmware(
             raise NotFound(RACK_NOT_FOUND)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         observed = await observations_of(session, [t.id for t in trays])
+        open_tasks = await open_power_tasks(session, site.id, rack.id, FIRMWARE)
     targets = catalog_targets(site.firmware_catalog)
     states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
     counts = summary(states)
@@ -83,7 +105,8 @@ async def get_rack_firmware(
         name=rack.name,
         site_id=rack.site_id,
         summary=FirmwareSummary(total=len(states), **{kind.value: n for kind, n in counts.items()}),
-        components=[tray_firmware(s) for s in states],
+        components=[tray_firmware(s, open_tasks) for s in states],
+        tasks=[firmware_task(t) for t in open_tasks],
     )
 
 
@@ -102,5 +125,6 @@ async def get_tray_firmware(
             raise NotFound(TRAY_NOT_FOUND)
         tray, _ = found
         observed = await observations_of(session, [tray.id])
+        open_tasks = await open_power_tasks(session, site.id, tray.rack_id, FIRMWARE)
     state = tray_compliance(tray, observed.get(tray.id), catalog_targets(site.firmware_catalog))
-    return tray_firmware(state)
+    return tray_firmware(state, open_tasks)
