@@ -19,6 +19,7 @@ from nico.cli import inventory as inventory_cli
 from nico.cli import operations as _operations  # noqa: F401 (registers rack/tray operations)
 from nico.cli import rules as rules_cli
 from nico.cli import sim as sim_cli
+from nico.cli import status as _status  # noqa: F401 (registers rack/tray status, history)
 from nico.cli import tasks as tasks_cli
 from nico.cli import token as token_cli
 
