@@ -19,7 +19,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,7 @@ from nico.engine.observed import TaskObservations
 from nico.hardware.interface import FirmwareInventory, HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
 from nico.services import Services
+from nico.store.batching import Batcher
 from nico.store.models import Tray
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,72 @@ class AttemptExpired(Exception):
     """The attempt used up its time; its work was cancelled before anyone gave up on it."""
 
 
+class _Batches:
+    """The database work of one process's tray operations, shared by all its steps:
+    calls made at the same time (a step's trays, many racks' steps) become one
+    statement each (`nico.store.batching`)."""
+
+    def __init__(self, services: Services) -> None:
+        self.db = services.db
+        self.registry = services.backends
+        self.refs = Batcher(self._refs, concurrency=4)
+        self.ledger = Batcher(self._ledger, concurrency=4)
+        self.accepted = Batcher(self._accept)
+
+    async def _refs(self, tray_ids: list[str]) -> dict[str, TrayRef | BaseException]:
+        refs: dict[str, TrayRef | BaseException] = {}
+        try:
+            refs.update(await self.registry.tray_refs(tray_ids))
+        except HardwareError:
+            # One tray's endpoint cannot be read (a key that no longer decrypts its
+            # password): that tray fails, not the others of the batch.
+            for tray_id in tray_ids:
+                try:
+                    refs.update(await self.registry.tray_refs([tray_id]))
+                except HardwareError as exc:
+                    refs[tray_id] = exc
+        for tray_id in tray_ids:
+            if tray_id not in refs:
+                refs[tray_id] = HardwareError(f"tray {tray_id} no longer exists", retryable=False)
+        return refs
+
+    async def _ledger(self, keys: list[str]) -> dict[str, ledger.Entry | None]:
+        async with self.db.session() as session:
+            found = await ledger.lookup_many(session, keys)
+        return {key: found.get(key) for key in keys}
+
+    async def _accept(self, entries: list[_Accepted]) -> dict[_Accepted, None]:
+        async with self.db.session() as session:
+            await ledger.record_many(
+                session, [(e.key, e.tray_id, e.action, e.result) for e in entries]
+            )
+        return dict.fromkeys(entries)
+
+
+@dataclass(eq=False)
+class _Accepted:
+    """A side effect the BMC accepted, for the ledger (`ledger.record`)."""
+
+    key: str
+    tray_id: str
+    action: str
+    result: dict[str, Any]
+
+
 class HardwareOps:
     """Tray operations bound to one process's services."""
 
     def __init__(
-        self, services: Services, *, remember_trays: bool = False, task_id: str | None = None
+        self,
+        services: Services,
+        *,
+        remember_trays: bool = False,
+        task_id: str | None = None,
+        batches: _Batches | None = None,
     ) -> None:
         self._services = services
         self.registry: BackendRegistry = services.backends
+        self._batches = batches or _Batches(services)
         # Tray references already looked up (None: look up on every call).
         self._refs: dict[str, TrayRef] | None = {} if remember_trays else None
         # A step's reads are written in batches; the per-call activities' at once.
@@ -72,7 +132,9 @@ class HardwareOps:
         read once per step attempt instead of once per call and poll; an edit of the
         tray's BMC during a step is seen by the next step (or a retried attempt). Its
         observations are batched: `observed.close()` when the step ends."""
-        return HardwareOps(self._services, remember_trays=True, task_id=task_id)
+        return HardwareOps(
+            self._services, remember_trays=True, task_id=task_id, batches=self._batches
+        )
 
     async def db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """One transaction, made again (whole) after a database outage."""
@@ -86,11 +148,36 @@ class HardwareOps:
     async def target(self, tray_id: str) -> tuple[TrayRef, TrayBackend]:
         ref = self._refs.get(tray_id) if self._refs is not None else None
         if ref is None:
-            ref = await retrying(lambda: self.registry.tray_ref(tray_id))
+            ref = await retrying(lambda: self._batches.refs(tray_id))
             if self._refs is not None:
                 self._refs[tray_id] = ref
         logs.remember_rack(ref.rack_id)  # later lines of this task name its rack
         return ref, self.registry.backend_for(ref)
+
+    async def _lookup(self, key: str) -> ledger.Entry | None:
+        return await retrying(lambda: self._batches.ledger(key))
+
+    async def _accepted(self, key: str, tray_id: str, action: str, result: dict[str, Any]) -> None:
+        entry = _Accepted(key, tray_id, action, result)
+        await retrying(lambda: self._batches.accepted(entry))
+
+    async def _known_refs(self, tray_ids: list[str]) -> dict[str, TrayRef]:
+        """References of the trays that still exist (remembered for the step, as `target`)."""
+        refs: dict[str, TrayRef] = {}
+        for tray_id, ref in zip(
+            tray_ids,
+            await asyncio.gather(*(self._ref_or_none(t) for t in tray_ids)),
+            strict=True,
+        ):
+            if ref is not None:
+                refs[tray_id] = ref
+        return refs
+
+    async def _ref_or_none(self, tray_id: str) -> TrayRef | None:
+        try:
+            return (await self.target(tray_id))[0]
+        except HardwareError:  # the tray no longer exists
+            return None
 
     async def record_power(self, tray_id: str, state: str) -> None:
         """Observed power state goes to the tray's observed state, so GET /tray shows it."""
@@ -112,7 +199,7 @@ class HardwareOps:
         success, never a second cycle."""
         key = data.ledger_key
         cycle = data.code not in ledger.RESENDABLE_POWER_CODES
-        entry = await self.db(lambda session: ledger.lookup(session, key))
+        entry = await self._lookup(key)
         if entry is not None and entry.accepted:
             return p.PowerResult()
         ref, backend = await self.target(data.tray_id)
@@ -123,9 +210,7 @@ class HardwareOps:
                 raise HardwareError(messages.outcome_unknown(data.code), retryable=False)
             if await retrying(lambda: backend.reset_marker(ref)) != before:
                 log.warning("%s under %s: the cut-off attempt did cycle", data.code, key)
-                await self.db(
-                    lambda session: ledger.record(session, key, data.tray_id, "power", {})
-                )
+                await self._accepted(key, data.tray_id, "power", {})
                 await self._check_fed_cycled(data.code, entry.result.get("fed") or {})
                 return p.PowerResult()
             # The marker did not move: the cut-off attempt never reached the BMC.
@@ -155,9 +240,7 @@ class HardwareOps:
             # Accepted, yet the tray did not cycle: the retry may send it again.
             await self.db(lambda session: ledger.forget(session, key))
             raise HardwareError(messages.cycle_not_observed(data.code))
-        await self.db(
-            lambda session: ledger.record(session, key, data.tray_id, "power", {"code": data.code})
-        )
+        await self._accepted(key, data.tray_id, "power", {"code": data.code})
         await self._check_fed_cycled(data.code, fed)
         return p.PowerResult()
 
@@ -224,9 +307,9 @@ class HardwareOps:
         return False
 
     async def firmware_start(self, data: p.FirmwareCommand) -> str:
-        done = await self.db(lambda session: ledger.recorded(session, data.ledger_key))
-        if done is not None:
-            return str(done["job_id"])
+        done = await self._lookup(data.ledger_key)
+        if done is not None and done.accepted:
+            return str(done.result["job_id"])
         ref, backend = await self.target(data.tray_id)
         job_id = await retrying(
             lambda: backend.firmware_start(
@@ -234,11 +317,7 @@ class HardwareOps:
             )
         )
         result = {"job_id": job_id, "version": data.version, "operation": data.operation}
-        await self.db(
-            lambda session: ledger.record(
-                session, data.ledger_key, data.tray_id, "firmware", result
-            )
-        )
+        await self._accepted(data.ledger_key, data.tray_id, "firmware", result)
         return job_id
 
     async def firmware_started(self, ledger_key: str) -> bool:
@@ -301,9 +380,7 @@ class HardwareOps:
         """Per group, one answer per tray: all trays of a need-all group (concurrently);
         for the others, trays one by one until one answers (the rest are `unchecked`).
         Raises InfrastructureUnavailable when the trays could not even be looked up."""
-        refs = await retrying(
-            lambda: self.registry.tray_refs(t for g in data.groups for t in g.tray_ids)
-        )
+        refs = await self._known_refs([t for g in data.groups for t in g.tray_ids])
 
         async def one(tray_id: str) -> p.Observation:
             ref = refs.get(tray_id)

@@ -48,6 +48,16 @@ async def lookup(session: AsyncSession, key: str) -> Entry | None:
     return None if row is None else Entry(dict(row[0] or {}), row[1] is not None)
 
 
+async def lookup_many(session: AsyncSession, keys: list[str]) -> dict[str, Entry]:
+    """`lookup` for many keys in one statement (keys with nothing sent are left out)."""
+    result = await session.execute(
+        select(OperationLedger.key, OperationLedger.result, OperationLedger.accepted).where(
+            OperationLedger.key.in_(keys)
+        )
+    )
+    return {key: Entry(dict(value or {}), accepted is not None) for key, value, accepted in result}
+
+
 async def recorded(session: AsyncSession, key: str) -> dict[str, Any] | None:
     """The result accepted under `key`, or None when nothing was accepted yet."""
     entry = await lookup(session, key)
@@ -85,6 +95,34 @@ async def record(
         _insert(session)(OperationLedger)
         .values(**values, accepted=now)
         .on_conflict_do_update(index_elements=["key"], set_={"result": result, "accepted": now})
+    )
+
+
+async def record_many(
+    session: AsyncSession, entries: list[tuple[str, str, str, dict[str, Any]]]
+) -> None:
+    """`record` for many (key, tray id, action, result) entries in one statement; a key
+    given twice keeps its last entry."""
+    now = utcnow()
+    rows = {
+        key: {
+            "key": key,
+            "tray_id": uuid.UUID(tray_id),
+            "action": action,
+            "result": result,
+            "created": now,
+            "accepted": now,
+        }
+        for key, tray_id, action, result in entries
+    }
+    if not rows:
+        return
+    statement = _insert(session)(OperationLedger).values(list(rows.values()))
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"result": statement.excluded.result, "accepted": statement.excluded.accepted},
+        )
     )
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.config import Settings
@@ -37,6 +39,7 @@ from nico.hardware.interface import (
     UnsupportedOperation,
 )
 from nico.store import simulator as sim_store
+from nico.store.batching import Batcher
 from nico.store.db import Database
 from nico.store.models import SimFault, SimTrayState, Tray, utcnow
 from nico.store.simulator import FaultKind
@@ -111,6 +114,34 @@ class _Call:
         return next((f for f in self.faults if f.kind in wanted), None)
 
 
+_SERIALS = itertools.count()
+
+
+@dataclass(frozen=True)
+class _CallKey:
+    """One backend call's claim on its tray's row (every call is its own: a limited
+    per-call fault fires once per call, not once per batch)."""
+
+    tray_id: uuid.UUID
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+
+
+@dataclass(frozen=True)
+class _View:
+    """A tray's simulated state as read now, and whether a shelf of its rack feeds it."""
+
+    state: SimTrayState
+    fed: bool
+    now: datetime
+
+
+@dataclass(eq=False)
+class _PowerCall:
+    call: _Call
+    code: str
+    operation_key: str
+
+
 class SimulatorBackend:
     """`TrayBackend` over the simulated state in the database."""
 
@@ -120,6 +151,10 @@ class SimulatorBackend:
         self._latency = max(settings.sim_latency, 0.0)
         self._firmware_duration = max(settings.sim_firmware_duration, 0.0)
         self._db = db
+        self._calls = Batcher(self._load_calls, concurrency=4)
+        self._views = Batcher(self._load_views, concurrency=4)
+        # Writers take SQLite's write lock one after another anyway.
+        self._powers = Batcher(self._apply_powers)
 
     def capabilities(self, component_type: ComponentType) -> frozenset[Capability]:
         if component_type is ComponentType.POWERSHELF:
@@ -127,20 +162,50 @@ class SimulatorBackend:
         return TRAY_CAPABILITIES if component_type in OPERABLE_COMPONENT_TYPES else frozenset()
 
     # --- plumbing -------------------------------------------------------------------
+    #
+    # Calls made at the same time (the trays of a step, the steps of many racks) share
+    # their database work: one query for the trays and their faults, one for the state
+    # rows and the racks' shelves, one transaction for many power commands
+    # (`nico.store.batching`). Each call still sees what a call of its own would have.
 
     async def _begin(self, ref: TrayRef) -> _Call:
         """Read the tray and its live faults, then take the call's latency (plus any
         injected slowness) outside any transaction."""
-        async with self._db.session() as session:
-            tray = await session.get(Tray, uuid.UUID(ref.id))
-            if tray is None:
-                raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
-            faults = await sim_store.faults_for_call(session, tray, utcnow())
-        call = _Call(tray, faults)
-        extra = sum(f.slow_seconds or 0.0 for f in faults if f.kind == FaultKind.SLOW.value)
+        call = await self._calls(_CallKey(uuid.UUID(ref.id)))
+        if call is None:
+            raise HardwareError(f"tray {ref.name or ref.id} no longer exists", retryable=False)
+        extra = sum(f.slow_seconds or 0.0 for f in call.faults if f.kind == FaultKind.SLOW.value)
         if self._latency + extra > 0:
             await asyncio.sleep(self._latency + extra)
         return call
+
+    async def _load_calls(self, keys: list[_CallKey]) -> dict[_CallKey, _Call | None]:
+        async with self._db.session() as session:
+            ids = list({k.tray_id for k in keys})
+            result = await session.execute(select(Tray).where(Tray.id.in_(ids)))
+            trays = {t.id: t for t in result.scalars().all()}
+            calls = [k for k in keys if k.tray_id in trays]
+            faults = await sim_store.faults_for_calls(
+                session, [trays[k.tray_id] for k in calls], utcnow()
+            )
+        out: dict[_CallKey, _Call | None] = {k: None for k in keys}
+        out.update({k: _Call(trays[k.tray_id], f) for k, f in zip(calls, faults, strict=True)})
+        return out
+
+    async def _view(self, call: _Call) -> _View:
+        """The tray's state row and whether its rack's shelves feed it, as of now."""
+        return await self._views(call.tray)
+
+    async def _load_views(self, trays: list[Tray]) -> dict[Tray, _View]:
+        async with self._db.session() as session:
+            now = utcnow()
+            states = await sim_store.read_states(session, trays)
+            fed = await sim_store.racks_fed(
+                session,
+                {t.rack_id for t in trays if t.type != ComponentType.POWERSHELF.value},
+                now,
+            )
+        return {t: _View(states[t.id], fed.get(t.rack_id, True), now) for t in trays}
 
     async def _bmc_problem(self, session: AsyncSession, call: _Call, now: datetime) -> str | None:
         """Why this tray's BMC does not answer right now, or None."""
@@ -164,13 +229,13 @@ class SimulatorBackend:
             raise HardwareError(problem)
         return now
 
-    async def _state(self, session: AsyncSession, tray: Tray) -> SimTrayState:
-        """Read the state row; reads create it only the first time (no write per poll)."""
-        states = await sim_store.get_states(session, [tray.id])
-        if tray.id not in states:
-            await sim_store.ensure_states(session, [tray])
-            states = await sim_store.get_states(session, [tray.id])
-        return states[tray.id]
+    @staticmethod
+    def _answering_view(call: _Call, view: _View) -> None:
+        """`_answering` over a view already read."""
+        if call.fault(FaultKind.UNREACHABLE):
+            raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
+        if not view.fed:
+            raise HardwareError(UNFED_MESSAGE)
 
     # --- power ----------------------------------------------------------------------
 
@@ -183,20 +248,56 @@ class SimulatorBackend:
                 f"{tray.type.value} tray"
             )
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            now = utcnow()
-            failure = await self._bmc_problem(session, call, now)
-            if failure == UNFED_MESSAGE and code in _POWER_OFF_CODES:
-                return  # no shelf feeds the tray: it is already off, as asked
-            if failure is None:
-                failure = await self._apply_power(session, call, code, operation_key, now)
+        failure = await self._powers(_PowerCall(call, code, operation_key))
         if failure is not None:  # raised after commit, so a consumed fault stays consumed
             raise HardwareError(failure)
 
-    async def _apply_power(
-        self, session: AsyncSession, call: _Call, code: str, operation_key: str, now: datetime
+    async def _apply_powers(self, items: list[_PowerCall]) -> dict[_PowerCall, str | None]:
+        """Power commands in one transaction, as if sent one after another: the shelves'
+        first, so a tray's BMC is fed by a shelf switched on in the same batch."""
+        out: dict[_PowerCall, str | None] = {}
+        async with self._db.session() as session:
+            now = utcnow()
+            states = await sim_store.lock_states(session, [i.call.tray for i in items])
+            shelf = ComponentType.POWERSHELF.value
+            shelves = [i for i in items if i.call.tray.type == shelf]
+            others = [i for i in items if i.call.tray.type != shelf]
+            for item in shelves:
+                out[item] = await self._power_one(session, item, states, True, now)
+            fed = await sim_store.racks_fed(session, {i.call.tray.rack_id for i in others}, now)
+            for item in others:
+                out[item] = await self._power_one(
+                    session, item, states, fed[item.call.tray.rack_id], now
+                )
+        return out
+
+    async def _power_one(
+        self,
+        session: AsyncSession,
+        item: _PowerCall,
+        states: dict[uuid.UUID, SimTrayState],
+        fed: bool,
+        now: datetime,
     ) -> str | None:
-        state = await sim_store.lock_state(session, call.tray)
+        call, code = item.call, item.code
+        if call.fault(FaultKind.UNREACHABLE):
+            return FAULT_UNREACHABLE_MESSAGE
+        if not fed:
+            # No shelf feeds the tray: it is already off, as asked.
+            return None if code in _POWER_OFF_CODES else UNFED_MESSAGE
+        return await self._apply_power(
+            session, call, states[call.tray.id], code, item.operation_key, now
+        )
+
+    async def _apply_power(
+        self,
+        session: AsyncSession,
+        call: _Call,
+        state: SimTrayState,
+        code: str,
+        operation_key: str,
+        now: datetime,
+    ) -> str | None:
         sim_store.settle(state, now)
         if state.power_op_key == operation_key:
             return None  # a retry of a command the BMC already accepted
@@ -246,23 +347,23 @@ class SimulatorBackend:
         call = await self._begin(tray)
         if call.fault(FaultKind.UNREACHABLE):
             raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
-        async with self._db.session() as session:
-            now = utcnow()
-            if not await self._fed(session, call.tray, now):
-                return PowerState.OFF
-            return observed_power(await self._state(session, call.tray), now)
+        view = await self._view(call)
+        if not view.fed:
+            return PowerState.OFF
+        return observed_power(view.state, view.now)
 
     async def reachable(self, tray: TrayRef) -> bool:
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            return await self._bmc_problem(session, call, utcnow()) is None
+        if call.fault(FaultKind.UNREACHABLE):
+            return False
+        return (await self._view(call)).fed
 
     async def reset_marker(self, tray: TrayRef) -> str | None:
         """How many power cycles this simulated BMC carried out (its boot counter)."""
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            await self._answering(session, call)
-            return str((await self._state(session, call.tray)).power_cycles)
+        view = await self._view(call)
+        self._answering_view(call, view)
+        return str(view.state.power_cycles)
 
     # --- firmware -------------------------------------------------------------------
 
@@ -292,9 +393,9 @@ class SimulatorBackend:
 
     async def firmware_status(self, tray: TrayRef, job_id: str) -> FirmwareJob:
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            now = await self._answering(session, call)
-            state = await self._state(session, call.tray)
+        view = await self._view(call)
+        self._answering_view(call, view)
+        state, now = view.state, view.now
         if state.firmware_job_id != job_id:
             raise HardwareError(f"BMC knows no firmware job {job_id}", retryable=False)
         started = state.firmware_started_at or now
@@ -313,9 +414,9 @@ class SimulatorBackend:
 
     async def firmware_version(self, tray: TrayRef) -> str:
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            now = await self._answering(session, call)
-            return effective_firmware(await self._state(session, call.tray), now)
+        view = await self._view(call)
+        self._answering_view(call, view)
+        return effective_firmware(view.state, view.now)
 
     async def firmware_inventory(self, tray: TrayRef) -> FirmwareInventory:
         return sim_inventory(tray.type, await self.firmware_version(tray))
@@ -331,12 +432,10 @@ class SimulatorBackend:
 
     async def bring_up_status(self, tray: TrayRef) -> BringUpState:
         call = await self._begin(tray)
-        async with self._db.session() as session:
-            now = utcnow()
-            if await self._bmc_problem(session, call, now) is not None:
-                return BringUpState.NOT_DISCOVERED
-            state = await self._state(session, call.tray)
-        if state.bring_up_open and observed_power(state, now) is PowerState.ON:
+        view = await self._view(call)
+        if call.fault(FaultKind.UNREACHABLE) or not view.fed:
+            return BringUpState.NOT_DISCOVERED
+        if view.state.bring_up_open and observed_power(view.state, view.now) is PowerState.ON:
             return BringUpState.INGESTED
         return BringUpState.WAITING_FOR_INGESTION
 

@@ -8,7 +8,7 @@ restarted worker sees exactly where every tray is without any timer of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -58,14 +58,36 @@ async def ensure_states(session: AsyncSession, trays: Sequence[Tray]) -> None:
 
 async def lock_state(session: AsyncSession, tray: Tray) -> SimTrayState:
     """The tray's state row, created if missing, locked for update until commit."""
-    await ensure_states(session, [tray])
+    return (await lock_states(session, [tray]))[tray.id]
+
+
+async def lock_states(
+    session: AsyncSession, trays: Sequence[Tray]
+) -> dict[uuid.UUID, SimTrayState]:
+    """The trays' state rows, created if missing, locked for update until commit (the
+    insert comes first, so SQLite takes its write lock before anything is read)."""
+    unique = list({t.id: t for t in trays}.values())
+    await ensure_states(session, unique)
     result = await session.execute(
         select(SimTrayState)
-        .where(SimTrayState.tray_id == tray.id)
+        .where(SimTrayState.tray_id.in_([t.id for t in unique]))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return result.scalar_one()
+    return {s.tray_id: s for s in result.scalars().all()}
+
+
+async def read_states(
+    session: AsyncSession, trays: Sequence[Tray]
+) -> dict[uuid.UUID, SimTrayState]:
+    """The trays' state rows; a missing one is created (only the first time a tray is
+    read, so a poll writes nothing)."""
+    states = await get_states(session, list({t.id for t in trays}))
+    missing = {t.id: t for t in trays if t.id not in states}
+    if missing:
+        await ensure_states(session, list(missing.values()))
+        states.update(await get_states(session, list(missing)))
+    return states
 
 
 def transition_due(state: SimTrayState, now: datetime) -> bool:
@@ -119,6 +141,26 @@ async def fed_trays(session: AsyncSession, rack_id: uuid.UUID) -> list[Tray]:
     return list(result.scalars())
 
 
+async def racks_fed(
+    session: AsyncSession, rack_ids: Collection[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, bool]:
+    """Per rack, whether its Compute and NVLSwitch BMCs have power: any PowerShelf of
+    the rack On now, or no PowerShelf at all (`shelves_on` for many racks at once)."""
+    fed = {rack_id: True for rack_id in rack_ids}
+    if not fed:
+        return fed
+    result = await session.execute(
+        select(Tray.rack_id, SimTrayState)
+        .outerjoin(SimTrayState, SimTrayState.tray_id == Tray.id)
+        .where(Tray.rack_id.in_(list(fed)), Tray.type == ComponentType.POWERSHELF.value)
+    )
+    on: dict[uuid.UUID, int] = {}
+    for rack_id, state in result.all():
+        on[rack_id] = on.get(rack_id, 0) + int(state is not None and powered_at(state, now))
+    fed.update({rack_id: count > 0 for rack_id, count in on.items()})
+    return fed
+
+
 async def matching_faults(
     session: AsyncSession, tray: Tray, kinds: Sequence[FaultKind], now: datetime
 ) -> list[SimFault]:
@@ -149,6 +191,43 @@ async def faults_for_call(session: AsyncSession, tray: Tray, now: datetime) -> l
     """The tray's live faults for one backend call; limited per-call faults fire here."""
     found = await matching_faults(session, tray, list(FaultKind), now)
     return [f for f in found if f.kind not in PER_CALL_KINDS or await consume_fault(session, f)]
+
+
+async def faults_for_calls(
+    session: AsyncSession, trays: Sequence[Tray], now: datetime
+) -> list[list[SimFault]]:
+    """`faults_for_call` for many calls at once (one per entry of `trays`, in order): one
+    query for the live faults of their sites, matched per tray as `matching_faults`
+    does; limited per-call faults fire once per call, in order, while firings last."""
+    sites = list({t.site_id for t in trays})
+    if not sites:
+        return []
+    result = await session.execute(
+        select(SimFault)
+        .where(
+            SimFault.site_id.in_(sites),
+            or_(SimFault.expires_at.is_(None), SimFault.expires_at > now),
+            or_(SimFault.remaining.is_(None), SimFault.remaining > 0),
+        )
+        .order_by(SimFault.created, SimFault.id)
+    )
+    live = list(result.scalars().all())
+    out: list[list[SimFault]] = []
+    for tray in trays:
+        found = [f for f in live if _aimed_at(f, tray)]
+        out.append(
+            [f for f in found if f.kind not in PER_CALL_KINDS or await consume_fault(session, f)]
+        )
+    return out
+
+
+def _aimed_at(fault: SimFault, tray: Tray) -> bool:
+    return (
+        fault.site_id == tray.site_id
+        and (fault.rack_id is None or fault.rack_id == tray.rack_id)
+        and (fault.tray_id is None or fault.tray_id == tray.id)
+        and (fault.component_type is None or fault.component_type == tray.type)
+    )
 
 
 async def consume_fault(session: AsyncSession, fault: SimFault) -> bool:
