@@ -50,23 +50,34 @@ async def dispatch_all(
     the first sign that Temporal is unreachable (the rest stay Pending for the
     reconciler). `first_chunk` is set once the first chunk is through."""
     try:
-        if services.temporal is None:
-            log.info("%d task(s) left Pending: no Temporal client in this process", len(pending))
-            return
-        for start in range(0, len(pending), DISPATCH_CHUNK):
-            deferred = await _dispatch_chunk(services, pending[start : start + DISPATCH_CHUNK])
-            if first_chunk is not None:
-                first_chunk.set()
-            if deferred:
-                return
+        await dispatch_chunks(services, pending, first_chunk)
     finally:
         if first_chunk is not None:
             first_chunk.set()
 
 
-async def _dispatch_chunk(services: Services, chunk: Pending) -> bool:
-    """One chunk: read payloads, start concurrently, record the starts. True when
-    Temporal was unreachable for any of them."""
+async def dispatch_chunks(
+    services: Services, pending: Pending, first_chunk: asyncio.Event | None = None
+) -> dict[uuid.UUID, Dispatch]:
+    """What happened to each task dispatched, chunk by chunk (a task no longer Pending
+    counts as STARTED: it needs no start). Stops after a chunk that found Temporal
+    unreachable; the tasks after it are left out (still Pending, for the reconciler)."""
+    outcomes: dict[uuid.UUID, Dispatch] = {}
+    if services.temporal is None:
+        log.info("%d task(s) left Pending: no Temporal client in this process", len(pending))
+        return outcomes
+    for start in range(0, len(pending), DISPATCH_CHUNK):
+        chunk = await _dispatch_chunk(services, pending[start : start + DISPATCH_CHUNK])
+        outcomes.update(chunk)
+        if first_chunk is not None:
+            first_chunk.set()
+        if Dispatch.DEFERRED in chunk.values():
+            break
+    return outcomes
+
+
+async def _dispatch_chunk(services: Services, chunk: Pending) -> dict[uuid.UUID, Dispatch]:
+    """One chunk: read payloads, start concurrently, record the starts."""
     client = services.temporal
     assert client is not None
     racks = dict(chunk)
@@ -91,7 +102,8 @@ async def _dispatch_chunk(services: Services, chunk: Pending) -> bool:
     for task_id, outcome in by_task.items():
         if outcome is Dispatch.FAILED:
             await promote_rack(services, racks[task_id])
-    return any(outcome is Dispatch.DEFERRED for outcome in outcomes)
+    # A task no longer Pending needed no start: nothing left to do for it.
+    return {task_id: by_task.get(task_id, Dispatch.STARTED) for task_id in racks}
 
 
 async def dispatch_answering_soon(services: Services, pending: Pending) -> None:

@@ -3,7 +3,7 @@
 Upstream leaves such tasks stuck forever. Each pass looks at every Pending/Running task
 untouched for longer than the grace period:
 - Pending and never dispatched (the API died between commit and start, or had no
-  Temporal client) -> dispatched now;
+  Temporal client) -> dispatched now, 16 starts at a time (`nico.tasks.fanout`);
 - workflow closed (completed, failed, timed out, terminated, cancelled) while the task is
   not finished -> Failed, naming how the workflow ended;
 - workflow missing (Temporal lost its history) -> Failed, "workflow not found".
@@ -25,7 +25,8 @@ from nico.metrics import RECONCILER_ACTIONS
 from nico.services import Services
 from nico.store import tasks as task_store
 from nico.store.models import utcnow
-from nico.tasks.dispatch import Dispatch, dispatch_task
+from nico.tasks.dispatch import Dispatch
+from nico.tasks.fanout import dispatch_chunks
 from nico.tasks.queue import promote_rack
 
 log = logging.getLogger("nico.tasks")
@@ -66,21 +67,31 @@ async def reconcile(
     cutoff = now - timedelta(seconds=services.settings.reconcile_grace if grace is None else grace)
     async with services.db.session() as session:
         tasks = await task_store.unfinished_tasks(session, updated_before=cutoff)
+    orphans = [t for t in tasks if t.status is TaskStatus.PENDING and t.workflow_id is None]
+    if orphans:
+        # Started DISPATCH_CHUNK at a time, like a bulk submission (a crash mid-dispatch
+        # of 100 racks leaves up to 100 behind); a failed start fails its task and
+        # frees its rack's queue there.
+        try:
+            outcomes = await dispatch_chunks(services, [(t.id, t.rack_id) for t in orphans])
+        except Exception:
+            log.exception("dispatching %d Pending task(s) failed", len(orphans))
+            outcomes = {}
+        for task in orphans:
+            outcome = outcomes.get(task.id)
+            if outcome is Dispatch.STARTED:
+                result.dispatched.append(task.id)
+                RECONCILER_ACTIONS.labels("dispatched").inc()
+            elif outcome is Dispatch.FAILED:
+                result.failed.append(task.id)
+                RECONCILER_ACTIONS.labels("failed").inc()
+        if Dispatch.DEFERRED in outcomes.values():
+            return result  # Temporal unreachable: the next pass tries again
     for task in tasks:
         status = task.status
+        if status is TaskStatus.PENDING and task.workflow_id is None:
+            continue
         try:
-            if status is TaskStatus.PENDING and task.workflow_id is None:
-                outcome = await dispatch_task(services, task.id)
-                if outcome is Dispatch.DEFERRED:
-                    break  # Temporal unreachable: the next pass tries again
-                if outcome is Dispatch.STARTED:
-                    result.dispatched.append(task.id)
-                    RECONCILER_ACTIONS.labels("dispatched").inc()
-                else:
-                    result.failed.append(task.id)
-                    RECONCILER_ACTIONS.labels("failed").inc()
-                    await promote_rack(services, task.rack_id)
-                continue
             state = await task_workflow_state(client, str(task.id))
             if state.name in _STILL_RUNNING:
                 continue
