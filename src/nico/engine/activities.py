@@ -115,6 +115,22 @@ async def hardware_attempt() -> AsyncIterator[None]:
         ) from None
 
 
+@asynccontextmanager
+async def row_attempt() -> AsyncIterator[None]:
+    """`attempt()` for task-row writes: an outage that outlasts the attempt fails it as
+    BENIGN (Temporal retries it on the write's budget), so the worker log holds the one
+    outage line of `infra.OUTAGES`, not a traceback per attempt and task."""
+    try:
+        async with attempt():
+            yield
+    except InfrastructureUnavailable as exc:
+        raise ApplicationError(
+            str(exc),
+            type=INFRA_ERROR_TYPE,
+            category=ApplicationErrorCategory.BENIGN,
+        ) from None
+
+
 def _hardware_failure(exc: HardwareError) -> ApplicationError:
     """The backend's (credential-free) message, with this attempt's number as detail.
     Logged here in one line; BENIGN keeps the SDK from logging a traceback per attempt
@@ -144,7 +160,7 @@ class EngineActivities:
     @activity.defn(name=p.BEGIN_TASK)
     async def begin_task(self, data: p.BeginTaskInput) -> p.BeginTaskResult:
         """Pre-dispatch capability check, then Pending -> Running with the initial report."""
-        async with attempt():
+        async with row_attempt():
             return await self._begin_task(data)
 
     async def _begin_task(self, data: p.BeginTaskInput) -> p.BeginTaskResult:
@@ -199,7 +215,7 @@ class EngineActivities:
 
     @activity.defn(name=p.SAVE_REPORT)
     async def save_report(self, data: p.SaveReportInput) -> None:
-        async with attempt():
+        async with row_attempt():
             await self._db(
                 lambda session: save_running_report(
                     session, uuid.UUID(data.task_id), data.report, data.message
@@ -210,7 +226,7 @@ class EngineActivities:
     async def finish_task(self, data: p.FinishTaskInput) -> bool:
         """Running (or Pending) -> final status (CAS), then tell the task manager the rack
         freed up."""
-        async with attempt():
+        async with row_attempt():
             changed = await self._db(
                 lambda session: transition_task(
                     session,

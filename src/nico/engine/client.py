@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from nico.config import Settings
 from nico.engine.contracts import TASK_WORKFLOW, TaskWorkflowInput
-from nico.engine.policy import execution_timeout, task_budget
+from nico.engine.policy import execution_timeout, outage_allowance, task_budget
 from nico.rules.model import RuleDefinition
 
 
@@ -74,7 +74,7 @@ async def start_task_workflow(
             payload,
             id=_workflow_id(payload.task_id),
             task_queue=settings.temporal_task_queue,
-            execution_timeout=execution_timeout(budget),
+            execution_timeout=execution_timeout(budget + outage_allowance(rule)),
             # A task runs once: never start a second run under the same id.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -105,23 +105,57 @@ class InfrastructureUnavailable(Exception):
 
 
 @dataclass
-class _Outage:
-    """The infrastructure outage the current activity is waiting out, if any."""
+class Outage:
+    """Time one scope (an activity attempt, a step, one hardware attempt or poll read)
+    spent waiting out nico's own services. Scopes nest: a wait counts in its scope and
+    every enclosing one, so a step knows how long any of its trays was held up (the
+    union of their waits, not their sum) and a single attempt knows whether *it* was
+    waiting when its deadline cut it. A scope ends with its attempt, so nothing it saw
+    excuses what happens after (an outage flag left set by a cut-off wait used to excuse
+    every later hardware timeout of the activity for up to the 10-minute budget)."""
 
-    kind: str | None = None
-    since: float = 0.0
+    parent: Outage | None = None
+    kind: str | None = None  # the service being waited out now, or last cut off waiting
+    since: float = 0.0  # when the current wait began
+    waiting: int = 0  # calls in this scope waiting right now
+    closed: float = 0.0  # seconds of finished waits
+    cut: bool = False  # a wait was cut off by a deadline or cancel (never recovered)
+
+    def begin(self, kind: str, now: float) -> None:
+        scope: Outage | None = self
+        while scope is not None:
+            if scope.waiting == 0:
+                scope.kind, scope.since = kind, now
+            scope.waiting += 1
+            scope = scope.parent
+
+    def end(self, now: float, *, cut: bool) -> None:
+        scope: Outage | None = self
+        while scope is not None:
+            scope.waiting -= 1
+            if scope.waiting == 0:
+                scope.closed += now - scope.since
+                scope.cut = cut
+                if not cut:
+                    scope.kind = None
+            scope = scope.parent
+
+    def spent(self, now: float | None = None) -> float:
+        """Seconds this scope has waited out outages so far (waits in progress included)."""
+        now = time.monotonic() if now is None else now
+        return self.closed + (now - self.since if self.waiting else 0.0)
 
 
-_outage: contextvars.ContextVar[_Outage | None] = contextvars.ContextVar(
+_outage: contextvars.ContextVar[Outage | None] = contextvars.ContextVar(
     "nico_infra_outage", default=None
 )
 
 
 @contextmanager
-def watching() -> Iterator[_Outage]:
-    """Track outages for one activity attempt (shared with tasks it spawns), so a deadline
-    that cuts an infrastructure wait is reported as the outage, not as the hardware's."""
-    outage = _Outage()
+def watching() -> Iterator[Outage]:
+    """A scope of outage accounting inside the current one (shared with the tasks it
+    spawns): `waiting_out()` and `spent()` answer for what ran inside it."""
+    outage = Outage(parent=_outage.get())
     token = _outage.set(outage)
     try:
         yield outage
@@ -130,9 +164,10 @@ def watching() -> Iterator[_Outage]:
 
 
 def waiting_out() -> InfrastructureUnavailable | None:
-    """The outage being waited out right now in this attempt, as the error to raise."""
+    """The outage the current scope was waiting out when it was cut (or is waiting out
+    now), as the error to raise; None when it was not waiting for nico's own services."""
     outage = _outage.get()
-    if outage is None or outage.kind is None:
+    if outage is None or outage.kind is None or not (outage.waiting or outage.cut):
         return None
     return InfrastructureUnavailable(outage.kind, time.monotonic() - outage.since)
 
@@ -142,36 +177,83 @@ async def retrying(
     *,
     budget: InfraBudget = INFRA,
     clock: Callable[[], float] = time.monotonic,
+    component: str = "worker",
 ) -> T:
     """`op()`, made again after each infrastructure failure until it answers or `budget`
     is spent (then `InfrastructureUnavailable`). Anything else propagates unchanged.
-    One WARNING line per outage and per recovery, never a traceback."""
-    outage = _outage.get() or _Outage()
+    One WARNING line per outage and one per recovery for the whole `component` in this
+    process (`OUTAGES`), never a traceback. The time spent waiting counts in the current
+    scope (`watching`)."""
+    outage = _outage.get() or Outage()
     failures = 0
     first = 0.0
-    while True:
-        try:
-            result = await op()
-        except Exception as exc:
-            kind = classify(exc)
-            if kind is None:
-                raise
-            now = clock()
-            if failures == 0:
-                first = now
-                if outage.kind is None:
-                    outage.kind, outage.since = kind, now
-                    log.warning("%s unavailable, waiting (%s)", kind, _short(exc))
-            failures += 1
-            if now - first >= budget.total:
-                raise InfrastructureUnavailable(kind, now - first) from None
-            pause = budget.delay(failures, random.random())
-            await asyncio.sleep(min(pause, budget.total - (now - first)))
-            continue
+    answered = False  # the service answered (a result, or an error that is not an outage)
+    try:
+        while True:
+            try:
+                result = await op()
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is None:
+                    answered = True
+                    raise
+                now = clock()
+                if failures == 0:
+                    first = now
+                    OUTAGES.down(component, kind, exc, now)
+                    outage.begin(kind, now)
+                failures += 1
+                if now - first >= budget.total:
+                    raise InfrastructureUnavailable(kind, now - first) from None
+                pause = budget.delay(failures, random.random())
+                await asyncio.sleep(min(pause, budget.total - (now - first)))
+                continue
+            answered = True
+            if failures:
+                OUTAGES.up(component, clock())
+            return result
+    finally:
         if failures:
-            log.warning("%s answering again after %.1fs", outage.kind or "service", clock() - first)
-            outage.kind = None
-        return result
+            outage.end(clock(), cut=not answered)
+
+
+class OutageLog:
+    """What a process logs about outages of nico's own services: one WARNING line when a
+    component (the worker's activities, the queue sweep, the reconciler) first finds a
+    service down, one when it answers that component again; nothing for the hundreds of
+    calls that meet the same outage meanwhile, and never a traceback (an outage is not a
+    bug of nico's)."""
+
+    def __init__(self) -> None:
+        self._down: dict[tuple[str, str], float] = {}
+
+    def down(self, component: str, kind: str, exc: BaseException, now: float) -> None:
+        if (component, kind) not in self._down:
+            self._down[(component, kind)] = now
+            log.warning("%s: %s unavailable, waiting (%s)", component, kind, _short(exc))
+
+    def up(self, component: str, now: float) -> None:
+        for key in [k for k in self._down if k[0] == component]:
+            since = self._down.pop(key)
+            log.warning("%s: %s answering again after %.1fs", component, key[1], now - since)
+
+    def failed(self, component: str, exc: BaseException) -> bool:
+        """Log `exc` of one pass of `component` if it is an outage (once per outage);
+        False when it is not one (the caller logs it as the bug it is)."""
+        kind = classify(exc)
+        if kind is None:
+            return False
+        self.down(component, kind, exc, time.monotonic())
+        return True
+
+    def answered(self, component: str) -> None:
+        """A pass of `component` went through: an outage it met is over."""
+        if self._down:
+            self.up(component, time.monotonic())
+
+
+# The process's outage log: every component of this process reports through it.
+OUTAGES = OutageLog()
 
 
 def _short(exc: BaseException) -> str:

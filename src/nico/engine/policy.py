@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from nico.engine.retries import retry_of
+from nico.engine.retries import INFRA, retry_of
 from nico.rules.durations import DurationError, parse_duration
 from nico.rules.model import ActionConfig, ActionName, RuleDefinition, SequenceStep
 
@@ -179,6 +179,13 @@ def task_budget(rule: RuleDefinition, trays_by_type: Mapping[str, int]) -> float
         ]
         total += max(budgets, default=0.0)
     return bounded(total + TASK_MARGIN)
+
+
+def outage_allowance(rule: RuleDefinition) -> float:
+    """Seconds a task may run past its budget because its steps waited out outages of
+    nico's own services: a step's time limit does not count that time, up to the
+    infrastructure budget per step (docs/engine.md, "Infrastructure failures")."""
+    return INFRA.total * len(rule.stages())
 
 
 def execution_timeout(budget_seconds: float) -> timedelta:

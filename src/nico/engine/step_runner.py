@@ -158,20 +158,31 @@ class StepRunner:
         self._unfinished: list[str] = []
         # The first failed check of other trays (no tray of this step is blamed for it).
         self._check_failure: str | None = None
+        # Outage time of this attempt's trays (set by `run`), and of earlier attempts.
+        self._outage: infra.Outage | None = None
+        self._excused_before = 0.0
         if resume:
             self._restore(resume)
 
     # --- progress ---------------------------------------------------------------------
 
+    def excused(self) -> float:
+        """Seconds added to the step's time limit: time its trays spent waiting out an
+        outage of nico's own services (earlier attempts' included), within INFRA."""
+        spent = self._outage.spent() if self._outage is not None else 0.0
+        return min(self._excused_before + spent, INFRA.total)
+
     def progress(self) -> dict[str, Any]:
         """JSON-safe progress for heartbeat details (see `_restore`)."""
         return {
             "peak": self._peak,
+            "excused": round(self.excused(), 3),
             "trays": {i: s.to_wire() for i, s in self._state.items()},
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self._peak = int(saved.get("peak", 0))
+        self._excused_before = float(saved.get("excused", 0.0))
         for tray_id, progress in dict(saved.get("trays", {})).items():
             if tray_id in self._state:
                 self._state[tray_id] = TrayProgress.from_wire(list(progress))
@@ -253,11 +264,19 @@ class StepRunner:
         flight when this returns) and answers `cancelled` — or `completed` when every
         tray had already finished. The step's timeout answers `failed`, naming what was
         left."""
-        body = asyncio.create_task(self._execute())
+        with infra.watching() as outage:  # the trays' tasks account in it
+            self._outage = outage
+            body = asyncio.create_task(self._execute())
         cancelled = timed_out = False
         try:
-            done, _ = await asyncio.wait({body}, timeout=max(self._deadline - time.time(), 0))
-            timed_out = not done
+            # The step's time limit does not count time its trays spent waiting out an
+            # outage of nico's own services (how long any of them was held up).
+            while not body.done():
+                left = self._deadline + self.excused() - time.time()
+                if left <= 0:
+                    timed_out = True
+                    break
+                await asyncio.wait({body}, timeout=left)
         except asyncio.CancelledError:
             cancelled = not body.done()
         if not body.done():
@@ -457,38 +476,43 @@ class StepRunner:
         cap = retry.max_interval.seconds if retry.max_interval else None
         attempt = 0
         outages = 0
-        outage_began: float | None = None
+        excused = 0.0  # seconds of this call's attempts lost to outages, and the waits after
         while True:
             attempt += 1
             final = attempt >= retry.max_attempts
             down: InfrastructureUnavailable | None = None
-            try:
-                async with asyncio.timeout(limit):
-                    return await work()
-            except HardwareError as exc:
-                reason = str(exc)
-                final = final or not exc.retryable
-            except InfrastructureUnavailable as exc:
-                down = exc
-            except TimeoutError:
-                # A deadline that cut a wait for nico's own services is the outage's.
-                down = infra.waiting_out()
-                reason = f"no answer within {format_seconds(limit)}"
-            except Exception as exc:
-                # A bug or an unexpected library error: the class and text go to the log,
-                # the tray's message says only that nico failed (never a library name).
-                log.warning("%s failed unexpectedly: %s", what, error_text(exc))
-                reason = UNEXPECTED_ERROR
+            # Each attempt accounts for its own outage time: a wait it was cut off in is
+            # the outage's, and nothing it saw excuses a later attempt.
+            with infra.watching() as outage:
+                try:
+                    async with asyncio.timeout(limit):
+                        return await work()
+                except HardwareError as exc:
+                    reason = str(exc)
+                    final = final or not exc.retryable
+                except InfrastructureUnavailable as exc:
+                    down = exc
+                except TimeoutError:
+                    # A deadline that cut this attempt's wait for nico's own services is
+                    # the outage's; any other is the hardware's.
+                    down = infra.waiting_out()
+                    reason = f"no answer within {format_seconds(limit)}"
+                except Exception as exc:
+                    # A bug or an unexpected library error: the class and text go to the
+                    # log, the tray's message says only that nico failed (no library name).
+                    log.warning("%s failed unexpectedly: %s", what, error_text(exc))
+                    reason = UNEXPECTED_ERROR
             if down is not None:
                 # Not a hardware attempt: wait on the infrastructure budget, then call
                 # again with the hardware attempts that are left.
                 attempt -= 1
-                now = time.monotonic()
-                outage_began = now if outage_began is None else outage_began
-                if now - outage_began >= INFRA.total:
+                excused += outage.spent()
+                if excused >= INFRA.total:
                     raise ActionFailed(str(down)) from None
                 outages += 1
-                await asyncio.sleep(INFRA.delay(outages, random.random()))
+                pause = INFRA.delay(outages, random.random())
+                await asyncio.sleep(pause)
+                excused += pause
                 continue
             # One line per failed attempt, named like the per-call activity (`power_status
             # attempt 2 failed: ...`); never a traceback: it is the hardware's answer.
@@ -604,16 +628,23 @@ async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]])
     excused = 0.0
     while True:
         began = time.monotonic()
-        reason = await probe()
+        with infra.watching() as outage:  # this read's own outage time, nothing earlier
+            reason = await probe()
         if reason is None:
             return None
-        down = is_infra_reason(reason) and excused < INFRA.total
+        # A read that could not be made (the outage is its answer) excuses all its time
+        # and the wait after it; any other excuses what it spent waiting for nico's own
+        # services. Never more than the infrastructure budget over the whole poll.
+        held = is_infra_reason(reason) and excused < INFRA.total
+        lost = min(outage.spent(), INFRA.total - excused)
+        excused += lost
+        deadline += lost
         remaining = deadline - time.monotonic()
-        if remaining <= 0 and not down:
+        if remaining <= 0 and not held:
             return reason
         await asyncio.sleep(min(wait, remaining) if remaining > 0 else wait)
         wait = min(wait * POLL_GROWTH, interval)
-        if down:
-            lost = min(time.monotonic() - began, INFRA.total - excused)
+        if held:
+            lost = min(time.monotonic() - began - lost, INFRA.total - excused)
             excused += lost
             deadline += lost

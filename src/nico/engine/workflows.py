@@ -39,12 +39,15 @@ with workflow.unsafe.imports_passed_through():
         STEP_MARGIN,
         STEP_SCOPED_ACTIONS,
         execution_timeout,
+        outage_allowance,
         step_budget,
         task_budget,
     )
     from nico.engine.report import CANCELLED_BY_USER, PlannedStep, TaskReport
     from nico.engine.retries import (
         FINAL_RETRY,
+        INFRA,
+        INFRA_ERROR_TYPE,
         REPORT_ATTEMPT_TIMEOUT,
         REPORT_RETRY,
         ROW_ATTEMPT_TIMEOUT,
@@ -69,6 +72,10 @@ FIRMWARE_OUTCOMES_PATCH = "firmware-outcomes"
 # report update: one live save fewer per stage, none between the last step and the final
 # status write (which carries the report).
 STAGE_END_SAVE_PATCH = "stage-end-save"
+# Marker of tasks whose steps' time limits do not count time spent waiting out an outage
+# of nico's own services: their step activities and the task's own deadline get that
+# allowance (up to the infrastructure budget per step) on top of the rule's budgets.
+OUTAGE_ALLOWANCE_PATCH = "outage-allowance"
 
 
 def _slots(step: SequenceStep) -> list[tuple[str, ActionConfig]]:
@@ -289,6 +296,7 @@ class TaskWorkflow:
         self._begun = False  # the task row is Running (begin_task moved it)
         self._flusher: asyncio.Task[None] | None = None
         self._stages: asyncio.Task[str | None] | None = None  # the stages' body
+        self._step_allowance = 0.0  # seconds a step activity may run for outages
 
     @workflow.signal(name=p.STEP_PROGRESS_SIGNAL)
     def step_progress(self, progress: p.StepProgress) -> None:
@@ -387,6 +395,9 @@ class TaskWorkflow:
             raise asyncio.CancelledError()
 
         budget = task_budget(rule, {k: len(v) for k, v in by_type.items()})
+        if workflow.patched(OUTAGE_ALLOWANCE_PATCH):
+            self._step_allowance = INFRA.total
+            budget += outage_allowance(rule)
         self._flusher = asyncio.create_task(self._flush(data.task_id))
         body = self._stages = asyncio.create_task(self._run_stages(data, stages, by_type))
         try:
@@ -462,8 +473,11 @@ class TaskWorkflow:
                     start_to_close_timeout=REPORT_ATTEMPT_TIMEOUT,
                     retry_policy=REPORT_RETRY,
                 )
-            except ActivityError:
-                workflow.logger.warning("live report save failed; the next change retries")
+            except ActivityError as exc:
+                cause = exc.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == INFRA_ERROR_TYPE):
+                    # (an outage is already one line of the worker's outage log)
+                    workflow.logger.warning("live report save failed; the next change retries")
             self._saved = version
 
     async def _run_stages(
@@ -595,7 +609,9 @@ class TaskWorkflow:
                     result_type=p.StepResult,
                     # Retried (resuming from its heartbeat details) while a worker dies
                     # mid-step, until the step's budget is spent.
-                    schedule_to_close_timeout=timedelta(seconds=budget + STEP_MARGIN),
+                    schedule_to_close_timeout=timedelta(
+                        seconds=budget + STEP_MARGIN + self._step_allowance
+                    ),
                     heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT),
                     retry_policy=STEP_RETRY,
                     # A cancel waits until the step stopped its hardware calls.

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
+from nico.engine.infra import OUTAGES
 from nico.services import Services
 from nico.store.task_counts import compact_task_counts
 from nico.tasks.queue import promote_rack, sweep_queues
@@ -20,26 +21,34 @@ from nico.tasks.retention import prune_history
 
 log = logging.getLogger("nico.tasks")
 
+# What each of this module's passes is called in the log.
+SWEEP, RECONCILER, RETENTION, COUNTS, PROMOTION = (
+    "queue sweep",
+    "reconciler",
+    "task retention",
+    "task counter compaction",
+    "queue promotion",
+)
+
 
 async def run_pass(services: Services) -> None:
     """One sweep, one reconciler pass, one retention pass, then the task counters'
-    deltas folded (`nico.store.task_counts`)."""
-    try:
-        await sweep_queues(services)
-    except Exception:
-        log.exception("queue sweep failed")
-    try:
-        await reconcile(services)
-    except Exception:
-        log.exception("reconciler pass failed")
-    try:
-        await prune_history(services)
-    except Exception:
-        log.exception("task retention pass failed")
-    try:
-        await compact_task_counts(services.db)
-    except Exception:
-        log.exception("task counter compaction failed")
+    deltas folded (`nico.store.task_counts`). An outage of the database or Temporal is
+    one WARNING line per pass kind when it begins and one when it ends (`OUTAGES`);
+    anything else is logged with its traceback, as the bug it is."""
+    for component, work in (
+        (SWEEP, sweep_queues),
+        (RECONCILER, reconcile),
+        (RETENTION, prune_history),
+        (COUNTS, lambda services: compact_task_counts(services.db)),
+    ):
+        try:
+            await work(services)
+        except Exception as exc:
+            if not OUTAGES.failed(component, exc):
+                log.exception("%s pass failed", component)
+        else:
+            OUTAGES.answered(component)
 
 
 async def run_background_loops(services: Services) -> None:
@@ -57,7 +66,10 @@ def on_task_finished(services: Services) -> Callable[[object], Awaitable[None]]:
     async def promote(rack_id: object) -> None:
         try:
             await promote_rack(services, uuid.UUID(str(rack_id)))
-        except Exception:
-            log.exception("promoting the queue of rack %s failed", rack_id)
+        except Exception as exc:  # the periodic sweep promotes what this missed
+            if not OUTAGES.failed(PROMOTION, exc):
+                log.exception("promoting the queue of rack %s failed", rack_id)
+        else:
+            OUTAGES.answered(PROMOTION)
 
     return promote

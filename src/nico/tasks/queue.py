@@ -17,6 +17,7 @@ import uuid
 from datetime import datetime
 
 from nico.domain import TaskStatus
+from nico.engine.infra import classify
 from nico.errors import NicoError
 from nico.services import Services
 from nico.store import tasks as task_store
@@ -139,6 +140,8 @@ async def sweep_queues(services: Services) -> int:
     for rack_id in racks:
         try:
             count += len(await promote_rack(services, rack_id))
-        except Exception:
+        except Exception as exc:
+            if classify(exc) is not None:
+                raise  # an outage: the whole sweep waits for its next pass
             log.exception("queue sweep of rack %s failed", rack_id)
     return count

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from nico.domain import TaskStatus
 from nico.engine.client import WorkflowState, task_workflow_state
+from nico.engine.infra import classify
 from nico.engine.report import finalize_cancelled
 from nico.metrics import RECONCILER_ACTIONS
 from nico.services import Services
@@ -111,6 +112,8 @@ async def reconcile(
                 RECONCILER_ACTIONS.labels("failed").inc()
                 result.failed.append(task.id)
                 await promote_rack(services, task.rack_id)
-        except Exception:
+        except Exception as exc:
+            if classify(exc) is not None:
+                raise  # an outage: the whole pass waits for the next one
             log.exception("reconciling task %s failed", task.id)
     return result

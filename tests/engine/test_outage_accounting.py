@@ -1,0 +1,163 @@
+"""Only time actually spent in an outage of nico's own services is excused (issue 9,
+honesty): a tray that genuinely fails during or after a database blip still fails on the
+rule's attempts and timeouts once the blip is over, and a step's timeout does not count
+the time its trays spent waiting the outage out.
+
+The outage is a real one as the engine sees it: the simulator's calls raise the error a
+PostgreSQL that is not there raises, and `nico.engine.infra.retrying` waits it out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from nico.engine import step_runner
+from nico.engine.activities import EngineActivities
+from nico.engine.infra import retrying, watching
+from nico.engine.payloads import Observation
+from nico.engine.policy import PollDefaults
+from nico.engine.step_runner import observe, poll
+from nico.hardware.simulator import SimulatorBackend
+from nico.services import Services
+from tests.engine.support import act, make_rack, retry, step
+from tests.engine.test_infra_outage import _refused
+from tests.engine.test_step_activity import step_input
+
+
+def down_for(seconds: float, refused: BaseException) -> Callable[[], Awaitable[Any]]:
+    """A call into nico's database that fails for `seconds` from its first use."""
+    began: list[float] = []
+
+    async def call() -> Any:
+        began.append(began[0] if began else time.monotonic())
+        if time.monotonic() - began[0] < seconds:
+            raise refused
+        return None
+
+    return call
+
+
+async def test_a_poll_after_a_blip_fails_on_its_timeout_when_the_bmc_stays_silent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first status read is cut while it waits for the database; every later read
+    is cut because the BMC does not answer. The poll fails at its timeout plus the time
+    the first read lost, not after the 10-minute infrastructure budget."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 0.2)
+    refused = await _refused()
+    reads = 0
+
+    async def read() -> Observation:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+
+            async def query() -> Observation:
+                raise refused
+
+            return await retrying(query)
+        await asyncio.sleep(30)  # the BMC never answers
+        return Observation(state="On")
+
+    async def probe() -> str | None:
+        obs = await observe(read)
+        return obs.error or None
+
+    began = time.monotonic()
+    with watching():  # the step's scope, as in the run_step activity
+        reason = await asyncio.wait_for(poll(PollDefaults(timeout=50.0, interval=5.0), probe), 20)
+    assert reason == "no answer within 200ms"
+    assert time.monotonic() - began < 5
+
+
+async def test_an_attempt_after_a_blip_that_times_out_spends_a_hardware_attempt(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PowerControl (1s attempts, 2 of them): the first attempt is cut while it waits
+    for the database, every later one because the BMC hangs. The tray fails after its two
+    hardware attempts instead of being retried for the infrastructure's 10 minutes."""
+    refused = await _refused()
+    calls = 0
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+
+            async def query() -> None:
+                raise refused
+
+            await retrying(query)
+        await asyncio.sleep(60)  # the BMC takes the command and never answers
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    definition = step("Compute", 1, act("PowerControl", "1s"), retry=retry(2, "1s"))
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(
+            EngineActivities(services, None).run_step, step_input(rack, definition)
+        ),
+        30,
+    )
+    assert (result.status, result.failed) == ("failed", 1), result
+    assert (
+        result.error is not None
+        and "no answer within 1s (PowerControl, 2 attempts)" in result.error
+    )
+    assert calls == 3  # the cut-off first call, then the two hardware attempts
+
+
+async def test_a_step_timeout_does_not_count_time_spent_waiting_out_an_outage(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 s step whose power command waits 3 s for the database, then goes through: the
+    step completes. Before, its timeout counted the outage and failed it."""
+    refused = await _refused()
+    database = down_for(3.0, refused)
+    original = SimulatorBackend.power_control
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        await retrying(database)
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    rack = await make_rack(services, compute=2, switches=0, shelves=0)
+    definition = step("Compute", 1, act("PowerControl"), timeout="2s")
+    data = step_input(rack, definition)
+    data.limit = data.budget = 2.0
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(EngineActivities(services, None).run_step, data), 30
+    )
+    assert (result.status, result.completed, result.error) == ("completed", 2, None)
+
+
+async def test_a_step_still_times_out_on_what_the_hardware_takes_after_an_outage(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same 2 s step, 1 s of outage, then a BMC that takes 10 s: the step fails at
+    about 3 s (its 2 s plus the 1 s excused), naming the tray that was left."""
+    refused = await _refused()
+    database = down_for(1.0, refused)
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        await retrying(database)
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    definition = step("Compute", 1, act("PowerControl"), timeout="2s")
+    data = step_input(rack, definition)
+    data.limit = data.budget = 2.0
+    began = time.monotonic()
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(EngineActivities(services, None).run_step, data), 30
+    )
+    took = time.monotonic() - began
+    assert result.status == "failed" and result.error is not None, result
+    assert result.error == "step timeout 2s exceeded: 1 of 1 Compute unfinished (compute-01)"
+    assert 2.5 < took < 6, took
