@@ -22,7 +22,7 @@ from nico.store import observations
 from nico.store import simulator as sim_store
 from nico.store.db import Database
 from nico.store.history import HistoryQuery, list_history
-from nico.store.models import SimFault, SimTrayState, Tray, utcnow
+from nico.store.models import SimFault, SimTrayState, Tray, WorkerLease, utcnow
 from tests.support.inventory import MadeRack, make_site_with_rack
 
 DOWN_URL = "postgresql+asyncpg://nico@127.0.0.1:1/nowhere"  # nothing listens there
@@ -190,3 +190,40 @@ def test_batches_spread_a_pass_over_the_interval() -> None:
     assert batch_size(3500, 300) == 12  # 100 racks: a dozen trays a second
     assert batch_size(100_000, 300) == 50  # capped; the pass then takes longer
     assert batch_size(35, 1) == 35 and batch_size(0, 300) == 1
+
+
+async def test_one_worker_at_a_time_reads_and_another_takes_over(
+    services: Services, rack: MadeRack
+) -> None:
+    """Two workers' syncs on one database: only the lease holder reads; when it stops
+    (released on shutdown, or lapsed after a crash) the other takes over."""
+    first, second = StateSync(services, interval=60), StateSync(services, interval=60)
+    assert await first.sync_once(spread=0) is not None
+    assert await second.sync_once(spread=0) is None  # stands by: no second read of every BMC
+    assert await first.lead()  # the holder renews
+
+    await first._release()  # a clean shutdown gives the lease up
+    assert (await second.sync_once(spread=0)) is not None
+    assert not await first.lead()
+
+    # A crashed holder never releases: its lease lapses and the other takes over.
+    async with services.db.session() as session:
+        await session.execute(
+            update(WorkerLease).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert await first.lead()
+    assert not await second.lead()
+
+
+async def test_the_worker_loop_releases_its_lease_when_it_stops(
+    services: Services, rack: MadeRack
+) -> None:
+    loop_sync = StateSync(services, interval=30)
+    task = asyncio.create_task(loop_sync.run())
+    async with asyncio.timeout(10):
+        while not loop_sync._leading:
+            await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await StateSync(services, interval=30).lead()  # free at once, no lapse wait

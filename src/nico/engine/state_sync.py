@@ -10,6 +10,8 @@ stays true when someone presses a button or a BMC drops between tasks.
   (`NICO_BMC_CONCURRENCY`, shared with running tasks); on top of that the sync reads at
   most one tray per BMC at a time, so tasks keep the other slots, and at most
   `CONCURRENCY` trays overall.
+- One worker at a time: the worker holding the `state-sync` lease (`worker_leases`)
+  reads; other workers stand by and take over once it stops renewing.
 - Truthful: a tray that cannot be read is recorded with the error (it shows `Unknown`
   with the age of its last good value, `nico.store.observations`); an error of nico's own
   database is no tray's error: it is logged once per outage and the batch is skipped.
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ from nico.rules.durations import format_seconds
 from nico.services import Services
 from nico.store import observations
 from nico.store.history import SYNC
+from nico.store.leases import claim_lease, release_lease
 from nico.store.models import Site, Tray, utcnow
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ CONCURRENCY = 16
 # A tray whose reads take longer than this is recorded as not answering.
 READ_TIMEOUT = 120.0
 UNEXPECTED_ERROR = "unexpected error in nico (details in the worker log)"
+# The lease naming the one worker that runs the sync, and its slack past two intervals.
+LEASE = "state-sync"
+LEASE_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,9 @@ class StateSync:
         self._gate: asyncio.Semaphore | None = None
         self._bmcs: dict[str, asyncio.Lock] = {}
         self._infra_down = False
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[-128:]
+        self._leading = False
+        self._claimed_at = 0.0
         self._outage_seen = False  # in the batch being read
 
     @property
@@ -109,25 +120,68 @@ class StateSync:
         return self._interval
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; each pass takes about one interval."""
+        """Pass after pass until cancelled; each pass takes about one interval. Only the
+        worker holding the `state-sync` lease reads (N workers do not read every BMC N
+        times); the others check each interval and take over when it lapses."""
         if self._interval <= 0:
             return
         loop = asyncio.get_running_loop()
         log.info("state sync every %s", format_seconds(self._interval))
-        while True:
-            started = loop.time()
-            try:
-                result = await self.run_pass()
-                log.debug("state sync pass: %s", result)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failed(exc)
-            await asyncio.sleep(max(0.0, started + self._interval - loop.time()))
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    result = await self.sync_once()
+                    log.debug("state sync pass: %s", result)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failed(exc)
+                await asyncio.sleep(max(0.0, started + self._interval - loop.time()))
+        finally:
+            await self._release()
 
-    async def run_pass(self, *, spread: float | None = None) -> PassResult:
+    async def sync_once(self, *, spread: float | None = None) -> PassResult | None:
+        """One pass if this worker holds the lease (None when another one does)."""
+        if not await self.lead():
+            return None
+        return await self.run_pass(spread=spread, renew=True)
+
+    async def lead(self) -> bool:
+        """Take or renew the lease; logs when the reading worker changes."""
+        async with self._services.db.session() as session:
+            await observations.begin_recording(session)
+            held = await claim_lease(session, LEASE, self._holder, self._lease_ttl())
+        if held:
+            self._claimed_at = asyncio.get_running_loop().time()
+        if held != self._leading:
+            self._leading = held
+            if held:
+                log.info("state sync: this worker (%s) reads the trays", self._holder)
+            else:
+                log.info("state sync: another worker reads the trays; this one stands by")
+        return held
+
+    def _lease_ttl(self) -> float:
+        # Renewed at least every half interval while a pass runs: a live holder never
+        # lapses; a dead one is replaced within about two intervals.
+        return 2 * max(self._interval, 1.0) + LEASE_GRACE
+
+    async def _release(self) -> None:
+        if not self._leading:
+            return
+        self._leading = False
+        try:
+            async with asyncio.timeout(5):
+                async with self._services.db.session() as session:
+                    await release_lease(session, LEASE, self._holder)
+        except Exception as exc:  # best effort: the lease lapses by itself
+            log.info("state sync lease not released (%s); it lapses by itself", exc)
+
+    async def run_pass(self, *, spread: float | None = None, renew: bool = False) -> PassResult:
         """Read every tray once, batches started evenly over `spread` seconds (default:
-        the interval; 0 = back to back)."""
+        the interval; 0 = back to back). With `renew` the lease is renewed as the pass
+        goes, and the pass stops if another worker took it over."""
         spread = self._interval if spread is None else spread
         trays = await sync_targets(self._services)
         size = batch_size(len(trays), spread)
@@ -138,6 +192,9 @@ class StateSync:
         totals = [0, 0, 0, 0, 0]
         for k, batch in enumerate(batches):
             await asyncio.sleep(max(0.0, start + k * slot - loop.time()))
+            due = renew and loop.time() - self._claimed_at > self._interval / 2
+            if due and not await self.lead():
+                break  # another worker took over (this one stalled past the lease)
             try:
                 counts = await self._sync_batch(batch)
             except asyncio.CancelledError:

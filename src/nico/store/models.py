@@ -427,6 +427,17 @@ class OperationLedger(Base):
     accepted: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class WorkerLease(Base):
+    """A job one worker process at a time runs (the state sync): who holds it and until
+    when; a holder that stops renewing loses it at `expires_at`."""
+
+    __tablename__ = "worker_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 # --- simulator -------------------------------------------------------------------------
 
 
