@@ -53,7 +53,14 @@ async def test_rack_status_shows_power_firmware_and_tasks_per_tray(nico: Cli) ->
     status = (await nico.ok("rack", "status", "rack-01", "-o", "json")).json()
     assert set(status) == {"power", "firmware", "tasks"}
     assert status["power"]["name"] == "rack-01" and len(status["power"]["components"]) == 35
-    assert len(status["firmware"]["trays"]) == 35 and status["tasks"] == []
+    assert len(status["firmware"]["components"]) == 35 and status["tasks"] == []
+    firmware = next(t for t in status["firmware"]["components"] if t["name"] == "compute-07")
+    # TRAY TYPE POWER "Ns ago" DESIRED FIRMWARE TARGET COMPLIANCE
+    assert row[6:9] == [
+        str(firmware["version"] or "-"),
+        str(firmware["targetVersion"] or "-"),
+        firmware["compliance"],
+    ]
     assert "rack-01" in (await nico.ok("rack", "status", "rack-01", "-o", "yaml")).out
 
 

@@ -68,14 +68,19 @@ def _actual(tray: dict[str, Any]) -> str:
 
 
 def _tasks_text(tasks: list[dict[str, Any]]) -> str:
-    return ", ".join(
-        f"{t.get('requested') or t.get('operationCode')} {t.get('status')}" for t in tasks
-    )
+    """`ACPowerCycle Running, upgrade 2.1.0 Pending`: a tray's power and firmware tasks."""
+    out = []
+    for t in tasks:
+        what = t.get("requested") or t.get("operationCode")
+        if t.get("version"):
+            what = f"{what} {t['version']}"
+        out.append(f"{what} {t.get('status')}")
+    return ", ".join(out)
 
 
 def _status_rows(power: dict[str, Any], firmware: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per tray: power (actual, age, desired, error), firmware, its power tasks."""
-    by_tray = {str(t.get("trayId")): t for t in (firmware or {}).get("trays") or []}
+    by_tray = {str(t.get("id")): t for t in (firmware or {}).get("components") or []}
     rows = []
     for tray in power.get("components") or []:
         actual, desired = tray.get("actual") or {}, tray.get("desired") or {}
@@ -90,7 +95,7 @@ def _status_rows(power: dict[str, Any], firmware: dict[str, Any] | None) -> list
                 "firmware": fw.get("version"),
                 "target": fw.get("targetVersion"),
                 "compliance": fw.get("compliance"),
-                "tasks": _tasks_text(tray.get("tasks") or []) or None,
+                "tasks": _tasks_text((tray.get("tasks") or []) + (fw.get("tasks") or [])) or None,
                 "error": actual.get("error") or fw.get("error"),
             }
         )
@@ -219,7 +224,7 @@ def tray_status(
         return
     power, firmware = status["power"], status["firmware"]
     wrapped = {"components": [power]}
-    fw_wrapped = {"trays": [firmware]} if firmware else None
+    fw_wrapped = {"components": [firmware]} if firmware else None
     [row] = _status_rows(wrapped, fw_wrapped)
     details(row, [(h.replace(" ", "_"), get) for h, get in STATUS_COLUMNS], Format.TABLE)
     components = (firmware or {}).get("components") or []
