@@ -81,6 +81,16 @@ BMC_ERRORS = Counter(
     "Failed calls to a tray's BMC by backend and action.",
     ["backend", "action"],
 )
+STATE_SYNC_READS = Counter(
+    "nico_state_sync_reads_total",
+    "Tray reads of the state sync by kind (power, firmware) and result (ok, failed).",
+    ["kind", "result"],
+)
+STATE_SYNC_PASS_SECONDS = Histogram(
+    "nico_state_sync_pass_duration_seconds",
+    "How long a state sync pass over every tray took (about the interval when on time).",
+    buckets=DURATION_BUCKETS,
+)
 RECONCILER_ACTIONS = Counter(
     "nico_reconciler_actions_total", "What the reconciler did to stale tasks.", ["action"]
 )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -74,10 +75,21 @@ async def running_sync(services: Services) -> AsyncIterator[StateSync]:
         await task
 
 
+def reads_counted(kind: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "nico_state_sync_reads_total", {"kind": kind, "result": result}
+    )
+    return value or 0.0
+
+
 async def test_a_pass_records_every_tray_and_sends_nothing(
     services: Services, rack: MadeRack
 ) -> None:
+    counted = reads_counted("power", "ok"), reads_counted("firmware", "ok")
     result = await StateSync(services, interval=60).run_pass(spread=0)
+    # /metrics counts them (nico_state_sync_reads_total{kind,result})
+    assert reads_counted("power", "ok") - counted[0] == 35
+    assert reads_counted("firmware", "ok") - counted[1] == 35
     assert result.trays == len(rack.tray_ids) == 35
     assert (result.power_read, result.power_failed) == (35, 0)
     assert (result.firmware_read, result.firmware_failed) == (35, 0)

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy import select
 from nico.domain import OPERABLE_COMPONENT_TYPES
 from nico.engine.infra import classify
 from nico.hardware.interface import Capability, HardwareError, TrayBackend, TrayRef
+from nico.metrics import STATE_SYNC_PASS_SECONDS, STATE_SYNC_READS
 from nico.rules.durations import format_seconds
 from nico.services import Services
 from nico.store import observations
@@ -51,6 +53,7 @@ CONCURRENCY = 16
 # A tray whose reads take longer than this is recorded as not answering.
 READ_TIMEOUT = 120.0
 UNEXPECTED_ERROR = "unexpected error in nico (details in the worker log)"
+_READ_LABELS = (("power", "ok"), ("power", "failed"), ("firmware", "ok"), ("firmware", "failed"))
 # The lease naming the one worker that runs the sync, and its slack past two intervals.
 LEASE = "state-sync"
 LEASE_GRACE = 60.0
@@ -145,7 +148,10 @@ class StateSync:
         """One pass if this worker holds the lease (None when another one does)."""
         if not await self.lead():
             return None
-        return await self.run_pass(spread=spread, renew=True)
+        started = time.monotonic()
+        result = await self.run_pass(spread=spread, renew=True)
+        STATE_SYNC_PASS_SECONDS.observe(time.monotonic() - started)
+        return result
 
     async def lead(self) -> bool:
         """Take or renew the lease; logs when the reading worker changes."""
@@ -223,12 +229,16 @@ class StateSync:
             await observations.record_firmware(session, firmware, SYNC)
         if not self._outage_seen:
             self._recovered()
-        return (
+        counts = (
             sum(r.error is None for r in power),
             sum(r.error is not None for r in power),
             sum(r.error is None for r in firmware),
             sum(r.error is not None for r in firmware),
         )
+        for (kind, result), n in zip(_READ_LABELS, counts, strict=True):
+            if n:
+                STATE_SYNC_READS.labels(kind, result).inc(n)
+        return counts
 
     async def _refs(
         self, tray_ids: Sequence[uuid.UUID]
