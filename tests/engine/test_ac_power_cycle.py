@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -16,6 +17,7 @@ from nico.engine.activities import EngineActivities
 from nico.engine.payloads import PowerCommand
 from nico.rules.builtins import builtin_rule
 from nico.services import Services
+from nico.store.models import TrayHistory
 from nico.store.simulator import FaultKind
 from tests.engine.conftest import Engine
 from tests.engine.support import SimRack, add_fault, make_rack, make_task, sim_state
@@ -51,6 +53,25 @@ async def test_an_ac_power_cycle_cycles_every_tray_behind_the_shelf(engine: Engi
     for tray in rack.all:
         state = await sim_state(engine.services, tray.id)
         assert state is not None and state.power_on
+    # Every tray's history says it went through the AC cycle: the shelf's own step row
+    # and one for each tray it fed, all Succeeded.
+    async with engine.services.db.session() as session:
+        rows = (
+            await session.execute(
+                select(TrayHistory).where(
+                    TrayHistory.task_id == uuid.UUID(payload.task_id),
+                    TrayHistory.outcome.is_not(None),
+                )
+            )
+        ).scalars()
+        by_tray = {str(r.tray_id): r for r in rows}
+    assert set(by_tray) == {t.id for t in rack.all}
+    for tray in rack.all:
+        row = by_tray[tray.id]
+        assert (row.outcome, row.message) == ("Succeeded", "ac_power_cycle")
+    # The shelf was read On by its step; the fed trays show what nico showed when the
+    # shelves' step ended (never read here: the test powered them on behind its back).
+    assert by_tray[rack.of("PowerShelf")[0].id].to_value == "On"
 
 
 async def test_trays_that_do_not_cycle_fail_the_shelf_although_all_read_on(

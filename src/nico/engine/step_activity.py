@@ -97,9 +97,12 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
                 log.warning("step progress not sent: %s", exc)
 
     history = runner.history()
-    tray_ids = [t.id for t in step.trays]
+    fed = step_history.fed_trays(step, history)
+    tray_ids = [t.id for t in step.trays + fed]
+    fed_before: dict[str, str | None] = {}
     if history is not None:
-        runner.note_before(await step_history.read_states(ops.services, history[0], tray_ids))
+        fed_before = await step_history.read_states(ops.services, history[0], tray_ids)
+        runner.note_before(fed_before)
     helpers = [asyncio.create_task(heartbeat()), asyncio.create_task(report((0, 0)))]
     try:
         with infra.watching():  # tray tasks share it: a deadline names an outage as such
@@ -119,7 +122,6 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
     if history is not None:
         kind, code = history
         after = await step_history.read_states(ops.services, kind, tray_ids)
-        await step_history.record_step(
-            ops.services, step, kind, code, result.status, runner.ends(after)
-        )
+        ends = runner.ends(after) + step_history.fed_ends(fed, result, fed_before, after)
+        await step_history.record_step(ops.services, step, kind, code, result.status, ends)
     return result

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nico.domain import AC_POWER_CYCLE, ComponentType
 from nico.engine import ledger
 from nico.engine import payloads as p
 from nico.engine.contracts import TrayTarget
@@ -63,6 +64,30 @@ def outcome_of(status: str, step_status: str) -> str:
         return TERMINATED
     # Started and cut by the step's timeout, or never started (fail-fast, timeout).
     return FAILED if status == "running" else NOT_STARTED
+
+
+def fed_trays(step: p.StepInput, history: tuple[HistoryKind, str] | None) -> list[TrayTarget]:
+    """The trays an AC power cycle step of shelves also took through Off and back: the
+    task's Compute and NVLSwitch trays (its PowerControl verified each one's cycle)."""
+    if history is None or history[1] != AC_POWER_CYCLE:
+        return []
+    if step.trays and any(t.type != ComponentType.POWERSHELF.value for t in step.trays):
+        return []
+    fed = (ComponentType.COMPUTE.value, ComponentType.NVLSWITCH.value)
+    return [t for t in step.task_trays if t.type in fed]
+
+
+def fed_ends(
+    fed: Sequence[TrayTarget],
+    result: p.StepResult,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+) -> list[TrayEnd]:
+    """The fed trays' rows: their outcome is the shelves' step's (the shelf's command
+    verified their cycles, or failed naming the ones that did not cycle)."""
+    status = {"completed": "completed", "cancelled": "pending"}.get(result.status, "failed")
+    reason = "" if status == "completed" else (result.error or "")
+    return [TrayEnd(t, status, reason, before.get(t.id), after.get(t.id)) for t in fed]
 
 
 def history_key(step: p.StepInput) -> str:
