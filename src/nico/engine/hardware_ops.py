@@ -366,8 +366,10 @@ class HardwareOps:
         job = await retrying(lambda: backend.firmware_status(ref, data.job_id))
         version = None
         if job.state.value == "Completed":
-            version = await retrying(lambda: backend.firmware_version(ref))
-            await self.record_firmware(data.tray_id, version)
+            # The whole inventory (what the update left on every component), recorded:
+            # the tray's observedAt and compliance move with the update. It costs a BMC
+            # what reading the main version alone does (both walk FirmwareInventory).
+            version = (await self.firmware_inventory(data.tray_id)).version
         return p.Observation(
             state=job.state.value, percent=job.percent, detail=job.message, version=version
         )

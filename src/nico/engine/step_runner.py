@@ -367,10 +367,6 @@ class StepRunner:
                 slot, action = self._per_tray[index]
                 await self._action(tray, slot, action)
                 state.next_slot = index + 1
-            if self._firmware_step:
-                # What the update left on the tray: its inventory, recorded (observedAt,
-                # compliance and history move with it) and its main version as `after`.
-                self._saw_version(tray, await self._read_version(tray))
         except CheckFailed as exc:  # about other trays: this one did what it was asked
             self._check_failure = self._check_failure or exc.reason
             state.status = COMPLETED
