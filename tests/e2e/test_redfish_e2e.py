@@ -3,7 +3,8 @@ chassis of the sushy-tools emulator, powered off, on and force-restarted through
 `PATCH /rack/{id}/power`; the emulator's own record shows the power states changing in
 the order the built-in rules promise. A bring-up, which plain Redfish cannot do, fails
 before any BMC is touched. Firmware: an unlisted version never reaches a BMC, trays whose
-BMC reports the version are skipped unless overrideVersionCheck, upgrades say from -> to."""
+BMC reports the version are skipped unless overrideVersionCheck, upgrades say from -> to.
+ACPowerCycle cuts and restores the shelves through their Chassis, nothing else."""
 
 from __future__ import annotations
 
@@ -229,3 +230,25 @@ async def test_firmware_versions_are_checked_at_submit_and_read_from_the_bmc(
     }
     assert outcomes == {(name, "completed", "1.0.0", "2.0.0") for name in SWITCHES + COMPUTE}
     assert len(emulator.updates()) == 10
+
+
+async def test_an_ac_power_cycle_cuts_the_shelves_through_their_chassis_only(
+    live: Live, emulator: SushyEmulator
+) -> None:
+    # This emulator's chassis offer no PowerCycle: each shelf is cut (ForceOff), read
+    # Off, and restored (On); switches and systems get no command.
+    task = await power(live, "ACPowerCycle")
+    assert task["description"] == "API AC power cycle Rack"
+    sent = commands(emulator)
+    assert sorted(sent) == sorted([("PowerShelf", "ForceOff"), ("PowerShelf", "On")] * 2), sent
+    for name in SHELVES:
+        assert emulator.power_history(name) == ["Off", "On"], name
+    for name in SWITCHES + COMPUTE:
+        assert emulator.power_history(name) == [], name
+
+    site = {"siteId": str(live.rack.site_id)}
+    history = await live.http.get(f"{BASE}/rack/{live.rack.rack_id}/history", params=site)
+    steps = [r for r in history.json() if r["taskId"] == task["id"] and r["outcome"]]
+    # One row per shelf cut and per tray it fed, all with the step's outcome.
+    assert len(steps) == len(TYPE_OF) and {r["outcome"] for r in steps} == {"Succeeded"}
+    assert {r["message"] for r in steps} == {"ac_power_cycle"}
