@@ -84,6 +84,33 @@ def test_reachability_needs_the_capability_on_every_listed_targeted_type() -> No
     ]
 
 
+def test_an_ac_power_cycle_needs_the_capability_wherever_it_is_sent() -> None:
+    from nico.hardware.simulator import SimulatorBackend
+
+    sim = SimulatorBackend.__new__(SimulatorBackend)  # capabilities need no state
+    trays = [
+        TargetTray("shelf-01", ComponentType.POWERSHELF, "simulator"),
+        TargetTray("compute-01", ComponentType.COMPUTE, "simulator"),
+    ]
+    # The task's own code, run by PowerControl without parameters, on shelves and compute.
+    by_task = RuleDefinition.from_wire(
+        rule(step("PowerShelf", 1, act("PowerControl")), step("Compute", 2, act("PowerControl")))
+    )
+    gap = (
+        "PowerControl needs capability ACPowerCycle, which the simulator backend lacks for "
+        "Compute (compute-01)"
+    )
+    lookup = lambda _backend, kind: sim.capabilities(kind)  # noqa: E731
+    operation = ("PowerControl", "ac_power_cycle")
+    assert capability_gaps(by_task, trays, lookup, operation) == [gap]
+    assert capability_gaps(by_task, trays, lookup, ("PowerControl", "restart")) == []
+    # Named in the action's parameters, in any spelling, in any task.
+    named = RuleDefinition.from_wire(
+        rule(step("Compute", 1, act("PowerControl", operation="ACPowerCycle")))
+    )
+    assert capability_gaps(named, trays, lookup, ("BringUp", "bring_up")) == [gap]
+
+
 def test_step_budget_is_its_timeout_or_its_actions_worst_case_over_all_waves() -> None:
     timed = SequenceStep.from_wire(step("Compute", 1, act("PowerControl"), timeout="2m"))
     assert step_budget(timed, 18) == 120
