@@ -394,7 +394,10 @@ class StepRunner:
         before = await self._read_version(tray)
         if before is None:
             return False
-        state.before = state.after = before
+        # A resumed attempt keeps the first attempt's `before`: this read may already
+        # see what that attempt's update installed.
+        state.before = before if state.before is None else state.before
+        state.after = before
         target = target_version(self._ctx.input.info, tray.type)
         if self._override or target is None or before != target:
             return False
