@@ -31,6 +31,7 @@ EXTENSIONS: dict[str, str] = {
     "'maximum': 100} != seed {'type': 'integer'}": "pageSize",
     "TaskReportV1Step.skippedComponents: not in the seed": "skippedComponents",
     "TaskReportV1Step.components: not in the seed": "components",
+    "Task.createdBy: not in the seed": "createdBy",
 }
 
 

@@ -668,6 +668,14 @@ async def test_every_operation_records_who_asked_for_it(
         response = await client.request(method, f"{BASE}{path}", json=body, headers=as_(subject))
         [task_id] = await _ids(response)
         assert (await load_task(services, task_id)).created_by == subject
+        shown = await client.get(
+            f"{BASE}/task/{task_id}", params={"siteId": site}, headers=as_(subject)
+        )
+        assert shown.json()["createdBy"] == subject
+        listed = await client.get(
+            f"{BASE}/rack/{rack.rack_id}/task", params={"siteId": site}, headers=as_(subject)
+        )
+        assert {t["id"]: t.get("createdBy") for t in listed.json()}[task_id] == subject
 
 
 async def test_ac_power_cycle_of_a_rack_targets_its_shelves_and_every_tray_behind_them(

@@ -148,6 +148,11 @@ class Task(ResponseModel):
     )
     created: UtcTimestamp
     updated: UtcTimestamp
+    created_by: Omittable[str] = Field(
+        None,
+        description="Subject of the token that asked for the task (tray history rows "
+        "name it too); omitted for tasks from before it was recorded.",
+    )
     report: Omittable[TaskReportV1] = Field(
         None,
         description="Execution report. Always on single-task responses once produced; on "
@@ -160,7 +165,7 @@ class Task(ResponseModel):
         Routes return this directly (the declared `response_model` keeps OpenAPI true)
         because a serializer hook would hide the schema from OpenAPI.
         """
-        data = self.wire(exclude={"report"})
+        data = self.wire(exclude={"report"} if self.created_by else {"report", "created_by"})
         if self.report is not None:
             data["report"] = self.report.wire(exclude_none=True)
         return data
@@ -184,6 +189,7 @@ class Task(ResponseModel):
             finished=task.finished,
             created=task.created,
             updated=task.updated,
+            created_by=task.created_by,
             report=report,
         )
 
@@ -209,6 +215,8 @@ def task_list_item(row: Any, *, include_report: bool) -> dict[str, Any]:
         "created": rfc3339(row.created),
         "updated": rfc3339(row.updated),
     }
+    if row.created_by:
+        item["createdBy"] = row.created_by
     if include_report and isinstance(row.report, dict):
         try:
             report = TaskReportV1.model_validate(row.report)

@@ -296,6 +296,7 @@ LIST_COLUMNS = (
     Task.finished,
     Task.created,
     Task.updated,
+    Task.created_by,
 )
 
 
