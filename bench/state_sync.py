@@ -19,21 +19,34 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from sqlalchemy import select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine.test_state_sync import set_power
 from tests.support.inventory import make_site_with_rack
 from tests.support.tasks import add_rack
 
 from nico.config import Settings
 from nico.engine.state_sync import StateSync
-from nico.services import build_services
+from nico.services import Services, build_services
+from nico.store import simulator as sim_store
+from nico.store.models import SimTrayState, Tray
 
 DEFAULT_INTERVAL = 300.0
+
+
+async def power_on(services: Services, tray_ids: list[uuid.UUID]) -> None:
+    """Every simulated tray On (the simulator's own state, as a powered rack has it)."""
+    async with services.db.session() as session:
+        trays = list((await session.execute(select(Tray).where(Tray.id.in_(tray_ids)))).scalars())
+        await sim_store.ensure_states(session, trays)
+        await session.execute(
+            update(SimTrayState).where(SimTrayState.tray_id.in_(tray_ids)).values(power_on=True)
+        )
 
 
 async def measure(racks: int, runs: int) -> tuple[float, float, int]:
@@ -55,7 +68,7 @@ async def measure(racks: int, runs: int) -> tuple[float, float, int]:
             for i in range(1, racks):
                 made = await add_rack(services, first.site_id, f"rack-{i:03d}")
                 trays.extend(made.tray_ids)
-            await set_power(services, trays, on=True)
+            await power_on(services, trays)
             sync = StateSync(services, interval=DEFAULT_INTERVAL)
             walls, cpus = [], []
             for _ in range(runs):
