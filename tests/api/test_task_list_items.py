@@ -99,3 +99,24 @@ async def test_list_items_equal_the_single_task_answer(
                     single.pop("report", None)
                 assert item == single, (path, include)
                 assert list(item) == list(single), "same key order as the model"
+
+
+def test_rfc3339_is_utc_seconds_whatever_the_input() -> None:
+    from datetime import UTC, datetime, timezone
+
+    from nico.schemas.common import rfc3339
+
+    def reference(value: datetime) -> str:
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+    plus_two = timezone(timedelta(hours=2))
+    for value in (
+        datetime(2024, 4, 10, 14, 0, 0, tzinfo=UTC),
+        datetime(2024, 4, 10, 14, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2024, 1, 1, 1, 30, 5, 123, tzinfo=plus_two),
+        datetime(2024, 12, 31, 23, 59, 59),  # naive: taken as UTC
+        datetime(999, 2, 3, 4, 5, 6, tzinfo=UTC),
+    ):
+        assert rfc3339(value) == reference(value), value
+    assert rfc3339(datetime(2024, 1, 1, 1, 30, 5, tzinfo=plus_two)) == "2023-12-31T23:30:05Z"
