@@ -50,7 +50,7 @@ async def test_list_items_equal_the_single_task_answer(
     now = utcnow().replace(microsecond=654321)
     variants: list[dict[str, Any]] = [
         {"status": "Pending"},
-        {"status": "Waiting", "message": "queued behind 1 task"},
+        {"status": "Waiting", "message": "queued behind 1 task", "created_by": "alice"},
         {"status": "Running", "started": now, "rule_id": rule_id, "report": VALID_REPORT},
         {"status": "Succeeded", "started": now, "finished": now, "report": VALID_REPORT},
         {"status": "Failed", "started": now, "finished": now, "report": NOT_A_V1_REPORT},
@@ -120,3 +120,46 @@ def test_rfc3339_is_utc_seconds_whatever_the_input() -> None:
     ):
         assert rfc3339(value) == reference(value), value
     assert rfc3339(datetime(2024, 1, 1, 1, 30, 5, tzinfo=plus_two)) == "2023-12-31T23:30:05Z"
+
+
+async def test_a_list_shows_a_running_tasks_new_report_at_once(
+    any_db_client: httpx.AsyncClient, any_db_services: Services, make_token: TokenFactory
+) -> None:
+    """Reports are cached by (task, updated): a live report written by the engine moves
+    `updated`, so the next list shows it."""
+    from nico.store.tasks import save_running_report
+
+    made = await make_site_with_rack(any_db_services)
+    now = utcnow()
+    row = {
+        "id": uuid.uuid4(),
+        "site_id": made.site_id,
+        "rack_id": made.rack_id,
+        "operation_type": "PowerControl",
+        "operation_code": "power_on",
+        "status": "Running",
+        "started": now,
+        "report": VALID_REPORT,
+        "targets": {"Compute": [str(made.trays["Compute"][0])]},
+        "created": now,
+        "updated": now,
+    }
+    async with any_db_services.db.session() as session:
+        await insert_tasks(session, [row])
+    auth = {"Authorization": f"Bearer {make_token()}"}
+    params = {"siteId": str(made.site_id), "includeReport": "true"}
+
+    async def listed_report() -> dict[str, Any]:
+        got = await any_db_client.get(f"{BASE}/task", params=params, headers=auth)
+        assert got.status_code == 200, got.text
+        report: dict[str, Any] = got.json()[0]["report"]
+        return report
+
+    assert (await listed_report())["stages"][0]["steps"][0]["completedComponents"] == 2
+    newer = {**VALID_REPORT, "stages": [{**VALID_REPORT["stages"][0], "status": "failed"}]}
+    newer["stages"][0]["steps"] = [{**newer["stages"][0]["steps"][0], "failedComponents": 2}]
+    async with any_db_services.db.session() as session:
+        assert await save_running_report(session, row["id"], newer)
+    report = await listed_report()
+    assert report["stages"][0]["status"] == "failed"
+    assert report["stages"][0]["steps"][0]["failedComponents"] == 2

@@ -20,8 +20,10 @@ from sqlalchemy import (
     Integer,
     Row,
     Select,
+    Text,
     TextClause,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -300,6 +302,11 @@ LIST_COLUMNS = (
 )
 
 
+# A list's report column: the stored JSON text, parsed only when the list's report cache
+# (`nico.schemas.tasks.report_json`) has not seen this version of the report.
+_REPORT_TEXT = cast(Task.report, Text).label("report")
+
+
 @dataclass(frozen=True)
 class _Shape:
     """What decides a list's SQL (values are bound per request)."""
@@ -358,7 +365,7 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
     """The page and count statements of one list shape, built once per process (building
     and cache-keying a statement per request cost as much as running it)."""
     conditions = _shape_filters(shape)
-    columns = (*LIST_COLUMNS, Task.report) if shape.with_report else LIST_COLUMNS
+    columns = (*LIST_COLUMNS, _REPORT_TEXT) if shape.with_report else LIST_COLUMNS
     tray = bindparam("tray_id", type_=TaskTray.tray_id.type)
     if shape.tray and not shape.active_only:
         link_order = (TaskTray.created.desc(), TaskTray.task_id.desc())
@@ -472,7 +479,8 @@ async def list_tasks(
 ) -> tuple[list[Row[Any]], int]:
     """One page of tasks, newest first (id breaks ties), and the total after filters.
 
-    Rows are plain rows of the list columns (`LIST_COLUMNS`, plus `report` `with_report`)."""
+    Rows are plain rows of the list columns (`LIST_COLUMNS`, plus `with_report` the
+    report as its stored JSON text)."""
     if query.statuses == ():
         return [], 0
     page, count = _shape_statements(_Shape.of(query, with_report))

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from nico.api.access import judge_site, parse_uuid, require_site, site_id_to_check
 from nico.api.body_errors import SummarizedRoute, validation_summary
@@ -22,7 +22,7 @@ from nico.domain import OperationType, TaskStatus
 from nico.errors import NotFound, ValidationFailed
 from nico.ids import optional_uuid
 from nico.schemas.common import QueryBool
-from nico.schemas.tasks import CancelTaskRequest, task_list_item
+from nico.schemas.tasks import CancelTaskRequest, task_list_json
 from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
 from nico.store import tasks as task_store
@@ -97,7 +97,7 @@ async def _list(
     rack_id: uuid.UUID | None = None,
     tray_id: uuid.UUID | None = None,
     operation_type: str | None = None,
-) -> JSONResponse:
+) -> Response:
     query = task_store.TaskQuery(
         site_id=await site_id_to_check(services.db, org, site_id),
         rack_id=rack_id,
@@ -114,8 +114,8 @@ async def _list(
         judge_site(None, None, None)
     else:
         judge_site(guard.provider_id, guard.site_provider_id, guard.flow_enabled)
-    body = [task_list_item(row, include_report=include_report) for row in rows]
-    response = JSONResponse(content=body)
+    body = task_list_json(rows, include_report=include_report)
+    response = Response(content=body.encode(), media_type="application/json")
     set_pagination_header(response, page, total)
     return response
 
@@ -147,7 +147,7 @@ async def list_site_tasks(
         str | None,
         Query(alias="operationType", description="PowerControl, FirmwareControl or BringUp."),
     ] = None,
-) -> JSONResponse:
+) -> Response:
     errors: list[tuple[str, str]] = []
     rack = optional_uuid(rack_id, "rackId", errors)
     tray = optional_uuid(tray_id, "trayId", errors)
@@ -233,7 +233,7 @@ async def list_rack_tasks(
     site_id: SiteIdQuery = None,
     active_only: ActiveOnlyQuery = False,
     include_report: IncludeReportQuery = False,
-) -> JSONResponse:
+) -> Response:
     rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
     return await _list(
         services,
@@ -262,7 +262,7 @@ async def list_tray_tasks(
     site_id: SiteIdQuery = None,
     active_only: ActiveOnlyQuery = False,
     include_report: IncludeReportQuery = False,
-) -> JSONResponse:
+) -> Response:
     tray_id = parse_uuid(id, INVALID_TRAY_ID, "id")
     return await _list(
         services,
