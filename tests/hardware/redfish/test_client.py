@@ -10,7 +10,7 @@ import pytest
 
 from nico.config import Settings
 from nico.domain import PowerState
-from nico.hardware.interface import BmcEndpoint, HardwareError
+from nico.hardware.interface import BmcEndpoint, HardwareError, TrayRef
 from nico.hardware.redfish.backend import RedfishBackend
 from tests.hardware.redfish.conftest import StartEmulator, key, tray
 from tests.support.sushy import FakeSystem
@@ -118,6 +118,38 @@ async def test_requests_to_one_bmc_never_exceed_the_cap_across_backends(
 
     assert states == [PowerState.OFF] * 12
     assert emulator.stats()["max_in_flight"] == redfish_settings.bmc_concurrency
+
+
+async def test_a_command_goes_before_status_reads_waiting_for_the_bmc(
+    emulator_factory: StartEmulator, redfish_settings: Settings
+) -> None:
+    """One request at a time to this BMC, six trays' status reads queued, then a power
+    command for a seventh: the command (its read and its reset) is served next, not after
+    every read. With 35 trays behind one BMC the reads of the trays already switched used
+    to hold back the others' commands."""
+    emulator = emulator_factory(
+        systems=tuple(FakeSystem(f"node{i}") for i in range(7)), request_delay=0.15
+    )
+    settings = redfish_settings.model_copy(update={"bmc_concurrency": 1})
+    backend = RedfishBackend(settings)
+    trays = [tray(emulator.endpoint(resource_id=f"node{i}")) for i in range(7)]
+    finished: list[str] = []
+
+    async def read(target: TrayRef) -> None:
+        await backend.power_status(target)
+        finished.append("read")
+
+    try:
+        await backend.reachable(trays[0])  # log in first
+        reads = [asyncio.create_task(read(t)) for t in trays[:6]]
+        await asyncio.sleep(0.05)  # the reads wait for the BMC's one slot
+        await backend.power_control(trays[6], "power_on", operation_key=key())
+        finished.append("command")
+        await asyncio.gather(*reads)
+    finally:
+        await backend.aclose()
+    assert finished.index("command") <= 2, finished
+    assert emulator.resets() == ["On"]
 
 
 async def test_bmc_error_text_comes_from_extended_info(

@@ -33,6 +33,7 @@ from nico.hardware.interface import (
 from nico.hardware.redfish.catalog import FirmwareCatalog
 from nico.hardware.redfish.client import RedfishClient
 from nico.hardware.redfish.errors import AnswerLost, ResetOutcomeUnknown
+from nico.hardware.redfish.limits import commanding
 from nico.hardware.redfish.reset_types import (
     SETTLED_STATE,
     ResetPlan,
@@ -437,12 +438,14 @@ class RedfishBackend:
 
     @asynccontextmanager
     async def _once(self, operation_key: str) -> AsyncIterator[None]:
-        """Serialize calls that share an operation key (a retry racing the original)."""
+        """Serialize calls that share an operation key (a retry racing the original). A
+        command's requests go ahead of status reads waiting for the BMC's cap."""
         lock, users = self._key_locks.get(operation_key, (asyncio.Lock(), 0))
         self._key_locks[operation_key] = (lock, users + 1)
         try:
             async with lock:
-                yield
+                with commanding():
+                    yield
         finally:
             lock, users = self._key_locks[operation_key]
             if users <= 1:

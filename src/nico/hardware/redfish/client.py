@@ -4,8 +4,9 @@
   across calls, re-created once on 401 and deleted on `aclose`; HTTP basic otherwise.
 - TLS is verified by default, against the endpoint's CA bundle (PEM text) when given,
   else NICO_REDFISH_CA_BUNDLE, else the system trust store; `verify_tls=False` opts out.
-- Every request holds the process-wide per-BMC semaphore (NICO_BMC_CONCURRENCY) while
-  it is on the wire; waits between retries do not.
+- Every request holds a slot of the process-wide per-BMC cap (NICO_BMC_CONCURRENCY)
+  while it is on the wire; waits between retries do not. A command's requests take the
+  next free slot before status reads (`limits.commanding`).
 - Only reads (GET) are retried on transport errors and 5xx. A 503 is retried for any
   method, after its `Retry-After` (bounded), since the BMC did not act on the request.
 - Redirects are followed only within the BMC's own origin: a redirect elsewhere would
@@ -170,7 +171,7 @@ class RedfishClient:
         while True:
             headers, token = await self._auth_headers()
             try:
-                async with bmc_limiter(self.bmc, self._limit):
+                async with bmc_limiter(self.bmc, self._limit).slot():
                     response = await self._http.request(method, path, json=json, headers=headers)
             except httpx.HTTPError as exc:
                 error = error_from_transport(self.bmc, exc, self._secrets())
@@ -218,7 +219,7 @@ class RedfishClient:
         self._token = self._session_uri = None
         if token and session_uri:
             try:
-                async with bmc_limiter(self.bmc, self._limit):
+                async with bmc_limiter(self.bmc, self._limit).slot():
                     await self._http.delete(
                         session_uri,
                         headers={"X-Auth-Token": token},
@@ -284,7 +285,7 @@ class RedfishClient:
         """The service root, which Redfish serves without credentials."""
         for attempt in range(READ_RETRIES + 1):
             try:
-                async with bmc_limiter(self.bmc, self._limit):
+                async with bmc_limiter(self.bmc, self._limit).slot():
                     response = await self._http.get(SERVICE_ROOT)
             except httpx.HTTPError as exc:
                 error = error_from_transport(self.bmc, exc, self._secrets())
@@ -325,7 +326,7 @@ class RedfishClient:
         assert self._sessions_uri is not None
         body = {"UserName": self._username or "", "Password": self._password or ""}
         try:
-            async with bmc_limiter(self.bmc, self._limit):
+            async with bmc_limiter(self.bmc, self._limit).slot():
                 response = await self._http.post(self._sessions_uri, json=body)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.bmc, exc, self._secrets()) from None
