@@ -231,6 +231,19 @@ async def test_firmware_versions_are_checked_at_submit_and_read_from_the_bmc(
     assert outcomes == {(name, "completed", "1.0.0", "2.0.0") for name in SWITCHES + COMPUTE}
     assert len(emulator.updates()) == 10
 
+    # Compliance from what the BMCs reported: the catalog's highest version is 2.1, so
+    # the updated trays are outdated; the BMC member is judged, the BIOS member (not
+    # updated, its own version) is the catalog's blind spot; shelves were never read.
+    shown = await live.http.get(f"{BASE}/rack/{live.rack.rack_id}/firmware", params=live.site)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["summary"] == {"total": 7, "current": 0, "outdated": 5, "unknown": 2}
+    compute = next(t for t in shown.json()["components"] if t["name"] == "compute-01")
+    assert (compute["version"], compute["targetVersion"]) == ("2.0.0", "2.1")
+    assert {(c["id"], c["version"], c["compliance"]) for c in compute["components"]} == {
+        ("compute-01-BMC", "2.0.0", "outdated"),
+        ("compute-01-BIOS", "1.0.0", "unknown"),
+    }
+
 
 async def test_an_ac_power_cycle_cuts_the_shelves_through_their_chassis_only(
     live: Live, emulator: SushyEmulator
