@@ -190,6 +190,7 @@ class StateSync:
         goes, and the pass stops if another worker took it over."""
         spread = self._interval if spread is None else spread
         trays = await sync_targets(self._services)
+        self._bmcs.clear()  # no read is in flight between passes: drop gone BMCs' locks
         size = batch_size(len(trays), spread)
         batches = [trays[i : i + size] for i in range(0, len(trays), size)]
         loop = asyncio.get_running_loop()
