@@ -162,13 +162,18 @@ class HardwareOps:
         await retrying(lambda: self._batches.accepted(entry))
 
     async def _known_refs(self, tray_ids: list[str]) -> dict[str, TrayRef]:
-        """References of the trays that still exist (remembered for the step, as `target`)."""
+        """References of the trays that still exist (remembered for the step, as `target`;
+        a poll that asks again finds them without a task per tray)."""
+        known = self._refs or {}
+        missing = [t for t in tray_ids if t not in known]
+        found = dict(
+            zip(
+                missing, await asyncio.gather(*(self._ref_or_none(t) for t in missing)), strict=True
+            )
+        )
         refs: dict[str, TrayRef] = {}
-        for tray_id, ref in zip(
-            tray_ids,
-            await asyncio.gather(*(self._ref_or_none(t) for t in tray_ids)),
-            strict=True,
-        ):
+        for tray_id in tray_ids:
+            ref = known.get(tray_id) or found.get(tray_id)
             if ref is not None:
                 refs[tray_id] = ref
         return refs
