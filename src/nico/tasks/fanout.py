@@ -19,6 +19,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
@@ -39,6 +40,8 @@ ANSWER_WITHIN = 0.5
 
 # Dispatches still running after their request answered (kept so they are not collected).
 _background: set[asyncio.Task[None]] = set()
+# Records of started workflows still being written (kept so they are not collected).
+_recording: set[asyncio.Task[Any]] = set()
 
 Pending = Sequence[tuple[uuid.UUID, uuid.UUID]]  # (task id, rack id)
 
@@ -67,36 +70,44 @@ async def dispatch_chunks(
         log.info("%d task(s) left Pending: no Temporal client in this process", len(pending))
         return outcomes
     for start in range(0, len(pending), DISPATCH_CHUNK):
-        chunk = await _dispatch_chunk(services, pending[start : start + DISPATCH_CHUNK])
+        chunk = await _dispatch_chunk(
+            services, pending[start : start + DISPATCH_CHUNK], started_event=first_chunk
+        )
         outcomes.update(chunk)
-        if first_chunk is not None:
-            first_chunk.set()
         if Dispatch.DEFERRED in chunk.values():
             break
     return outcomes
 
 
-async def _dispatch_chunk(services: Services, chunk: Pending) -> dict[uuid.UUID, Dispatch]:
-    """One chunk: read payloads, start concurrently, record the starts."""
+async def _dispatch_chunk(
+    services: Services, chunk: Pending, started_event: asyncio.Event | None = None
+) -> dict[uuid.UUID, Dispatch]:
+    """One chunk: read payloads, start concurrently (then `started_event` is set), record
+    the starts. The request answers without waiting for that record: on SQLite it waits
+    for the write lock of a worker already busy with the first workflows (a 100-rack
+    request waited over a second for it), and a start not yet recorded is only started
+    again, a no-op, by the reconciler."""
     client = services.temporal
     assert client is not None
     racks = dict(chunk)
-    async with services.db.session() as session:
-        payloads = await workflow_inputs(session, list(racks))
-    outcomes = await asyncio.gather(
-        *(start_or_fail(services, task_id, payload) for task_id, payload in payloads.items())
-    )
+    try:
+        async with services.db.session() as session:
+            payloads = await workflow_inputs(session, list(racks))
+        outcomes = await asyncio.gather(
+            *(start_or_fail(services, task_id, payload) for task_id, payload in payloads.items())
+        )
+    finally:
+        if started_event is not None:
+            started_event.set()
     by_task = dict(zip(payloads, outcomes, strict=True))
     started = [task_id for task_id, outcome in by_task.items() if outcome is Dispatch.STARTED]
     if started:
-        async with services.db.session() as session:
-            await task_store.mark_dispatched_many(session, started)
-            cancelled = await session.scalars(
-                select(Task.id).where(
-                    Task.id.in_(started), Task.status == TaskStatus.TERMINATED.value
-                )
-            )
-            cancelled_ids = list(cancelled)
+        # Shielded: a dispatch cut short (the process stopping) finishes this write
+        # rather than leaving its transaction, and SQLite's write lock, behind.
+        record = asyncio.create_task(_record_started(services, started))
+        _recording.add(record)
+        record.add_done_callback(_recording.discard)
+        cancelled_ids = await asyncio.shield(record)
         for task_id in cancelled_ids:
             await cancel_started(client, task_id)
     for task_id, outcome in by_task.items():
@@ -104,6 +115,16 @@ async def _dispatch_chunk(services: Services, chunk: Pending) -> dict[uuid.UUID,
             await promote_rack(services, racks[task_id])
     # A task no longer Pending needed no start: nothing left to do for it.
     return {task_id: by_task.get(task_id, Dispatch.STARTED) for task_id in racks}
+
+
+async def _record_started(services: Services, started: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Record the starts; the ids of those cancelled meanwhile (their workflow must stop)."""
+    async with services.db.session() as session:
+        await task_store.mark_dispatched_many(session, started)
+        cancelled = await session.scalars(
+            select(Task.id).where(Task.id.in_(started), Task.status == TaskStatus.TERMINATED.value)
+        )
+        return list(cancelled)
 
 
 async def dispatch_answering_soon(services: Services, pending: Pending) -> None:
