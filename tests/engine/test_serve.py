@@ -236,3 +236,27 @@ async def test_api_workers_run_several_api_processes_under_serve(tmp_path: Path)
     assert process.returncode == 0, read_log(log)[-2000:]
     await assert_closed(api_port)
     assert not any(alive(int(argv[-1])) for argv in apis)
+
+
+async def test_a_killed_serve_takes_the_embedded_temporal_server_with_it(tmp_path: Path) -> None:
+    """kill -9 of `nico serve` runs none of its shutdown code; the Temporal dev server
+    it started (in a session of its own) used to live on, holding its port and
+    temporal.db. The kernel now stops it with its parent, and the worker, which would
+    wait for that server to shut down gracefully, exits after a short grace."""
+    api_port, temporal_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    process = start_serve(serve_env(tmp_path, api_port, temporal_port), log)
+    try:
+        await wait_until_up(process, log, api_port)
+        kids = children(process.pid)
+        assert "temporal" in kids, kids
+    finally:
+        process.kill()
+        process.wait()
+    for _ in range(100):  # within 10 s (the worker gets a few to stop)
+        if not any(alive(pid) for pid in kids.values()):
+            break
+        await asyncio.sleep(0.1)
+    assert not alive(kids["temporal"]), "the Temporal server outlived a killed nico serve"
+    await assert_closed(temporal_port)
+    assert not alive(kids["api"]) and not alive(kids["worker"])

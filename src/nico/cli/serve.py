@@ -18,7 +18,13 @@ from nico.api.app import create_app
 from nico.auth.tokens import mint_dev_token
 from nico.cli.api_workers import supervise_api_workers
 from nico.cli.listen import LISTEN_FD, inherited_socket
-from nico.cli.supervise import NO_LOOPS, UNDER_SERVE, supervise, watch_parent
+from nico.cli.supervise import (
+    NO_LOOPS,
+    UNDER_SERVE,
+    supervise,
+    watch_parent,
+    worker_orphaned,
+)
 from nico.config import Settings
 from nico.logs import configure_logging
 from nico.metrics import prepare_dir as prepare_metrics_dir
@@ -199,7 +205,7 @@ def register(app: typer.Typer) -> None:
             try:
                 await services.db.migrate()
                 if under_serve:
-                    await run_worker_only(services, loops=False, until=watch_parent(parent))
+                    await run_worker_only(services, loops=False, until=worker_orphaned(parent))
                 else:
                     await run_worker_only(services)
             finally:

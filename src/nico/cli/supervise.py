@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ log = logging.getLogger("nico.serve")
 CHILD_STOP_TIMEOUT = 20.0
 # How often a child checks that `nico serve` is still its parent.
 PARENT_CHECK_INTERVAL = 1.0
+# How long an orphaned worker gets to stop before it exits (`worker_orphaned`).
+ORPHAN_GRACE = 3.0
 UNDER_SERVE = "--under-serve"
 # An API process of `nico serve` that leaves the background loops to the first one.
 NO_LOOPS = "--no-loops"
@@ -176,6 +179,18 @@ async def supervise(settings: Settings, on_ready: Callable[[], None] | None = No
             for child in children:  # API first: no new requests while the worker stops
                 await stop_child(child)
     return code
+
+
+async def worker_orphaned(parent: int) -> None:
+    """`watch_parent` for the worker of `nico serve`: once `nico serve` is gone, so is
+    the Temporal server it embedded (the kernel stops it with its parent), and a
+    graceful worker shutdown would wait for that server for half a minute. The process
+    gets ORPHAN_GRACE seconds to stop, then exits; its activities in flight are retried
+    elsewhere, as after any worker crash (their heartbeats and the ledger)."""
+    await watch_parent(parent)
+    timer = threading.Timer(ORPHAN_GRACE, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
 
 
 async def watch_parent(parent: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -73,6 +74,29 @@ def dev_server_command(settings: Settings, binary: Path) -> list[str]:
     return command
 
 
+# Run on Linux between fork and the server's exec (a Python of its own, `-I -S`: a few
+# ms): the kernel sends the server SIGTERM when `nico serve` dies, even by SIGKILL,
+# when none of its shutdown code runs (the server lives in a session of its own, so
+# nothing else would reach it). A parent already gone before the request is made is
+# seen by its pid (then the server is never started).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "PR_SET_PDEATHSIG = 1\n"
+    "ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(0)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def dying_with_parent(command: list[str]) -> list[str]:
+    """`command` started so that it ends when this process does, however it ends: on
+    Linux through PR_SET_PDEATHSIG (kept across exec); elsewhere as it is."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+
+
 class EmbeddedTemporal:
     """Start the dev server, wait until it answers, stop it (and only it) on exit."""
 
@@ -89,7 +113,7 @@ class EmbeddedTemporal:
     async def start(self) -> Client:
         """Launch the server and return a client connected to it."""
         self._settings.data_dir.mkdir(parents=True, exist_ok=True)
-        command = dev_server_command(self._settings, temporal_binary())
+        command = dying_with_parent(dev_server_command(self._settings, temporal_binary()))
         log.info("starting the embedded Temporal dev server on %s", self.address)
         restrict_sqlite_files(self.db_path)
         with self.log_path.open("ab") as out:
