@@ -44,7 +44,7 @@ async def database_gauges(services: Services) -> DatabaseGauges:
     from nico.domain import TaskStatus
     from nico.store.task_counts import totals_by_site_name, totals_by_status_and_operation
 
-    async with services.db.engine.connect() as conn:
+    async with services.db.read() as conn:
         rows = await conn.execute(totals_by_status_and_operation())
         tasks = [(str(s), str(o), int(n)) for s, o, n in rows]
         waiting = await conn.execute(totals_by_site_name(TaskStatus.WAITING.value))

@@ -106,7 +106,7 @@ async def _list(
         operation_type=operation_type,
     )
     # The site guard's reads, the page and its total: one statement on a plain connection.
-    async with services.db.engine.connect() as conn:
+    async with services.db.read() as conn:
         guard, rows, total = await task_store.list_tasks_guarded(
             conn, org, query, offset=page.offset, limit=page.limit, with_report=include_report
         )
