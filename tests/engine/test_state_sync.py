@@ -23,7 +23,7 @@ from nico.store import observations
 from nico.store import simulator as sim_store
 from nico.store.db import Database
 from nico.store.history import HistoryQuery, list_history
-from nico.store.models import SimFault, SimTrayState, Tray, WorkerLease, utcnow
+from nico.store.models import Bmc, SimFault, SimTrayState, Tray, WorkerLease, utcnow
 from tests.support.inventory import MadeRack, make_site_with_rack
 
 DOWN_URL = "postgresql+asyncpg://nico@127.0.0.1:1/nowhere"  # nothing listens there
@@ -241,3 +241,23 @@ async def test_the_worker_loop_releases_its_lease_when_it_stops(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await StateSync(services, interval=30).lead()  # free at once, no lapse wait
+
+
+async def test_a_tray_whose_bmc_secret_cannot_be_read_is_reported_alone(
+    services: Services,
+) -> None:
+    """A BMC password that no longer decrypts (the key changed) fails that tray's read
+    with the reason; the other trays of its batch are read as usual."""
+    made = await make_site_with_rack(services, password="Pw-sync-secret-1")
+    await set_power(services, made.tray_ids, on=True)
+    broken = made.trays["Compute"][0]
+    async with services.db.session() as session:
+        await session.execute(
+            update(Bmc).where(Bmc.tray_id == broken).values(password_encrypted="not-a-token")
+        )
+    result = await StateSync(services, interval=1).run_pass(spread=0)  # one batch
+    assert (result.power_read, result.power_failed) == (34, 1)
+    seen = await observed(services, broken)
+    assert seen.power_error and "Pw-sync-secret-1" not in seen.power_error
+    assert (await tray_row(services, broken)).power_state == "Unknown"
+    assert (await tray_row(services, made.trays["Compute"][1])).power_state == "On"

@@ -218,12 +218,8 @@ class StateSync:
         self._outage_seen = False
         refs, broken = await self._refs(tray_ids)
         results = [*await asyncio.gather(*(self._read(ref) for ref in refs)), *broken]
-        power = [
-            r for pair in results for r in pair[:1] if isinstance(r, observations.PowerReading)
-        ]
-        firmware = [
-            r for pair in results for r in pair[1:] if isinstance(r, observations.FirmwareReading)
-        ]
+        power = [p for p, _ in results if p is not None]
+        firmware = [f for _, f in results if f is not None]
         async with self._services.db.session() as session:
             await observations.begin_recording(session)
             await observations.record_power(session, power, SYNC)
