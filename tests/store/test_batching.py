@@ -107,3 +107,20 @@ async def test_large_bursts_are_split_into_bounded_batches() -> None:
     keys = [f"k{i}" for i in range(7)]
     assert await asyncio.gather(*(batcher(k) for k in keys)) == [k.upper() for k in keys]
     assert [len(b) for b in run.batches] == [3, 3, 1]
+
+
+async def test_a_cancelled_caller_leaves_another_caller_of_the_same_key_its_answer() -> None:
+    hold = asyncio.Event()
+    run = Recorder(hold)
+    batcher: Batcher[str, str] = Batcher(run)
+    busy = asyncio.create_task(batcher("w"))
+    await asyncio.sleep(0.01)
+    doomed = asyncio.create_task(batcher("x"))
+    sharing = asyncio.create_task(batcher("x"))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    hold.set()
+    assert await busy == "W" and await sharing == "X"
+    assert run.batches == [["w"], ["x"]]

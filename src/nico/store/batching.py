@@ -49,6 +49,8 @@ class Batcher(Generic[K, V]):
         self._max = max_batch
         self._slots = concurrency
         self._pending: dict[K, asyncio.Future[V]] = {}
+        # Callers waiting per future (calls with the same key share one).
+        self._waiting: dict[asyncio.Future[V], int] = {}
         self._scheduled = False
         self._running = 0
 
@@ -58,18 +60,24 @@ class Batcher(Generic[K, V]):
             future = asyncio.get_running_loop().create_future()
             self._pending[key] = future
             self._schedule()
+        self._waiting[future] = self._waiting.get(future, 0) + 1
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             if self._pending.get(key) is future:
-                # Not started: leave it out (nobody else waits for this exact call).
-                del self._pending[key]
-                future.cancel()
+                # Not started: leave it out, unless another caller waits for the same key.
+                self._waiting[future] -= 1
+                if not self._waiting[future]:
+                    del self._pending[key]
+                    future.cancel()
                 raise
             if not future.done():
                 # Its batch is running: let it end, so nothing asked for is in flight.
                 await asyncio.wait({future})
             raise
+        finally:
+            if future.done():
+                self._waiting.pop(future, None)
 
     def _schedule(self) -> None:
         if not self._scheduled and self._running < self._slots:
