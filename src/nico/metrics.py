@@ -39,6 +39,10 @@ from prometheus_client import (  # noqa: E402 (after the multiprocess switch)
     multiprocess,
 )
 
+# Re-exported: a module importing prometheus_client before this one would pick the
+# in-memory value store and its counts would never reach the shared directory.
+from prometheus_client.core import GaugeMetricFamily as GaugeMetricFamily  # noqa: E402
+
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -103,6 +107,8 @@ def prepare_dir(data_dir: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     os.environ[METRICS_DIR_ENV] = str(target)
+    # Set for the children from their first instruction, whatever they import first.
+    os.environ[_MULTIPROC_ENV] = str(target)
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:

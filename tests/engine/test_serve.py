@@ -99,8 +99,14 @@ async def test_serve_runs_a_power_task_and_stops_cleanly(tmp_path: Path) -> None
                 if task["status"] not in ("Pending", "Running"):
                     break
                 await asyncio.sleep(0.1)
+            # /metrics adds up the children: the API's request counts, the worker's.
+            scrape = (await http.get(f"http://127.0.0.1:{api_port}/metrics")).text
         assert task["status"] == "Succeeded", task
         assert [s["status"] for s in task["report"]["stages"]] == ["completed"] * 3
+        assert re.search(r'nico_http_requests_total\{[^}]*route="[^"]*/rack/\{id\}/power"', scrape)
+        assert re.search(
+            r'nico_tasks_finished_total\{operation="PowerControl",status="Succeeded"\} 1\.0', scrape
+        ), scrape
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -8,9 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client.core import GaugeMetricFamily
 
-from nico.metrics import exposition
+from nico.metrics import GaugeMetricFamily, exposition
 from nico.services import Services
 
 router = APIRouter(include_in_schema=False)
