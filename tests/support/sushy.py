@@ -223,6 +223,7 @@ def start_emulator(
     chassis_reset_types: list[str] | None = None,
     firmware_duration: float = 0.3,
     request_delay: float = 0.0,
+    last_reset_time: bool = False,
 ) -> SushyEmulator:
     """Start an emulator process serving `systems` and `chassis`, ready for requests."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -257,6 +258,7 @@ def start_emulator(
         "reset_action_info": reset_action_info,
         "firmware_duration": firmware_duration,
         "request_delay": request_delay,
+        "last_reset_time": last_reset_time,
     }
     if chassis_reset_types is not None:
         config["chassis_reset_types"] = chassis_reset_types

@@ -16,6 +16,8 @@ On top of sushy-tools it adds:
   file name (`name-<version>.bin`), a FirmwareInventory per system and chassis
   (`<name>-BMC`, `<name>-BIOS`) and Tasks that progress over `firmware_duration`;
   an image URI containing `corrupt` ends its task in `Exception`;
+- with `last_reset_time`, a system's `LastResetTime` (as BMCs that have it report it),
+  moved by every reset that restarts or powers on the system;
 - `/_emulator/*` control endpoints (no auth): counters (requests in flight, the most
   seen at once, logins, live sessions), fault injection (`status` + `Retry-After` + an
   ExtendedInfo message for the next N matching requests), session expiry, a per-request
@@ -34,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import bcrypt
@@ -43,6 +46,8 @@ StartResponse = Callable[..., Any]
 Wsgi = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 SESSIONS_PATH = "/redfish/v1/SessionService/Sessions"
+# LastResetTime of a system never reset since the emulator started.
+STARTED_AT = datetime.now(UTC).isoformat()
 INVENTORY_PATH = "/redfish/v1/UpdateService/FirmwareInventory"
 TASKS_PATH = "/redfish/v1/TaskService/Tasks"
 
@@ -75,6 +80,7 @@ class EmulatorState:
         self.max_in_flight = 0
         self.requests = 0
         self.request_delay = float(config.get("request_delay", 0.0))
+        self.last_reset: dict[str, str] = {}  # system identity -> LastResetTime
         self.faults: list[dict[str, Any]] = []
         self.fault_hits = 0
         self.sessions: dict[str, tuple[str, str]] = {}  # token -> (session id, user)
@@ -343,6 +349,9 @@ def build_app(config: dict[str, Any]) -> Any:
         if state.config.get("reset_action_info"):
             action.pop("ResetType@Redfish.AllowableValues", None)
             action["@Redfish.ActionInfo"] = f"/redfish/v1/Systems/{identity}/ResetActionInfo"
+        if state.config.get("last_reset_time"):
+            with state.lock:
+                body["LastResetTime"] = state.last_reset.get(identity, STARTED_AT)
         return respond(body)
 
     def system_reset_action_info(identity: str) -> Any:
@@ -369,6 +378,8 @@ def build_app(config: dict[str, Any]) -> Any:
             )
         with state.lock:
             state.resets.append({"kind": "system", "identity": identity, "type": reset_type})
+            if reset_type not in ("ForceOff", "GracefulShutdown", "Nmi", "PushPowerButton"):
+                state.last_reset[identity] = datetime.now(UTC).isoformat()
         if reset_type == "PowerCycle":
             app.systems.set_power_state(identity, "ForceRestart")
             return respond(None, 204)

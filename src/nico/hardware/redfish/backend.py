@@ -54,6 +54,7 @@ from nico.hardware.redfish.resources import (
     power_state_from_redfish,
     related_members,
     reset_action,
+    reset_marker_of,
     running_version_member,
 )
 from nico.hardware.redfish.tasks import firmware_job_from_task
@@ -163,10 +164,15 @@ class RedfishBackend:
         return target.state
 
     async def reset_marker(self, tray: TrayRef) -> str | None:
-        """None: neither sushy-tools nor the Redfish properties this backend reads expose
-        a boot counter or `LastResetTime`, so a cycle cut off before its answer counts as
-        a failed attempt (docs/engine.md, "Verified outcomes")."""
-        return None
+        """The tray's `LastResetTime`, when its BMC reports one: the engine reads it before
+        a cycle and after, so a cycle is seen to happen, and a cycle whose answer was cut
+        off is known to have been carried out (or not) instead of "outcome unknown".
+        None when the BMC does not report it (sushy-tools, many BMCs): then a cycle cut
+        off before its answer fails as outcome unknown, never sent twice (docs/engine.md,
+        "Verified outcomes")."""
+        client = self._client(tray)
+        target = await self._read_power_target(client, tray, self._power_model(tray))
+        return reset_marker_of(target.body)
 
     async def reachable(self, tray: TrayRef) -> bool:
         """An authenticated GET of the tray's resource answers.

@@ -62,6 +62,16 @@ class ResetAction:
     action_info: str | None
 
 
+def reset_marker_of(resource: dict[str, Any]) -> str | None:
+    """The resource's own record of its last reset, `LastResetTime` (ComputerSystem
+    v1_13+, as BMCs that track it report it): it moves when a restart or reset is
+    carried out, so a cycle can be seen to have happened. None when the BMC does not
+    report it (sushy-tools does not; `BootProgress.LastStateTime` is not used: it also
+    moves as a host boots without any reset)."""
+    value = resource.get("LastResetTime")
+    return f"LastResetTime {value}" if isinstance(value, str) and value else None
+
+
 def reset_action(resource: dict[str, Any], action_name: str) -> ResetAction | None:
     """The named Reset action of a resource, or None when it has none."""
     actions = resource.get("Actions")
