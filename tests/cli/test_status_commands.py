@@ -123,3 +123,41 @@ def test_ages_read_like_a_person_would_say_them() -> None:
     }
     assert [age(stamp, now) for stamp in ago.values()] == ["5s ago", "7m ago", "2h ago", "2d ago"]
     assert age(None) == "-"
+
+
+def test_a_failed_read_shows_unknown_with_the_last_good_value_and_the_error() -> None:
+    from nico.cli.status import _status_rows
+
+    ago = (datetime.now(UTC) - timedelta(minutes=7)).isoformat().replace("+00:00", "Z")
+    power = {
+        "components": [
+            {
+                "id": "t1",
+                "name": "compute-03",
+                "type": "Compute",
+                "actual": {
+                    "state": "Unknown",
+                    "observedAt": ago,
+                    "error": "BMC unreachable",
+                    "lastGood": {"state": "On", "observedAt": ago},
+                },
+                "desired": {"state": "On"},
+                "tasks": [{"requested": "ACPowerCycle", "status": "Running"}],
+            }
+        ]
+    }
+    firmware = {
+        "components": [
+            {
+                "id": "t1",
+                "version": "1.0.0",
+                "targetVersion": "1.1.0",
+                "compliance": "outdated",
+                "tasks": [{"operationCode": "upgrade", "version": "1.1.0", "status": "Waiting"}],
+            }
+        ]
+    }
+    [row] = _status_rows(power, firmware)
+    assert row["power"] == "Unknown (last On 7m ago)" and row["error"] == "BMC unreachable"
+    assert (row["firmware"], row["target"], row["compliance"]) == ("1.0.0", "1.1.0", "outdated")
+    assert row["tasks"] == "ACPowerCycle Running, upgrade 1.1.0 Waiting"
