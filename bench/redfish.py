@@ -15,13 +15,15 @@ subprocess (embedded Temporal, SQLite) gets a rack of those 35 trays through `PO
 - one tray: `PATCH /tray/{id}/power {"state":"on"}`;
 
 each from Off (a power_off task, not measured, in between). Median of the runs.
-`--baseline DIR` measures another checkout's `nico serve` the same way, in the same run.
+`--baseline DIR` measures another checkout's `nico serve` the same way, in the same run:
+both are up at once (each with its own emulator) and their runs alternate.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -99,37 +101,71 @@ async def power(http: httpx.AsyncClient, path: str, site_id: str, state: str) ->
     return elapsed
 
 
-async def drive(target: Target, env: dict[str, str], emulator: SushyEmulator, runs: int) -> Result:
-    with serving(target, env) as served:
-        async with served.client() as http:
-            await wait_until_up(served, http)
-            sites = (await http.get(f"{BASE}/site")).json()
-            site_id = next(s["id"] for s in sites if s["name"] == "demo-site")
-            response = await http.post(f"{BASE}/rack", json=rack_body(site_id, emulator))
-            if response.status_code != 201:
-                raise SystemExit(f"rack import failed: {response.text[:500]}")
-            rack = response.json()
-            tray_id = next(c["id"] for c in rack["components"] if c["name"] == "compute-01")
-            rack_path, tray_path = f"/rack/{rack['id']}/power", f"/tray/{tray_id}/power"
-            result = Result(target.label, [], [])
-            await power(http, rack_path, site_id, "on")  # warm-up, not counted
-            for _ in range(runs):
-                await power(http, rack_path, site_id, "off")
-                result.bulk.append(await power(http, rack_path, site_id, "on"))
-                await power(http, tray_path, site_id, "off")
-                result.one.append(await power(http, tray_path, site_id, "on"))
-            return result
+@dataclass
+class Rig:
+    """One checkout's `nico serve` with its own emulator and rack, ready to measure."""
+
+    result: Result
+    http: httpx.AsyncClient
+    site_id: str
+    rack_path: str
+    tray_path: str
 
 
-def run_target(target: Target, runs: int) -> Result:
-    with data_dir() as tmp, tempfile.TemporaryDirectory(prefix="nico-sushy-") as bmc_dir:
-        systems = tuple(FakeSystem(f"compute-{i:02d}", power_state="Off") for i in range(1, 36))
-        emulator = start_emulator(Path(bmc_dir), systems=systems, power_delay=POWER_DELAY)
-        try:
-            env = serve_env(tmp)
-            return asyncio.run(drive(target, env, emulator, runs))
-        finally:
-            emulator.stop()
+async def set_up(
+    stack: contextlib.AsyncExitStack, target: Target, env: dict[str, str], emulator: SushyEmulator
+) -> Rig:
+    served = stack.enter_context(serving(target, env))
+    http = await stack.enter_async_context(served.client())
+    await wait_until_up(served, http)
+    sites = (await http.get(f"{BASE}/site")).json()
+    site_id = next(s["id"] for s in sites if s["name"] == "demo-site")
+    response = await http.post(f"{BASE}/rack", json=rack_body(site_id, emulator))
+    if response.status_code != 201:
+        raise SystemExit(f"rack import failed: {response.text[:500]}")
+    rack = response.json()
+    tray_id = next(c["id"] for c in rack["components"] if c["name"] == "compute-01")
+    rig = Rig(
+        Result(target.label, [], []),
+        http,
+        site_id,
+        f"/rack/{rack['id']}/power",
+        f"/tray/{tray_id}/power",
+    )
+    await power(http, rig.rack_path, site_id, "on")  # warm-up, not counted
+    return rig
+
+
+async def drive(
+    items: list[tuple[Target, dict[str, str], SushyEmulator]], runs: int
+) -> list[Result]:
+    """Every checkout up at once, its runs interleaved with the others' (baseline run 1,
+    this run 1, baseline run 2, ...): the machine's load changes by the minute, and a
+    comparison of two sequential blocks measured the load as much as the code."""
+    async with contextlib.AsyncExitStack() as stack:
+        rigs = [await set_up(stack, *item) for item in items]
+        for _ in range(runs):
+            for rig in rigs:
+                await power(rig.http, rig.rack_path, rig.site_id, "off")
+                rig.result.bulk.append(await power(rig.http, rig.rack_path, rig.site_id, "on"))
+                await power(rig.http, rig.tray_path, rig.site_id, "off")
+                rig.result.one.append(await power(rig.http, rig.tray_path, rig.site_id, "on"))
+        return [rig.result for rig in rigs]
+
+
+def run_targets(chosen: list[Target], runs: int) -> list[Result]:
+    with contextlib.ExitStack() as stack:
+        items = []
+        for target in chosen:
+            tmp = stack.enter_context(data_dir())
+            bmc_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="nico-sushy-"))
+            systems = tuple(
+                FakeSystem(f"compute-{i:02d}", power_state="Off") for i in range(1, TRAYS + 1)
+            )
+            emulator = start_emulator(Path(bmc_dir), systems=systems, power_delay=POWER_DELAY)
+            stack.callback(emulator.stop)
+            items.append((target, serve_env(tmp), emulator))
+        return asyncio.run(drive(items, runs))
 
 
 def print_table(runs: int, results: list[Result]) -> None:
@@ -151,7 +187,7 @@ def main() -> None:
         "--baseline", type=Path, help="another checkout (its .venv) measured the same way"
     )
     args = parser.parse_args()
-    results = [run_target(t, args.runs) for t in targets(Path(sys.executable), args.baseline)]
+    results = run_targets(targets(Path(sys.executable), args.baseline), args.runs)
     print_table(args.runs, results)
     sys.stdout.flush()
 
