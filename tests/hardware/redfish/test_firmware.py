@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from nico.config import Settings
 from nico.hardware.interface import FirmwareJob, FirmwareJobState, HardwareError, TrayRef
 from nico.hardware.redfish.backend import RedfishBackend
 from tests.hardware.redfish.conftest import SITE_ID, StartEmulator, key, tray
@@ -169,3 +170,54 @@ async def test_inventory_lists_every_component_of_the_tray_with_its_version(
     after = await backend.firmware_inventory(target)
     assert {c.name: c.version for c in after.components}["node2 BMC firmware"] == "2.1.0"
     assert after.version == "2.1.0"
+
+
+async def read_every_tray(emulator_factory: StartEmulator, systems: int) -> int:
+    """The emulator's request count for reading the inventories of `systems` trays that
+    share it, as a sync batch or a step does (concurrently), in a fresh backend."""
+    names = [f"node{i}" for i in range(systems)]
+    emulator = emulator_factory(systems=tuple(FakeSystem(name) for name in names))
+    backend = RedfishBackend(Settings(redfish_timeout=10.0, bmc_concurrency=4))
+    try:
+        emulator.reset_counters()
+        before = emulator.stats()["requests"]
+        trays = [tray(emulator.endpoint(resource_id=name), name=name) for name in names]
+        inventories = await asyncio.gather(*(backend.firmware_inventory(t) for t in trays))
+        for name, inventory in zip(names, inventories, strict=True):
+            assert {c.id for c in inventory.components} == {f"{name}-BMC", f"{name}-BIOS"}
+        return int(emulator.stats()["requests"]) - before
+    finally:
+        await backend.aclose()
+
+
+async def test_reading_many_trays_on_one_bmc_costs_requests_linear_in_the_trays(
+    emulator_factory: StartEmulator,
+) -> None:
+    """35 systems behind one emulator once cost a walk of all 70 members per tray read
+    (10,705 requests for a 35-tray upgrade); the trays of one BMC now share the walk."""
+    alone = await read_every_tray(emulator_factory, 1)
+    two = await read_every_tray(emulator_factory, 2)
+    eight = await read_every_tray(emulator_factory, 8)
+    # Per tray: its share of the walk (two members), its system, its own members again.
+    assert eight - two <= 6 * (two - alone) + 6, (alone, two, eight)
+    assert eight <= 4 * two + 4, (alone, two, eight)
+
+
+async def test_a_read_after_an_update_sees_it_though_a_neighbour_just_walked(
+    emulator_factory: StartEmulator, backend: RedfishBackend
+) -> None:
+    """The shared walk never hides an update that finished after it: a tray read right
+    after its update reports the new version, its neighbour's stays as it was."""
+    emulator = emulator_factory(systems=(FakeSystem("node1"), FakeSystem("node2")))
+    backend.set_firmware_catalog(SITE_ID, CATALOG)
+    target = tray(emulator.endpoint(resource_id="node2"))
+    other = tray(emulator.endpoint(resource_id="node1"))
+    job_id = await backend.firmware_start(target, "2.1.0", ("bmc",), operation_key=key())
+    assert (await backend.firmware_inventory(other)).version == "1.0.0"  # walks, mid-update
+    await run_to_end(backend, target, job_id)
+    before = emulator.stats()["requests"]
+    assert (await backend.firmware_inventory(target)).version == "2.1.0"
+    assert (await backend.firmware_inventory(other)).version == "1.0.0"
+    # Within the walk's lifetime each read costs its system (found in the Systems
+    # collection) and its own two members: no walk.
+    assert emulator.stats()["requests"] - before == 2 * 4

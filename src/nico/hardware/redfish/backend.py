@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from nico.hardware.interface import (
 from nico.hardware.redfish.catalog import FirmwareCatalog
 from nico.hardware.redfish.client import RedfishClient
 from nico.hardware.redfish.errors import AnswerLost, ResetOutcomeUnknown
+from nico.hardware.redfish.inventory_walks import InventoryWalks
 from nico.hardware.redfish.limits import commanding
 from nico.hardware.redfish.reset_types import (
     SETTLED_STATE,
@@ -110,6 +112,7 @@ class RedfishBackend:
         self._done_power_keys: OrderedDict[str, None] = OrderedDict()
         self._firmware_jobs: OrderedDict[str, str] = OrderedDict()
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._walks = InventoryWalks()
 
     # --- capabilities -------------------------------------------------------------
 
@@ -382,16 +385,22 @@ class RedfishBackend:
         return FirmwareInventory(components, str(main["Version"]))
 
     async def _tray_inventory(self, client: RedfishClient, tray: TrayRef) -> list[dict[str, Any]]:
-        """FirmwareInventory members that belong to this tray (see `related_members`)."""
-        service = await client.get_json(UPDATE_SERVICE)
-        inventory = service.get("FirmwareInventory")
-        uri = inventory.get("@odata.id") if isinstance(inventory, dict) else None
-        if not isinstance(uri, str):
-            raise UnsupportedOperation(f"BMC {client.bmc} has no UpdateService.FirmwareInventory")
-        uris = member_uris(await client.get_json(uri))
-        members = await asyncio.gather(*(client.get_json(u) for u in uris))
+        """FirmwareInventory members that belong to this tray (see `related_members`), as
+        the BMC reports them after this call began.
+
+        The collection walk is shared by the reads of every tray on the BMC (see
+        `InventoryWalks`); a read that joined a walk started before it was asked GETs its
+        own members again, so it never misses an update that finished in between."""
+        asked = time.monotonic()
+        walk = await self._walks.walk(self._client_key(tray), lambda: _walk_inventory(client))
         target = await self._read_power_target(client, tray, self._power_model(tray))
-        return related_members(list(members), [target.uri, *managed_by(target.body)])
+        related = [target.uri, *managed_by(target.body)]
+        uri_of = {id(body): uri for uri, body in walk.members}
+        mine = related_members([body for _, body in walk.members], related)
+        if walk.started >= asked:
+            return mine
+        fresh = await asyncio.gather(*(client.get_json(uri_of[id(body)]) for body in mine))
+        return related_members(list(fresh), related)
 
     # --- not over plain Redfish -----------------------------------------------------
 
@@ -428,8 +437,16 @@ class RedfishBackend:
         return model
 
     def _client(self, tray: TrayRef) -> RedfishClient:
+        key = self._client_key(tray)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = RedfishClient(self._endpoint(tray), self._settings)
+        return client
+
+    def _client_key(self, tray: TrayRef) -> tuple[str, ...]:
+        """One BMC as reached with one set of credentials (one client, one shared walk)."""
         endpoint = self._endpoint(tray)
-        key = (
+        return (
             endpoint.address,
             str(endpoint.port),
             endpoint.username or "",
@@ -437,10 +454,6 @@ class RedfishBackend:
             str(endpoint.verify_tls),
             _digest(endpoint.ca_bundle),
         )
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = RedfishClient(endpoint, self._settings)
-        return client
 
     @asynccontextmanager
     async def _once(self, operation_key: str) -> AsyncIterator[None]:
@@ -458,6 +471,18 @@ class RedfishBackend:
                 del self._key_locks[operation_key]
             else:
                 self._key_locks[operation_key] = (lock, users - 1)
+
+
+async def _walk_inventory(client: RedfishClient) -> list[tuple[str, dict[str, Any]]]:
+    """Every `UpdateService/FirmwareInventory` member of the BMC: (URI, body)."""
+    service = await client.get_json(UPDATE_SERVICE)
+    inventory = service.get("FirmwareInventory")
+    uri = inventory.get("@odata.id") if isinstance(inventory, dict) else None
+    if not isinstance(uri, str):
+        raise UnsupportedOperation(f"BMC {client.bmc} has no UpdateService.FirmwareInventory")
+    uris = member_uris(await client.get_json(uri))
+    members = await asyncio.gather(*(client.get_json(u) for u in uris))
+    return list(zip(uris, members, strict=True))
 
 
 def _task_reference(location: str | None, response: Any) -> str:
