@@ -9,8 +9,10 @@ PostgreSQL that is not there raises, and `nico.engine.infra.retrying` waits it o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,13 +22,23 @@ from nico.engine import step_runner
 from nico.engine.activities import EngineActivities
 from nico.engine.infra import retrying, watching
 from nico.engine.payloads import Observation
-from nico.engine.policy import PollDefaults
+from nico.engine.policy import STEP_MARGIN, PollDefaults
+from nico.engine.retries import INFRA
 from nico.engine.step_runner import observe, poll
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
 from tests.engine.support import act, make_rack, retry, step
 from tests.engine.test_infra_outage import _refused
 from tests.engine.test_step_activity import step_input
+
+
+def step_activity(budget: float, allowance: float) -> ActivityEnvironment:
+    """The activity environment of a `run_step` with the timeout the task workflow gives
+    it: the step's budget, its margin and the outage allowance."""
+    env = ActivityEnvironment()
+    total = timedelta(seconds=budget + STEP_MARGIN + allowance)
+    env.info = dataclasses.replace(env.info, schedule_to_close_timeout=total)
+    return env
 
 
 def down_for(seconds: float, refused: BaseException) -> Callable[[], Awaitable[Any]]:
@@ -131,9 +143,33 @@ async def test_a_step_timeout_does_not_count_time_spent_waiting_out_an_outage(
     data = step_input(rack, definition)
     data.limit = data.budget = 2.0
     result = await asyncio.wait_for(
-        ActivityEnvironment().run(EngineActivities(services, None).run_step, data), 30
+        step_activity(2.0, INFRA.total).run(EngineActivities(services, None).run_step, data), 30
     )
     assert (result.status, result.completed, result.error) == ("completed", 2, None)
+
+
+async def test_a_task_started_before_the_allowance_keeps_its_steps_deadline(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step of a task started before `outage-allowance` (Temporal gives its activity
+    no room past the budget): it still ends at its own deadline, with its own message,
+    rather than running on until Temporal times the activity out."""
+    refused = await _refused()
+    database = down_for(3.0, refused)
+    original = SimulatorBackend.power_control
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        await retrying(database)
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    data = step_input(rack, step("Compute", 1, act("PowerControl"), timeout="2s"))
+    data.limit = data.budget = 2.0
+    result = await asyncio.wait_for(
+        step_activity(2.0, 0.0).run(EngineActivities(services, None).run_step, data), 30
+    )
+    assert result.error == "step timeout 2s exceeded: 1 of 1 Compute unfinished (compute-01)"
 
 
 async def test_a_step_still_times_out_on_what_the_hardware_takes_after_an_outage(
@@ -155,7 +191,7 @@ async def test_a_step_still_times_out_on_what_the_hardware_takes_after_an_outage
     data.limit = data.budget = 2.0
     began = time.monotonic()
     result = await asyncio.wait_for(
-        ActivityEnvironment().run(EngineActivities(services, None).run_step, data), 30
+        step_activity(2.0, INFRA.total).run(EngineActivities(services, None).run_step, data), 30
     )
     took = time.monotonic() - began
     assert result.status == "failed" and result.error is not None, result

@@ -27,7 +27,7 @@ from temporalio import activity
 from nico.engine import infra, messages, step_history
 from nico.engine import payloads as p
 from nico.engine.hardware_ops import HardwareOps
-from nico.engine.policy import HEARTBEAT_EVERY
+from nico.engine.policy import HEARTBEAT_EVERY, STEP_MARGIN
 from nico.engine.step_runner import StepRunner
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,16 @@ def _deadline(limit: float) -> float:
     return time.time() + max(limit - max(used, 0.0), 0.0)
 
 
+def _outage_room(budget: float) -> float:
+    """How long outage time may extend the step: what the workflow gave the activity
+    beyond the step's budget and margin (`outage-allowance`; nothing for tasks started
+    before it, so the step ends by its own deadline, not Temporal's timeout)."""
+    total = activity.info().schedule_to_close_timeout
+    if total is None:
+        return 0.0
+    return max(total.total_seconds() - STEP_MARGIN - budget, 0.0)
+
+
 async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
     step_ops = ops.for_step(data.step.task_id)
     try:
@@ -66,6 +76,7 @@ async def run_step(ops: HardwareOps, data: p.StepRunInput) -> p.StepResult:
             deadline=_deadline(data.limit),
             budget=data.budget,
             resume=_resume_details(),
+            outage_room=_outage_room(data.budget),
         )
     except Exception as exc:  # a step the engine cannot read fails, it is not retried
         log.exception("step %s/%s cannot run", data.step.stage, data.step.position)

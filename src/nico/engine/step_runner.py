@@ -140,6 +140,7 @@ class StepRunner:
         deadline: float,
         budget: float,
         resume: dict[str, Any] | None = None,
+        outage_room: float = INFRA.total,
     ) -> None:
         self._ops = ops
         self._step = SequenceStep.from_wire(data.step)
@@ -147,6 +148,8 @@ class StepRunner:
         self._trays = list(data.trays)
         self._deadline = deadline  # wall clock (epoch seconds) the step must end by
         self._budget = budget
+        # How far outage time may push the deadline (what Temporal gives the activity).
+        self._outage_room = outage_room
         self._per_tray = _slots(self._step)
         self._once = [a for a in self._step.actions() if a.name in STEP_SCOPED_ACTIONS]
         # A firmware step reads each tray's version first: a tray already at the requested
@@ -170,7 +173,7 @@ class StepRunner:
         """Seconds added to the step's time limit: time its trays spent waiting out an
         outage of nico's own services (earlier attempts' included), within INFRA."""
         spent = self._outage.spent() if self._outage is not None else 0.0
-        return min(self._excused_before + spent, INFRA.total)
+        return min(self._excused_before + spent, INFRA.total, self._outage_room)
 
     def progress(self) -> dict[str, Any]:
         """JSON-safe progress for heartbeat details (see `_restore`)."""
