@@ -133,6 +133,17 @@ async def test_bad_filters_and_ids_are_400s_naming_the_field(
             {"since": "2026-12-03T08:00:00"},
             {"since": "must be an RFC 3339 time with a time zone, e.g. 2026-12-03T08:00:00Z"},
         ),
+        # In range as written, out of range once in UTC: a 400, never a 500.
+        (
+            f"/tray/{tray}/history",
+            {"since": "0001-01-01T00:00:00+05:00"},
+            {"since": "must be an RFC 3339 time with a time zone, e.g. 2026-12-03T08:00:00Z"},
+        ),
+        (
+            f"/rack/{made.rack_id}/history",
+            {"since": "9999-12-31T23:59:59-05:00"},
+            {"since": "must be an RFC 3339 time with a time zone, e.g. 2026-12-03T08:00:00Z"},
+        ),
         (
             f"/tray/{tray}/history",
             {"pageSize": 101},

@@ -9,7 +9,7 @@ tray history outlives inventory, so a deleted tray's or rack's id still lists it
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -57,6 +57,18 @@ OUTLIVES = (
 )
 
 
+def _utc_time(raw: str) -> datetime | None:
+    """An aware time in UTC, or None when it is not one or falls outside the years
+    1-9999 once in UTC (0001-01-01T00:00:00+05:00 would overflow the store's columns)."""
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+        if parsed.tzinfo is None:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _filters(kind: str | None, since: str | None) -> tuple[HistoryKind | None, datetime | None]:
     """`kind` and `since`, or one 400 naming each bad one."""
     errors: list[tuple[str, str]] = []
@@ -68,12 +80,8 @@ def _filters(kind: str | None, since: str | None) -> tuple[HistoryKind | None, d
             errors.append(("kind", "must be one of [power firmware]"))
     parsed_since: datetime | None = None
     if since is not None:
-        try:
-            parsed_since = datetime.fromisoformat(since.strip())
-        except ValueError:
-            parsed_since = None
-        if parsed_since is None or parsed_since.tzinfo is None:
-            parsed_since = None
+        parsed_since = _utc_time(since)
+        if parsed_since is None:
             errors.append(
                 ("since", "must be an RFC 3339 time with a time zone, e.g. 2026-12-03T08:00:00Z")
             )
