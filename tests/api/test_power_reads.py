@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from nico.engine.state_sync import StateSync
 from nico.services import Services
 from nico.store import simulator as sim_store
-from nico.store.models import SimFault, utcnow
+from nico.store.models import SimFault, Tray, utcnow
 from tests.engine.test_state_sync import set_power
 from tests.support.inventory import MadeRack, make_site_with_rack
 from tests.support.tasks import BASE
@@ -122,6 +123,23 @@ async def test_an_unreadable_tray_is_unknown_with_the_error_and_its_last_good_va
     summary = (await get(client, auth, f"/rack/{rack.rack_id}/power", rack.site_id))["actual"]
     assert (summary["state"], summary["complete"]) == ("Unknown", False)
     assert (summary["coverage"]["on"], summary["coverage"]["unknown"]) == (34, 1)
+
+
+async def test_a_never_read_tray_is_unknown_undated_and_leaves_the_summary_incomplete(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
+) -> None:
+    made = await make_site_with_rack(services)  # no state sync pass: never read
+    async with services.db.session() as session:  # an old value from before reads were kept
+        await session.execute(update(Tray).values(power_state="On"))
+    compute = made.trays["Compute"][0]
+    actual = (await get(client, auth, f"/tray/{compute}/power", made.site_id))["actual"]
+    assert (actual["state"], actual["observedAt"], actual["lastGood"]) == ("Unknown", None, None)
+
+    rack_power = await get(client, auth, f"/rack/{made.rack_id}/power", made.site_id)
+    summary = rack_power["actual"]
+    assert (summary["state"], summary["complete"]) == ("Unknown", False)
+    assert (summary["coverage"]["on"], summary["coverage"]["unknown"]) == (0, 35)
+    assert {c["actual"]["observedAt"] for c in rack_power["components"]} == {None}
 
 
 async def test_a_power_task_sets_the_desired_state_and_shows_in_flight(

@@ -28,9 +28,11 @@ def actual_power(tray: Tray, seen: TrayObserved | None) -> wire.ActualPower:
     reads fail."""
     if not operable(tray):
         return wire.ActualPower(state=UNSUPPORTED, observed_at=None, error=None, last_good=None)
-    if seen is None:  # never read since observations are kept: what nico knew, undated
+    if seen is None or (seen.power_state is None and seen.power_error is None):
+        # Never read (or only its firmware was): unknown, not an undated old value that
+        # the rack summary would count as a fact (docs/state.md, "Power reads").
         return wire.ActualPower(
-            state=tray.power_state, observed_at=None, error=None, last_good=None
+            state=PowerState.UNKNOWN.value, observed_at=None, error=None, last_good=None
         )
     if seen.power_error is not None:
         last_good = None
@@ -45,7 +47,7 @@ def actual_power(tray: Tray, seen: TrayObserved | None) -> wire.ActualPower:
             last_good=last_good,
         )
     return wire.ActualPower(
-        state=seen.power_state or tray.power_state,
+        state=seen.power_state or PowerState.UNKNOWN.value,
         observed_at=seen.power_observed_at,
         error=None,
         last_good=None,
