@@ -162,8 +162,9 @@ class Settings(BaseSettings):
         None,
         description="How long finished tasks are kept, counted from their creation: seconds "
         "or a duration such as `400d`, `72h`, `90m`. Older finished tasks (Succeeded, "
-        "Failed, Terminated) are deleted in small batches by the worker's sweep; an "
-        "unfinished task is never deleted. Unset: keep every task.",
+        "Failed, Terminated) and tray history rows older than it are deleted in small "
+        "batches by the worker's sweep; an unfinished task is never deleted. Unset: keep "
+        "every task and history row.",
     )
     cancel_wait: float = Field(
         15.0,

@@ -25,6 +25,10 @@ from nico.store.history import (
     append_history,
     history_statements,
     list_history,
+    oldest_rack_rows_statement,
+    prune_rack_history,
+    racks_with_history_before,
+    racks_with_history_before_statement,
 )
 from nico.store.models import utcnow
 
@@ -148,3 +152,31 @@ async def test_every_history_list_answers_newest_first_with_its_total(
         newest = sorted((seeded.entries[i] for i in wanted), key=lambda e: e.at, reverse=True)
         assert [a for a, _ in got] == [e.at for e in newest[: 2 * page_size]], name
         assert all(r.site_id == seeded.site_id for r in first + second), name
+
+
+async def test_history_retention_reads_the_rack_index_and_leaves_the_pages_alone(
+    any_database: Database,
+) -> None:
+    """Retention finds the racks with old rows by a skip scan of the rack index and takes
+    each rack's oldest range of it: no full scan of the history, no sort. It adds no
+    index, so the page plans above hold as they are. Old rows go, the rest stay."""
+    seeded = await _seed(any_database)
+    cutoff = seeded.entries[ROWS // 2].at
+    rack = seeded.racks[5]
+    for name, statement in (
+        ("racks", racks_with_history_before_statement(cutoff)),
+        ("batch", oldest_rack_rows_statement(rack, before=cutoff, limit=10)),
+    ):
+        plan = await _plan(any_database, statement)
+        assert not _scans(any_database, plan), f"{name}:\n{plan}"
+        assert not _sorts(any_database, plan), f"{name} sorts:\n{plan}"
+
+    async with any_database.session() as session:
+        assert sorted(await racks_with_history_before(session, cutoff)) == sorted(seeded.racks)
+        assert await racks_with_history_before(session, seeded.entries[0].at) == []
+        assert await prune_rack_history(session, rack, before=cutoff, limit=10) == 10
+    mine = sorted((e.at for e in seeded.entries if e.rack_id == rack), reverse=True)
+    async with any_database.session() as session:
+        rows, total = await list_history(session, HistoryQuery(rack_id=rack), offset=0, limit=ROWS)
+    assert total == len(mine) - 10
+    assert [r.at for r in rows] == mine[:-10]  # the ten oldest went, nothing else

@@ -12,10 +12,19 @@ from pydantic import ValidationError
 
 from nico.config import Settings
 from nico.store.db import Database
+from nico.store.history import (
+    HistoryEntry,
+    HistoryKind,
+    HistoryQuery,
+    HistorySource,
+    append_history,
+    list_history,
+)
 from nico.store.models import Provider, Site, utcnow
 from nico.store.tasks import TaskQuery, insert_tasks, list_tasks
 from nico.tasks import retention
-from nico.tasks.retention import prune_history
+from nico.tasks.background import run_pass
+from nico.tasks.retention import prune_history, prune_tray_history
 from tests.support.tasks import count_tasks, services_on
 
 
@@ -92,3 +101,62 @@ def test_retention_setting_takes_a_duration() -> None:
     for bad in ("0", "-5d", "soon"):
         with pytest.raises(ValidationError, match="task_retention"):
             Settings(task_retention=bad)
+
+
+def _history(rack: uuid.UUID, n: int, age: timedelta) -> list[HistoryEntry]:
+    at = utcnow() - age
+    return [
+        HistoryEntry(
+            site_id=uuid.uuid4(),
+            rack_id=rack,
+            tray_id=uuid.uuid4(),
+            kind=HistoryKind.POWER,
+            at=at + timedelta(seconds=i),
+            source=HistorySource.SYNC,
+            from_value="Off",
+            to_value="On",
+        )
+        for i in range(n)
+    ]
+
+
+async def _history_of(services: Any, rack: uuid.UUID) -> int:
+    async with services.db.session() as session:
+        _, total = await list_history(session, HistoryQuery(rack_id=rack), offset=0, limit=1)
+    return total
+
+
+async def test_retention_prunes_old_tray_history_in_batches_and_keeps_recent_rows(
+    any_database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same NICO_TASK_RETENTION ages tray history rows out, racks gone from the
+    inventory included, at most MAX_BATCHES x BATCH rows a pass; recent rows stay."""
+    services = services_on(any_database, settings.model_copy(update={"task_retention": 86400.0}))
+    monkeypatch.setattr(retention, "BATCH", 40)
+    monkeypatch.setattr(retention, "MAX_BATCHES", 3)
+    busy, quiet, fresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    old, recent = timedelta(days=400), timedelta(hours=1)
+    async with services.db.session() as session:
+        await append_history(session, _history(busy, 100, old) + _history(busy, 7, recent))
+        await append_history(session, _history(quiet, 30, old) + _history(fresh, 5, recent))
+
+    first = await prune_tray_history(services)
+    assert 100 <= first <= 3 * 40  # three batches of at most 40, then the next pass
+    assert await _history_of(services, busy) + await _history_of(services, quiet) > 7
+    await run_pass(services)  # the worker's sweep takes the rest
+    assert await prune_tray_history(services) == 0
+
+    assert await _history_of(services, busy) == 7
+    assert await _history_of(services, quiet) == 0
+    assert await _history_of(services, fresh) == 5
+
+
+async def test_no_retention_keeps_every_history_row(
+    any_database: Database, settings: Settings
+) -> None:
+    services = services_on(any_database, settings)
+    rack = uuid.uuid4()
+    async with services.db.session() as session:
+        await append_history(session, _history(rack, 3, timedelta(days=4000)))
+    assert await prune_tray_history(services) == 0
+    assert await _history_of(services, rack) == 3

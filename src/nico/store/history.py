@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.store.models import TrayHistory
@@ -170,3 +170,70 @@ async def list_history(
     if rows:
         return [row[0] for row in rows], int(rows[0][1])
     return [], int((await session.execute(count)).scalar_one())
+
+
+# --- retention ------------------------------------------------------------------------
+
+
+def racks_with_history_before_statement(cutoff: datetime) -> Select[tuple[uuid.UUID]]:
+    """The racks (gone ones too: history outlives them) that have rows older than
+    `cutoff`, over the `(rack_id, at, id)` index: a recursive skip scan visits each rack
+    once and reads its oldest row, so it costs the racks, not the rows. There is no
+    index on `at` alone on purpose: PostgreSQL chose one for rack pages."""
+    # ORDER BY ... LIMIT 1 rather than MIN: PostgreSQL has no min(uuid). The first step
+    # is a range from the smallest uuid too, so each step is an index seek.
+    first = (
+        select(TrayHistory.rack_id)
+        .where(TrayHistory.rack_id >= uuid.UUID(int=0))
+        .order_by(TrayHistory.rack_id)
+        .limit(1)
+    )
+    racks = select(first.scalar_subquery().label("rack_id")).cte("racks", recursive=True)
+    following = (
+        select(TrayHistory.rack_id)
+        .where(TrayHistory.rack_id > racks.c.rack_id)
+        .order_by(TrayHistory.rack_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    racks = racks.union_all(select(following).where(racks.c.rack_id.is_not(None)))
+    oldest = (
+        select(func.min(TrayHistory.at))
+        .where(TrayHistory.rack_id == racks.c.rack_id)
+        .scalar_subquery()
+    )
+    return select(racks.c.rack_id).where(racks.c.rack_id.is_not(None), oldest < cutoff)
+
+
+def oldest_rack_rows_statement(
+    rack_id: uuid.UUID, *, before: datetime, limit: int
+) -> Select[tuple[uuid.UUID]]:
+    """Ids of up to `limit` of the rack's rows older than `before`, oldest first: one
+    range of the `(rack_id, at, id)` index."""
+    return (
+        select(TrayHistory.id)
+        .where(TrayHistory.rack_id == rack_id, TrayHistory.at < before)
+        .order_by(TrayHistory.rack_id, TrayHistory.at)
+        .limit(limit)
+    )
+
+
+async def racks_with_history_before(session: AsyncSession, cutoff: datetime) -> list[uuid.UUID]:
+    """See `racks_with_history_before_statement`."""
+    statement = racks_with_history_before_statement(cutoff)
+    return list((await session.execute(statement)).scalars())
+
+
+async def prune_rack_history(
+    session: AsyncSession, rack_id: uuid.UUID, *, before: datetime, limit: int
+) -> int:
+    """Delete up to `limit` of the rack's rows older than `before`, oldest first (see
+    `oldest_rack_rows_statement`), by id. Returns how many went."""
+    statement = oldest_rack_rows_statement(rack_id, before=before, limit=limit)
+    ids = list((await session.execute(statement)).scalars())
+    if ids:
+        await session.execute(
+            delete(TrayHistory).where(TrayHistory.id.in_(ids)),
+            execution_options={"synchronize_session": False},
+        )
+    return len(ids)

@@ -1,8 +1,9 @@
 """The task manager's periodic work, run in the worker process (and in `nico serve`).
 
 Every `NICO_SWEEP_INTERVAL` seconds: expire and promote queued tasks, then reconcile
-tasks whose workflow is gone, then prune finished tasks past `NICO_TASK_RETENTION`, then
-fold the task counters' deltas. A pass that fails is logged and the loop goes on.
+tasks whose workflow is gone, then prune finished tasks and tray history rows past
+`NICO_TASK_RETENTION`, then fold the task counters' deltas. A pass that fails is logged
+and the loop goes on.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from nico.services import Services
 from nico.store.task_counts import compact_task_counts
 from nico.tasks.queue import promote_rack, sweep_queues
 from nico.tasks.reconcile import reconcile
-from nico.tasks.retention import prune_history
+from nico.tasks.retention import prune_history, prune_tray_history
 
 log = logging.getLogger("nico.tasks")
 
 # What each of this module's passes is called in the log.
-SWEEP, RECONCILER, RETENTION, COUNTS, PROMOTION = (
+SWEEP, RECONCILER, RETENTION, HISTORY_RETENTION, COUNTS, PROMOTION = (
     "queue sweep",
     "reconciler",
     "task retention",
+    "history retention",
     "task counter compaction",
     "queue promotion",
 )
@@ -40,6 +42,7 @@ async def run_pass(services: Services) -> None:
         (SWEEP, sweep_queues),
         (RECONCILER, reconcile),
         (RETENTION, prune_history),
+        (HISTORY_RETENTION, prune_tray_history),
         (COUNTS, lambda services: compact_task_counts(services.db)),
     ):
         try:
