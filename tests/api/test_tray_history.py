@@ -187,5 +187,13 @@ async def test_openapi_documents_the_history_lists(client: httpx.AsyncClient) ->
         params = {p["name"] for p in get["parameters"]}
         assert {"siteId", "kind", "since", "pageNumber", "pageSize"} <= params
         assert "X-Pagination" in get["responses"]["200"]["headers"]
+        kinds = next(p for p in get["parameters"] if p["name"] == "kind")["schema"]
+        assert {"type": "string", "enum": ["power", "firmware"]} in kinds["anyOf"]
     entry = spec["components"]["schemas"]["TrayHistoryEntry"]["properties"]
     assert {"from", "to", "at", "taskId", "createdBy", "outcome", "kind"} <= set(entry)
+    # The outcomes the step history writes (engine/step_history.py), each explained.
+    outcome = entry["outcome"]["description"]
+    for word in ("Succeeded", "Failed", "Skipped (a firmware tray already at the version)"):
+        assert word in outcome
+    assert "NotStarted (the step stopped after another tray failed" in outcome
+    assert "Terminated" in outcome

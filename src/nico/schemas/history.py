@@ -30,8 +30,10 @@ class TrayHistoryEntry(ResponseModel):
     created_by: str | None = Field(None, description="Who started that task (token subject).")
     outcome: str | None = Field(
         None,
-        description="A step's outcome: Succeeded, Failed, Skipped (not started: the step "
-        "stopped after another tray failed) or Terminated; null for an observation.",
+        description="A step's outcome: Succeeded, Failed, Skipped (a firmware tray already "
+        "at the version), NotStarted (the step stopped after another tray failed, or ran "
+        "out of time before it started) or Terminated (the task was cancelled); null for "
+        "an observation.",
     )
     message: str | None = Field(
         None, description="A step's operation and, when it did not succeed, why."

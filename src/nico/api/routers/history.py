@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
@@ -28,11 +29,17 @@ router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 INVALID_RACK_ID = "Invalid Rack ID specified in URL"
 INVALID_TRAY_ID = "Invalid Tray ID specified in URL"
 LIST_FAILED = "Failed to validate request data"
+KIND_VALUES = [k.value for k in HistoryKind]
 
 SiteIdQuery = Annotated[
     str | None, Query(alias="siteId", description="ID of the Site the rack or tray belongs to.")
 ]
-KindQuery = Annotated[str | None, Query(description="Only `power` or only `firmware` rows.")]
+KindQuery = Annotated[
+    str | None,
+    Query(description="Only `power` or only `firmware` rows."),
+    # Documented as the enum; parsed by `_filters` so a bad value is the NICo 400.
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": KIND_VALUES}, {"type": "null"}]}),
+]
 SinceQuery = Annotated[
     str | None,
     Query(description="Only rows at or after this RFC 3339 time (2026-12-03T08:00:00Z)."),
@@ -77,7 +84,7 @@ def _filters(kind: str | None, since: str | None) -> tuple[HistoryKind | None, d
         try:
             parsed_kind = HistoryKind(kind.strip().lower())
         except ValueError:
-            errors.append(("kind", "must be one of [power firmware]"))
+            errors.append(("kind", f"must be one of [{' '.join(KIND_VALUES)}]"))
     parsed_since: datetime | None = None
     if since is not None:
         parsed_since = _utc_time(since)
