@@ -175,7 +175,7 @@ async def list_history(
 # --- retention ------------------------------------------------------------------------
 
 
-def racks_with_history_before_statement(cutoff: datetime) -> Select[tuple[uuid.UUID]]:
+def racks_with_history_before_statement(cutoff: datetime) -> Select[uuid.UUID]:
     """The racks (gone ones too: history outlives them) that have rows older than
     `cutoff`, over the `(rack_id, at, id)` index: a recursive skip scan visits each rack
     once and reads its oldest row, so it costs the racks, not the rows. There is no
@@ -207,7 +207,7 @@ def racks_with_history_before_statement(cutoff: datetime) -> Select[tuple[uuid.U
 
 def oldest_rack_rows_statement(
     rack_id: uuid.UUID, *, before: datetime, limit: int
-) -> Select[tuple[uuid.UUID]]:
+) -> Select[uuid.UUID]:
     """Ids of up to `limit` of the rack's rows older than `before`, oldest first: one
     range of the `(rack_id, at, id)` index."""
     return (
