@@ -7,14 +7,18 @@ conflict check sees while a workflow has not started yet.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from nico.schemas.operations import PowerRequest
 from nico.services import Services
-from nico.store.models import Task
+from nico.store.models import IdempotencyKey, Task
 from tests.conftest import TokenFactory
 from tests.support.inventory import MadeRack, make_site_with_rack
 from tests.support.tasks import BASE, add_rack, count_tasks, load_task
@@ -743,3 +747,43 @@ async def test_ac_power_cycle_without_a_shelf_is_a_400_naming_the_trays(
         "select the rack or its PowerShelf trays"
     )
     assert await count_tasks(services) == 0
+
+
+def _fingerprint_before_pascal_case(path: str, body: dict[str, Any]) -> str:
+    """How nico-flow fingerprinted a power request before PascalCase power states: the
+    validated body (its `state` was lower case then), method and path, hashed."""
+    canonical = json.dumps(
+        {"method": "PATCH", "path": path, "body": body | {"state": body["state"].lower()}},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def test_an_idempotency_key_stored_before_pascal_case_states_still_replays(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    """A client that sent `forceoff` with a key before the upgrade and retries after it
+    gets its first task back, not a 409; another state with that key is still a 409."""
+    path = f"{BASE}/rack/{rack.rack_id}/power"
+    headers = auth | {"Idempotency-Key": "before-upgrade"}
+    sent = {"siteId": str(rack.site_id), "state": "forceoff"}
+    first = await _ids(await client.patch(path, json=sent, headers=headers))
+    validated = PowerRequest.model_validate(sent).model_dump(mode="json")
+    async with services.db.session() as session:
+        row = (
+            await session.execute(
+                select(IdempotencyKey).where(IdempotencyKey.key == "before-upgrade")
+            )
+        ).scalar_one()
+        assert row.fingerprint != _fingerprint_before_pascal_case(path, validated)
+        row.fingerprint = _fingerprint_before_pascal_case(path, validated)  # as stored then
+
+    for spelling in ("forceoff", "ForceOff", "FORCEOFF"):
+        again = await client.patch(path, json=sent | {"state": spelling}, headers=headers)
+        assert await _ids(again) == first, spelling
+    other = await client.patch(path, json=sent | {"state": "ForceCycle"}, headers=headers)
+    assert other.status_code == 409, other.text
+    assert other.json()["data"] == {"Idempotency-Key": "before-upgrade"}
+    assert await count_tasks(services) == 1

@@ -4,6 +4,11 @@ The key is scoped to the org. Its row is written in the same transaction as the 
 produced, under the racks' locks, and (org, key) is unique, so two concurrent requests
 with one key cannot both start tasks. A request that failed stored nothing and may be
 retried freely. Reusing a key for a different request is a 409.
+
+The fingerprint hashes the request as validated (normalised), so a new spelling of a
+field changes it. Keys stored before a normalisation changed still replay: the claim
+also carries the request's fingerprints as earlier versions computed them
+(`legacy_bodies`), and a stored key matching one of those is the same request.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ class IdempotencyClaim:
     org: str
     key: str
     fingerprint: str
+    # The same request as earlier versions fingerprinted it (keys stored before).
+    legacy_fingerprints: tuple[str, ...] = ()
+
+    def matches(self, stored: str) -> bool:
+        return stored == self.fingerprint or stored in self.legacy_fingerprints
 
 
 def claim_for(
@@ -47,13 +57,30 @@ def claim_for(
             f"Invalid {HEADER} header",
             {HEADER: f"must be 1 to {MAX_KEY_LENGTH} printable characters"},
         )
+    fingerprint = _fingerprint(method, path, body)
+    legacy = tuple(
+        f for f in (_fingerprint(method, path, b) for b in legacy_bodies(body)) if f != fingerprint
+    )
+    return IdempotencyClaim(org.lower(), key, fingerprint, legacy)
+
+
+def legacy_bodies(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The validated body as earlier versions validated it. Until power states became
+    PascalCase (ff92e47, 2026-12-03) `state` was stored lower case (`forceoff`)."""
+    state = body.get("state")
+    if isinstance(state, str) and state != state.lower():
+        return [body | {"state": state.lower()}]
+    return []
+
+
+def _fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
     canonical = json.dumps(
         {"method": method.upper(), "path": path, "body": body},
         sort_keys=True,
         separators=(",", ":"),
         default=str,
     )
-    return IdempotencyClaim(org.lower(), key, hashlib.sha256(canonical.encode()).hexdigest())
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def replay(session: AsyncSession, claim: IdempotencyClaim) -> list[uuid.UUID] | None:
@@ -66,7 +93,7 @@ async def replay(session: AsyncSession, claim: IdempotencyClaim) -> list[uuid.UU
     row = result.scalar_one_or_none()
     if row is None:
         return None
-    if row.fingerprint != claim.fingerprint:
+    if not claim.matches(row.fingerprint):
         raise Conflict(KEY_REUSED, {HEADER: claim.key})
     return [uuid.UUID(str(i)) for i in row.task_ids]
 
