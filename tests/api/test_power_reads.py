@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from nico.engine.state_sync import StateSync
 from nico.services import Services
 from nico.store import simulator as sim_store
 from nico.store.models import SimFault, Tray, utcnow
+from nico.store.tasks import insert_tasks
 from tests.engine.test_state_sync import set_power
 from tests.support.inventory import MadeRack, make_site_with_rack
 from tests.support.tasks import BASE
@@ -192,6 +193,44 @@ async def test_a_power_task_sets_the_desired_state_and_shows_in_flight(
     by_id = {t["id"]: t["taskStats"] for t in trays.json()}
     assert by_id[str(compute)] == stats
     assert sum(s == idle for s in by_id.values()) == 34
+
+
+async def test_rack_and_tray_reads_agree_on_an_old_desired_state(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    """A tray's last power task stays its desired state in the rack read however many
+    power tasks of other trays the rack ran since (and however many other tasks it had)."""
+    quiet, busy = rack.trays["Compute"][0], rack.trays["Compute"][1]
+    now = utcnow()
+
+    def task(tray: uuid.UUID, minutes_ago: int, kind: str, code: str) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "site_id": rack.site_id,
+            "rack_id": rack.rack_id,
+            "operation_type": kind,
+            "operation_code": code,
+            "description": "",
+            "status": "Succeeded",
+            "information": {"state": "ForceOff"} if code == "force_power_off" else {},
+            "targets": {"Compute": [str(tray)]},
+            "created": now - timedelta(minutes=minutes_ago),
+        }
+
+    old = task(quiet, 10_000, "PowerControl", "force_power_off")
+    rows = [old, task(quiet, 9_000, "FirmwareControl", "upgrade")]
+    rows += [task(busy, 500 - i, "PowerControl", "power_on") for i in range(250)]
+    async with services.db.session() as session:
+        await insert_tasks(session, rows)
+
+    tray = (await get(client, auth, f"/tray/{quiet}/power", rack.site_id))["desired"]
+    rack_power = await get(client, auth, f"/rack/{rack.rack_id}/power", rack.site_id)
+    by_id = {c["id"]: c["desired"] for c in rack_power["components"]}
+    assert (tray["state"], tray["taskId"]) == ("Off", str(old["id"]))
+    assert by_id[str(quiet)] == tray
+    assert (by_id[str(busy)]["state"], by_id[str(busy)]["requested"]) == ("On", None)
+    assert by_id[str(busy)]["taskId"] == str(rows[-1]["id"])  # its newest
+    assert rack_power["desired"]["coverage"]["off"] == 1
 
 
 async def test_a_running_task_counts_as_active(

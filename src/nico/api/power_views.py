@@ -3,7 +3,6 @@ power, and a rack's summaries over its trays (docs/state.md, "Power reads")."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 
@@ -104,23 +103,6 @@ def tray_power(
         desired=desired_power(tray, last_task),
         tasks=[power_task(t) for t in open_tasks if t.targets_tray(tray.id)],
     )
-
-
-def last_tasks_by_tray(
-    trays: Sequence[Tray], newest_first: Sequence[PowerTaskRow]
-) -> dict[uuid.UUID, PowerTaskRow]:
-    """Each tray's newest power task among the rack's recent ones."""
-    wanted = {str(t.id): t.id for t in trays}
-    found: dict[uuid.UUID, PowerTaskRow] = {}
-    for task in newest_first:
-        for ids in task.targets.values():
-            for raw in ids:
-                tray_id = wanted.get(str(raw))
-                if tray_id is not None and tray_id not in found:
-                    found[tray_id] = task
-        if len(found) == len(wanted):
-            break
-    return found
 
 
 def _summary_state(on: int, off: int, undecided: int) -> wire.SummaryState:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.domain import OperationType, TaskStatus
-from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray
+from nico.store.models import ACTIVE_TASK_SQL, Task, TaskTray, Tray
 
 # The partial index's predicate, word for word (see models.ACTIVE_TASK_SQL).
 _OPEN = text(f"tasks.{ACTIVE_TASK_SQL}")
@@ -83,8 +83,6 @@ async def tray_task_stats(
 # --- power tasks (the power reads' desired state and tasks in flight) ------------------
 
 POWER = OperationType.POWER_CONTROL.value
-# How far back a rack's power tasks are read for its trays' desired states.
-DESIRED_LOOKBACK = 200
 
 
 @dataclass(frozen=True)
@@ -138,33 +136,39 @@ async def open_power_tasks(
     return _rows(result)
 
 
-async def recent_power_tasks(
-    session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID, limit: int = DESIRED_LOOKBACK
-) -> list[PowerTaskRow]:
-    """The rack's newest power tasks, newest first (its (site, rack, created) index)."""
-    result = await session.execute(
-        select(*_POWER_COLUMNS)
-        .where(Task.site_id == site_id, Task.rack_id == rack_id, Task.operation_type == POWER)
-        .order_by(Task.created.desc(), Task.id.desc())
-        .limit(limit)
-    )
-    return _rows(result)
-
-
-async def last_tray_power_task(
-    session: AsyncSession, site_id: uuid.UUID, tray_id: uuid.UUID
-) -> PowerTaskRow | None:
-    """The newest power task that targeted the tray (its task links, newest first)."""
-    result = await session.execute(
-        select(*_POWER_COLUMNS)
-        .join(TaskTray, TaskTray.task_id == Task.id)
+async def last_power_tasks(
+    session: AsyncSession, site_id: uuid.UUID, tray_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PowerTaskRow]:
+    """Each tray's newest power task (absent: none), one statement for any number of
+    trays: per tray, its task links newest first (`ix_task_trays_tray_site_created`) up
+    to the first power task, so a rack read and a tray read pick the same task however
+    old it is and however many tasks the rack ran since."""
+    if not tray_ids:
+        return {}
+    wanted = list(set(tray_ids))
+    newest = (
+        select(TaskTray.task_id)
+        .join(Task, Task.id == TaskTray.task_id)
         .where(
-            TaskTray.tray_id == tray_id,
+            TaskTray.tray_id == Tray.id,
             TaskTray.site_id == site_id,
             Task.operation_type == POWER,
         )
         .order_by(TaskTray.created.desc(), TaskTray.task_id.desc())
         .limit(1)
+        .correlate(Tray)
+        .scalar_subquery()
     )
-    rows = _rows(result)
-    return rows[0] if rows else None
+    pairs = select(Tray.id.label("tray_id"), newest.label("task_id")).where(Tray.id.in_(wanted))
+    picked = pairs.subquery()
+    result = await session.execute(
+        select(picked.c.tray_id, *_POWER_COLUMNS).join(Task, Task.id == picked.c.task_id)
+    )
+    return {row[0]: PowerTaskRow(*row[1:]) for row in result.all()}
+
+
+async def last_tray_power_task(
+    session: AsyncSession, site_id: uuid.UUID, tray_id: uuid.UUID
+) -> PowerTaskRow | None:
+    """The newest power task that targeted the tray (the rack read's query, one tray)."""
+    return (await last_power_tasks(session, site_id, [tray_id])).get(tray_id)

@@ -21,7 +21,7 @@ from nico.errors import NotFound
 from nico.schemas.power import RackPower, TrayPower
 from nico.store import inventory
 from nico.store.observations import observations_of
-from nico.store.task_stats import last_tray_power_task, open_power_tasks, recent_power_tasks
+from nico.store.task_stats import last_power_tasks, last_tray_power_task, open_power_tasks
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -67,9 +67,8 @@ async def get_rack_power(
         rack = await rack_in_site(session, org, siteId, id)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         seen = await observations_of(session, [t.id for t in trays])
-        recent = await recent_power_tasks(session, rack.site_id, rack.id)
+        last = await last_power_tasks(session, rack.site_id, [t.id for t in trays])
         open_tasks = await open_power_tasks(session, rack.site_id, rack.id)
-    last = views.last_tasks_by_tray(trays, recent)
     components = [views.tray_power(t, seen.get(t.id), last.get(t.id), open_tasks) for t in trays]
     return RackPower(
         id=rack.id,
