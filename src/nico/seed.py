@@ -149,6 +149,9 @@ async def seed_demo(services: Services) -> DemoInventory:
     The demo rack is recognised by its first tray's serial number, not by a name: a user
     may rename the demo site or rack, and re-importing the rack then would collide with
     its own serial numbers and stop the server from starting.
+
+    A demo site seeded before sites had firmware catalogs gets the demo catalog (else its
+    firmware requests are a 400); one the operator set, an empty `{}` included, is kept.
     """
     async with services.db.session() as session:
         provider = await inventory.get_or_create_provider(session, DEMO_ORG)
@@ -158,6 +161,7 @@ async def seed_demo(services: Services) -> DemoInventory:
         if rack is not None:
             site = await inventory.get_site(session, rack.site_id)
             assert site is not None  # a rack always has its site (foreign key)
+            _give_catalog(site)
             await install_builtin_defaults(session, site.id)
             return await _demo_inventory(session, site, rack)
         site = await inventory.get_site_by_name(session, provider.id, DEMO_SITE)
@@ -171,6 +175,7 @@ async def seed_demo(services: Services) -> DemoInventory:
                 redfish=SiteRedfishInput(firmware_catalog=demo_firmware_catalog()),
             )
         else:
+            _give_catalog(site)
             await install_builtin_defaults(session, site.id)
         rack = await inventory.get_rack_by_name(session, site.id, DEMO_RACK)
         if rack is None:
@@ -178,6 +183,12 @@ async def seed_demo(services: Services) -> DemoInventory:
             request = RackCreateRequest.model_validate(body)
             rack = await provisioning.import_rack(session, site, request, services.secrets)
         return await _demo_inventory(session, site, rack)
+
+
+def _give_catalog(site: Site) -> None:
+    """The demo catalog for a demo site that has none (never replacing the operator's)."""
+    if site.firmware_catalog is None:
+        site.firmware_catalog = demo_firmware_catalog()
 
 
 async def _demo_inventory(session: AsyncSession, site: Site, rack: Rack) -> DemoInventory:

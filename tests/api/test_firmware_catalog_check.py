@@ -11,6 +11,7 @@ import pytest
 
 from nico.seed import DEMO_FIRMWARE_UPGRADE, seed_demo
 from nico.services import Services
+from nico.store.models import Site
 from tests.support.inventory import MadeRack, make_site_with_rack
 from tests.support.tasks import BASE, count_tasks, load_task
 
@@ -160,3 +161,48 @@ async def test_override_version_check_must_be_a_boolean(
     assert response.status_code == 400, response.text
     assert "overrideVersionCheck" in response.json()["data"]
     assert await count_tasks(services) == 0
+
+
+async def _set_demo_catalog(services: Services, site_id: object, catalog: object) -> None:
+    async with services.db.session() as session:
+        site = await session.get(Site, site_id)
+        assert site is not None
+        site.firmware_catalog = catalog
+
+
+async def test_a_demo_site_seeded_before_catalogs_gets_one_at_the_next_start(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
+) -> None:
+    """A demo database from before catalogs: firmware requests were a 400 until the
+    operator added one; `nico serve`'s seeding gives the demo site its catalog."""
+    demo = await seed_demo(services)
+    await _set_demo_catalog(services, demo.site_id, None)  # as seeded before catalogs
+    path, site = f"{BASE}/rack/{demo.rack_id}/firmware", {"siteId": str(demo.site_id)}
+    before = await client.patch(path, json=site, headers=auth)
+    assert before.status_code == 400, before.text
+
+    assert (await seed_demo(services)).site_id == demo.site_id
+    after = await client.patch(path, json=site, headers=auth)
+    assert after.status_code == 200, after.text
+    [task_id] = after.json()["taskIds"]
+    per_type = {kind: DEMO_FIRMWARE_UPGRADE for kind in ("Compute", "NVLSwitch", "PowerShelf")}
+    assert (await load_task(services, task_id)).information == {"version": per_type}
+
+
+@pytest.mark.parametrize("catalog", [{}, {"compute": {"9.0": "https://fw.example/c-9.0.bin"}}])
+async def test_the_demo_seeding_keeps_a_catalog_the_operator_set(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, catalog: object
+) -> None:
+    demo = await seed_demo(services)
+    changed = await client.patch(
+        f"{BASE}/site/{demo.site_id}",
+        json={"redfish": {"firmwareCatalog": catalog}},
+        headers=auth,
+    )
+    assert changed.status_code == 200, changed.text
+    await seed_demo(services)
+    shown = await client.get(f"{BASE}/site/{demo.site_id}", headers=auth)
+    assert (
+        shown.json()["redfish"]["firmwareCatalog"] == changed.json()["redfish"]["firmwareCatalog"]
+    )
+    assert "1.1.0" not in str(shown.json()["redfish"]["firmwareCatalog"])  # not the demo's
