@@ -16,7 +16,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from nico.domain import PowerState
+from nico.engine.hardware_ops import HardwareOps
 from nico.engine.state_sync import StateSync, batch_size
+from nico.hardware.interface import TrayRef
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
 from nico.store import observations
@@ -261,3 +264,52 @@ async def test_a_tray_whose_bmc_secret_cannot_be_read_is_reported_alone(
     assert seen.power_error and "Pw-sync-secret-1" not in seen.power_error
     assert (await tray_row(services, broken)).power_state == "Unknown"
     assert (await tray_row(services, made.trays["Compute"][1])).power_state == "On"
+
+
+class _HeldAnswer(SimulatorBackend):
+    """A simulated BMC whose answer to one tray's power read travels slowly: it reads
+    the state at once, then the answer reaches nico only when `release` is set."""
+
+    def __init__(self, real: SimulatorBackend, tray_id: uuid.UUID) -> None:
+        self.__dict__.update(real.__dict__)
+        self.tray_id = str(tray_id)
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def power_status(self, tray: TrayRef) -> PowerState:
+        state = await super().power_status(tray)
+        if tray.id == self.tray_id and not self.read.is_set():  # the first read only
+            self.read.set()
+            await self.release.wait()
+        return state
+
+
+async def test_a_slow_sync_answer_never_undoes_a_newer_task_read(
+    services: Services, rack: MadeRack
+) -> None:
+    """The sync asks a tray's BMC (On) and the answer comes late; meanwhile a task turns
+    the tray off and reads Off. The late answer was asked first: the tray stays Off and
+    its history has no made-up Off -> On."""
+    compute = rack.trays["Compute"][0]
+    sync = StateSync(services, interval=60)
+    await sync.run_pass(spread=0)  # baseline: On
+    real = services.backends._backends["simulator"]
+    assert isinstance(real, SimulatorBackend)
+    held = _HeldAnswer(real, compute)
+    services.backends._backends["simulator"] = held
+    try:
+        passing = asyncio.create_task(sync.run_pass(spread=0))
+        await asyncio.wait_for(held.read.wait(), 30)  # the BMC said On; not here yet
+        await set_power(services, [compute], on=False)  # the task's ForceOff
+        ops = HardwareOps(services).for_step()
+        assert await ops.power_status(str(compute)) == "Off"  # the task's poll
+        await ops.observed.close()
+        held.release.set()  # the sync's answer arrives, after the task's read
+        await passing
+    finally:
+        services.backends._backends["simulator"] = real
+    assert (await tray_row(services, compute)).power_state == "Off"
+    assert (await observed(services, compute)).power_state == "Off"
+    async with services.db.session() as session:
+        rows, _ = await list_history(session, HistoryQuery(tray_id=compute), offset=0, limit=10)
+    assert [(r.from_value, r.to_value) for r in rows] == [("On", "Off")]

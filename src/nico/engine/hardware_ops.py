@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -35,7 +36,7 @@ from nico.hardware.interface import FirmwareInventory, HardwareError, TrayBacken
 from nico.hardware.registry import BackendRegistry
 from nico.services import Services
 from nico.store.batching import Batcher
-from nico.store.models import Tray
+from nico.store.models import Tray, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -184,13 +185,15 @@ class HardwareOps:
         except HardwareError:  # the tray no longer exists
             return None
 
-    async def record_power(self, tray_id: str, state: str) -> None:
-        """Observed power state goes to the tray's observed state, so GET /tray shows it."""
-        await self.observed.power(tray_id, state)
+    async def record_power(self, tray_id: str, state: str, at: datetime | None = None) -> None:
+        """Observed power state goes to the tray's observed state, so GET /tray shows it.
+        `at`: when the read was sent (default now)."""
+        await self.observed.power(tray_id, state, at)
 
-    async def record_firmware(self, tray_id: str, version: str) -> None:
-        """Observed firmware version goes to the tray's observed state, so GET /tray shows it."""
-        await self.observed.firmware(tray_id, version)
+    async def record_firmware(self, tray_id: str, version: str, at: datetime | None = None) -> None:
+        """Observed firmware version goes to the tray's observed state, so GET /tray shows it.
+        `at`: when the read was sent (default now)."""
+        await self.observed.firmware(tray_id, version, at)
 
     # --- side effects -----------------------------------------------------------------
 
@@ -341,15 +344,15 @@ class HardwareOps:
 
     async def power_status(self, tray_id: str) -> str:
         ref, backend = await self.target(tray_id)
-        state = await retrying(lambda: backend.power_status(ref))
-        await self.record_power(tray_id, state.value)
+        sent, state = await _sent_read(lambda: backend.power_status(ref))
+        await self.record_power(tray_id, state.value, sent)
         return str(state.value)
 
     async def firmware_inventory(self, tray_id: str) -> FirmwareInventory:
         """Every firmware component of the tray and its main version, recorded."""
         ref, backend = await self.target(tray_id)
-        inventory = await retrying(lambda: backend.firmware_inventory(ref))
-        await self.observed.inventory(tray_id, inventory)
+        sent, inventory = await _sent_read(lambda: backend.firmware_inventory(ref))
+        await self.observed.inventory(tray_id, inventory, sent)
         return inventory
 
     async def firmware_versions(self, tray_ids: list[str]) -> list[str]:
@@ -357,8 +360,8 @@ class HardwareOps:
 
     async def _read_version(self, tray_id: str) -> str:
         ref, backend = await self.target(tray_id)
-        version = await retrying(lambda: backend.firmware_version(ref))
-        await self.record_firmware(tray_id, version)
+        sent, version = await _sent_read(lambda: backend.firmware_version(ref))
+        await self.record_firmware(tray_id, version, sent)
         return version
 
     # --- polls (raise on failure; callers turn that into an Observation) ------------------
@@ -412,6 +415,20 @@ class HardwareOps:
             return answers
 
         return [await group(g) for g in data.groups]
+
+
+async def _sent_read(read: Callable[[], Awaitable[T]]) -> tuple[datetime, T]:
+    """A BMC read (through `retrying`) and the time just before its answered attempt was
+    sent: a reading is ordered by when it was asked, so a read sent after a command is
+    newer than it, and a slow answer never overtakes a read sent later (docs/state.md)."""
+    sent = utcnow()
+
+    async def attempt() -> T:
+        nonlocal sent
+        sent = utcnow()
+        return await read()
+
+    return sent, await retrying(attempt)
 
 
 def outage_answers(

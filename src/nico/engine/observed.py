@@ -16,6 +16,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,22 +54,27 @@ class TaskObservations:
         self._timer: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
 
-    async def power(self, tray_id: str, state: str) -> None:
-        reading = observations.PowerReading(uuid.UUID(tray_id), utcnow(), state=state)
+    # `at` is when the read was sent (its request left nico), default now: readings are
+    # ordered by it, so a slow answer never undoes a read sent after it.
+
+    async def power(self, tray_id: str, state: str, at: datetime | None = None) -> None:
+        reading = observations.PowerReading(uuid.UUID(tray_id), at or utcnow(), state=state)
         self._pending.power.append(reading)
         await self._soon()
 
-    async def firmware(self, tray_id: str, version: str) -> None:
-        reading = observations.FirmwareReading(uuid.UUID(tray_id), utcnow(), version=version)
+    async def firmware(self, tray_id: str, version: str, at: datetime | None = None) -> None:
+        reading = observations.FirmwareReading(uuid.UUID(tray_id), at or utcnow(), version=version)
         self._pending.firmware.append(reading)
         await self._soon()
 
-    async def inventory(self, tray_id: str, inventory: FirmwareInventory) -> None:
+    async def inventory(
+        self, tray_id: str, inventory: FirmwareInventory, at: datetime | None = None
+    ) -> None:
         """A whole firmware inventory read (a firmware step reads one before and after
         its update, so compliance and `observedAt` move with it)."""
         reading = observations.FirmwareReading(
             uuid.UUID(tray_id),
-            utcnow(),
+            at or utcnow(),
             components=inventory.components,
             version=inventory.version,
         )

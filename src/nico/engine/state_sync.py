@@ -294,27 +294,27 @@ class StateSync:
     async def _read_power(
         self, backend: TrayBackend, ref: TrayRef, tray_id: uuid.UUID
     ) -> observations.PowerReading | None:
+        sent = utcnow()  # a reading is ordered by when it was asked (docs/state.md)
         try:
             state = await asyncio.wait_for(backend.power_status(ref), READ_TIMEOUT)
         except Exception as exc:
             error = self._error_text(exc, ref)
-            return (
-                None if error is None else observations.PowerReading(tray_id, utcnow(), error=error)
-            )
-        return observations.PowerReading(tray_id, utcnow(), state=state.value)
+            return None if error is None else observations.PowerReading(tray_id, sent, error=error)
+        return observations.PowerReading(tray_id, sent, state=state.value)
 
     async def _read_firmware(
         self, backend: TrayBackend, ref: TrayRef, tray_id: uuid.UUID
     ) -> observations.FirmwareReading | None:
+        sent = utcnow()
         try:
             inventory = await asyncio.wait_for(backend.firmware_inventory(ref), READ_TIMEOUT)
         except Exception as exc:
             error = self._error_text(exc, ref)
             if error is None:
                 return None
-            return observations.FirmwareReading(tray_id, utcnow(), error=error)
+            return observations.FirmwareReading(tray_id, sent, error=error)
         return observations.FirmwareReading(
-            tray_id, utcnow(), components=inventory.components, version=inventory.version
+            tray_id, sent, components=inventory.components, version=inventory.version
         )
 
     def _error_text(self, exc: Exception, ref: TrayRef) -> str | None:

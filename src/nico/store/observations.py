@@ -11,7 +11,8 @@ Rules (docs/state.md):
   `Unknown` (never a stale `On`);
 - a history row is written only when a good read differs from the last good value (a
   failed read is not a change of state; the first read of a tray is its baseline);
-- a reading older than what is stored (a slow read overtaken by a newer one) is dropped.
+- a reading is stamped with when its request was sent (not when it answered); one
+  older than what is stored (a slow answer overtaken by a read sent later) is dropped.
 """
 
 from __future__ import annotations
