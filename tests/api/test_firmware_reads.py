@@ -66,7 +66,13 @@ async def test_never_read_trays_are_unknown_with_their_imported_version(
     body = await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id)
     assert body["id"] == str(rack.rack_id) and body["name"] == "rack-01"
     assert body["siteId"] == str(rack.site_id)
-    assert body["summary"] == {"total": 35, "current": 0, "outdated": 0, "unknown": 35}
+    assert body["summary"] == {
+        "total": 35,
+        "current": 0,
+        "outdated": 0,
+        "unknown": 35,
+        "stale": 0,
+    }
     first = body["components"][0]
     assert first == {
         "id": first["id"],
@@ -79,6 +85,7 @@ async def test_never_read_trays_are_unknown_with_their_imported_version(
         "errorAt": None,
         "targetVersion": "2.1",
         "compliance": "unknown",
+        "stale": False,
         "components": [],
         "tasks": [],
     }
@@ -124,7 +131,13 @@ async def test_observed_versions_are_judged_against_the_catalog_target(
     assert {c["compliance"] for c in behind["components"]} == {"outdated"}
 
     body = await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id)
-    assert body["summary"] == {"total": 35, "current": 2, "outdated": 1, "unknown": 32}
+    assert body["summary"] == {
+        "total": 35,
+        "current": 2,
+        "outdated": 1,
+        "unknown": 32,
+        "stale": 0,
+    }
     by_id = {t["id"]: t["compliance"] for t in body["components"]}
     assert by_id[str(switch)] == "current"
 
@@ -144,6 +157,40 @@ async def test_a_failed_read_shows_its_error_next_to_the_last_good_version(
         "BMC unreachable",
     )
     assert body["observedAt"] < body["errorAt"]
+    assert body["stale"] is True
+
+
+async def test_compliance_judged_on_an_old_read_says_it_is_stale(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    """A tray read `current` whose reads now fail is not shown as plainly current: nico
+    cannot see whether it was reflashed since."""
+    tray = rack.trays["Compute"][0]
+    await observe(services, tray, "3.0.0")
+    fresh = await get(client, auth, f"/tray/{tray}/firmware", rack.site_id)
+    assert (fresh["compliance"], fresh["stale"]) == ("current", False)
+
+    failed = obs.FirmwareReading(tray, AT + timedelta(minutes=1), error="BMC unreachable")
+    async with services.db.session() as session:
+        await obs.record_firmware(session, [failed], SYNC)
+    body = await get(client, auth, f"/tray/{tray}/firmware", rack.site_id)
+    assert (body["compliance"], body["stale"], body["error"]) == (
+        "current",
+        True,
+        "BMC unreachable",
+    )
+    summary = (await get(client, auth, f"/rack/{rack.rack_id}/firmware", rack.site_id))["summary"]
+    assert (summary["current"], summary["stale"]) == (1, 1)
+
+    # The next good read clears it.
+    await observe(services, tray, "3.0.0")  # same AT: older than the failure, dropped
+    later = obs.FirmwareReading(
+        tray, AT + timedelta(minutes=2), components=bundle("3.0.0"), version="3.0.0"
+    )
+    async with services.db.session() as session:
+        await obs.record_firmware(session, [later], SYNC)
+    again = await get(client, auth, f"/tray/{tray}/firmware", rack.site_id)
+    assert (again["compliance"], again["stale"], again["error"]) == ("current", False, None)
 
 
 async def test_a_type_the_catalog_does_not_list_has_no_target(

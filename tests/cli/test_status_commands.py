@@ -161,3 +161,7 @@ def test_a_failed_read_shows_unknown_with_the_last_good_value_and_the_error() ->
     assert row["power"] == "Unknown (last On 7m ago)" and row["error"] == "BMC unreachable"
     assert (row["firmware"], row["target"], row["compliance"]) == ("1.0.0", "1.1.0", "outdated")
     assert row["tasks"] == "ACPowerCycle Running, upgrade 1.1.0 Waiting"
+    # Judged on an old read because the last one failed: the table says so.
+    firmware["components"][0] |= {"stale": True, "error": "BMC unreachable"}
+    [row] = _status_rows(power, firmware)
+    assert row["compliance"] == "outdated (stale)"

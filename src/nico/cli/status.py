@@ -94,7 +94,9 @@ def _status_rows(power: dict[str, Any], firmware: dict[str, Any] | None) -> list
                 "desired": desired.get("state"),
                 "firmware": fw.get("version"),
                 "target": fw.get("targetVersion"),
-                "compliance": fw.get("compliance"),
+                "compliance": (
+                    f"{fw['compliance']} (stale)" if fw.get("stale") else fw.get("compliance")
+                ),
                 "tasks": _tasks_text((tray.get("tasks") or []) + (fw.get("tasks") or [])) or None,
                 "error": actual.get("error") or fw.get("error"),
             }
@@ -145,9 +147,10 @@ def _rack_summary(power: dict[str, Any], firmware: dict[str, Any] | None) -> str
     ]
     if firmware is not None:
         s = firmware.get("summary") or {}
+        stale = f" ({s['stale']} stale: last read failed)" if s.get("stale") else ""
         parts.append(
             f"firmware {s.get('current', 0)} current, {s.get('outdated', 0)} outdated, "
-            f"{s.get('unknown', 0)} unknown"
+            f"{s.get('unknown', 0)} unknown{stale}"
         )
     return "  ".join(parts)
 

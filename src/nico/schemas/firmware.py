@@ -71,7 +71,13 @@ class TrayFirmware(ResponseModel):
     )
     compliance: ComplianceValue = Field(
         description="`current`: the main version is the target; `outdated`: it differs "
-        "(older, newer or unlisted); `unknown`: no target for the type, or never read."
+        "(older, newer or unlisted); `unknown`: no target for the type, or never read. "
+        "Judged on the last good read; see `stale`."
+    )
+    stale: bool = Field(
+        description="true while the last firmware read failed (`error` set): `version`, "
+        "`components` and `compliance` are the last good read's, from `observedAt`, and "
+        "the tray may run something else now."
     )
     components: list[FirmwareComponentStatus] = Field(
         description="The last observed inventory, every component the BMC lists; empty "
@@ -89,6 +95,10 @@ class FirmwareSummary(ResponseModel):
     current: int
     outdated: int
     unknown: int
+    stale: int = Field(
+        description="Trays counted above on their last good read because their last "
+        "firmware read failed (each also in current, outdated or unknown)."
+    )
 
 
 class RackFirmware(ResponseModel):

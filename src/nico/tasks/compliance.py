@@ -12,7 +12,8 @@ How the target is derived (docs/firmware.md):
 
 Compliance is `current` (main version == target), `outdated` (it differs: older, newer
 or unlisted), or `unknown` (no target for the type, or the tray's firmware was never
-read from its BMC).
+read from its BMC). While the last read failed it stays the last good inventory's
+judgement, marked `stale`: the tray may have changed since, nico cannot see it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class TrayCompliance:
     target: str | None
     compliance: Compliance
     components: tuple[ComponentCompliance, ...]
+
+    @property
+    def stale(self) -> bool:
+        """The last firmware read failed: what is shown is the last good read's."""
+        return self.error is not None
 
 
 def catalog_targets(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
@@ -111,3 +117,8 @@ def summary(trays: Iterable[TrayCompliance]) -> dict[Compliance, int]:
     """How many trays are current, outdated and unknown (every key present)."""
     counted = Counter(t.compliance for t in trays)
     return {c: counted.get(c, 0) for c in Compliance}
+
+
+def stale_count(trays: Iterable[TrayCompliance]) -> int:
+    """How many trays are judged on an old inventory because their last read failed."""
+    return sum(t.stale for t in trays)

@@ -26,7 +26,13 @@ from nico.schemas.firmware import (
 from nico.store import inventory
 from nico.store.observations import observations_of
 from nico.store.task_stats import PowerTaskRow, open_power_tasks
-from nico.tasks.compliance import TrayCompliance, catalog_targets, summary, tray_compliance
+from nico.tasks.compliance import (
+    TrayCompliance,
+    catalog_targets,
+    stale_count,
+    summary,
+    tray_compliance,
+)
 from nico.tasks.firmware import describe_version
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
@@ -67,6 +73,7 @@ def tray_firmware(state: TrayCompliance, open_tasks: list[PowerTaskRow]) -> Tray
         error_at=state.error_at,
         target_version=state.target,
         compliance=state.compliance.value,
+        stale=state.stale,
         components=[
             FirmwareComponentStatus(
                 name=c.name,
@@ -104,7 +111,11 @@ async def get_rack_firmware(
         id=rack.id,
         name=rack.name,
         site_id=rack.site_id,
-        summary=FirmwareSummary(total=len(states), **{kind.value: n for kind, n in counts.items()}),
+        summary=FirmwareSummary(
+            total=len(states),
+            stale=stale_count(states),
+            **{kind.value: n for kind, n in counts.items()},
+        ),
         components=[tray_firmware(s, open_tasks) for s in states],
         tasks=[firmware_task(t) for t in open_tasks],
     )
