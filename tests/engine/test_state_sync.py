@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from nico.domain import PowerState
 from nico.engine.hardware_ops import HardwareOps
-from nico.engine.state_sync import StateSync, batch_size
+from nico.engine.state_sync import StateSync, batch_size, sync_targets
 from nico.hardware.interface import TrayRef
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
@@ -313,3 +313,100 @@ async def test_a_slow_sync_answer_never_undoes_a_newer_task_read(
     async with services.db.session() as session:
         rows, _ = await list_history(session, HistoryQuery(tray_id=compute), offset=0, limit=10)
     assert [(r.from_value, r.to_value) for r in rows] == [("On", "Off")]
+
+
+async def test_slow_bmcs_hold_back_only_their_own_batch(services: Services, rack: MadeRack) -> None:
+    """Two trays answer each read 3 s late: the other batches still start on schedule
+    and are recorded within the spread, and the pass takes about the slowest tray, not
+    the slow trays one after another."""
+    targets = await sync_targets(services)  # in the order the pass reads them
+    slow = [targets[0], targets[10]]  # in the first and second batch (10 trays a batch)
+    async with services.db.session() as session:
+        await sim_store.add_faults(
+            session,
+            [
+                SimFault(
+                    site_id=rack.site_id,
+                    rack_id=rack.rack_id,
+                    tray_id=tray,
+                    kind="slow",
+                    slow_seconds=3.0,
+                )
+                for tray in slow
+            ],
+        )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    passing = asyncio.create_task(StateSync(services, interval=60).run_pass(spread=3.5))
+    await asyncio.sleep(4.5)  # the spread and a second: the slow trays are still reading
+    healthy = targets[20:]  # the last two batches
+    async with services.db.session() as session:
+        seen = await observations.observations_of(session, healthy)
+    assert not passing.done()
+    assert len(seen) == len(healthy)
+    result = await passing
+    assert loop.time() - started < 10.0  # one slow tray's reads (6 s), not two in a row
+    assert (result.power_read, result.firmware_read) == (35, 35)
+    for tray in slow:
+        assert (await observed(services, tray)).power_state == "On"
+
+
+async def test_an_unreachable_bmc_is_asked_once_per_pass(
+    services: Services, rack: MadeRack
+) -> None:
+    """A BMC that does not answer its power read is not asked for its firmware too (a
+    dead Redfish BMC would cost a second timeout); both read as failed with its error."""
+    compute = rack.trays["Compute"][0]
+    async with services.db.session() as session:
+        await sim_store.add_faults(
+            session,
+            [
+                SimFault(
+                    site_id=rack.site_id, rack_id=rack.rack_id, tray_id=compute, kind="unreachable"
+                ),
+                SimFault(
+                    site_id=rack.site_id,
+                    rack_id=rack.rack_id,
+                    tray_id=compute,
+                    kind="slow",
+                    slow_seconds=3.0,
+                ),
+            ],
+        )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await StateSync(services, interval=60).run_pass(spread=0)
+    assert loop.time() - started < 5.0  # one slow read (3 s), not two
+    assert (result.power_failed, result.firmware_failed) == (1, 1)
+    seen = await observed(services, compute)
+    assert seen.firmware_error == seen.power_error == "BMC unreachable (injected fault)"
+
+
+async def test_the_lease_is_renewed_while_a_long_batch_reads(
+    services: Services, rack: MadeRack
+) -> None:
+    """A batch slower than half the interval does not hold back the lease's renewal (a
+    pass outliving its lease would let a second worker read at the same time)."""
+    async with services.db.session() as session:
+        await sim_store.add_faults(
+            session,
+            [
+                SimFault(
+                    site_id=rack.site_id,
+                    rack_id=rack.rack_id,
+                    tray_id=rack.trays["Compute"][0],
+                    kind="slow",
+                    slow_seconds=1.5,
+                )
+            ],
+        )
+    sync = StateSync(services, interval=2)
+    assert await sync.lead()
+
+    async def expires() -> object:
+        async with services.db.session() as session:
+            return await session.scalar(select(WorkerLease.expires_at))
+
+    claimed = await expires()
+    await sync.run_pass(spread=0, renew=True)  # one batch of 3 s; renewed after 1 s
+    assert await expires() > claimed  # type: ignore[operator]

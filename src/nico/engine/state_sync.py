@@ -20,6 +20,7 @@ stays true when someone presses a button or a BMC drops between tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -57,6 +59,8 @@ _READ_LABELS = (("power", "ok"), ("power", "failed"), ("firmware", "ok"), ("firm
 # The lease naming the one worker that runs the sync, and its slack past two intervals.
 LEASE = "state-sync"
 LEASE_GRACE = 60.0
+# Set by a batch (batches run concurrently): whether its reads met nico's own outage.
+_OUTAGE: ContextVar[list[bool]] = ContextVar("state_sync_outage")
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,6 @@ class StateSync:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[-128:]
         self._leading = False
         self._claimed_at = 0.0
-        self._outage_seen = False  # in the batch being read
 
     @property
     def interval(self) -> float:
@@ -186,8 +189,11 @@ class StateSync:
 
     async def run_pass(self, *, spread: float | None = None, renew: bool = False) -> PassResult:
         """Read every tray once, batches started evenly over `spread` seconds (default:
-        the interval; 0 = back to back). With `renew` the lease is renewed as the pass
-        goes, and the pass stops if another worker took it over."""
+        the interval; 0 = back to back). Each batch runs as its own task, started on
+        schedule whatever earlier batches are doing (a slow BMC holds back only its own
+        batch; `CONCURRENCY` and the per-BMC locks bound the load) and recorded when it
+        finishes; the pass ends when all have. With `renew` the lease is renewed on its own
+        timer, and the pass stops if another worker took it over."""
         spread = self._interval if spread is None else spread
         trays = await sync_targets(self._services)
         self._bmcs.clear()  # no read is in flight between passes: drop gone BMCs' locks
@@ -197,11 +203,10 @@ class StateSync:
         start = loop.time()
         slot = spread / len(batches) if batches else 0.0
         totals = [0, 0, 0, 0, 0]
-        for k, batch in enumerate(batches):
-            await asyncio.sleep(max(0.0, start + k * slot - loop.time()))
-            due = renew and loop.time() - self._claimed_at > self._interval / 2
-            if due and not await self.lead():
-                break  # another worker took over (this one stalled past the lease)
+        running: set[asyncio.Task[None]] = set()
+        lost = asyncio.Event()
+
+        async def one(batch: Sequence[uuid.UUID]) -> None:
             try:
                 counts = await self._sync_batch(batch)
             except asyncio.CancelledError:
@@ -209,13 +214,55 @@ class StateSync:
             except Exception as exc:
                 self._failed(exc)
                 totals[4] += len(batch)
-                continue
+                return
             for i, n in enumerate(counts):
                 totals[i] += n
+
+        renewing = asyncio.create_task(self._renew(lost, running)) if renew else None
+        try:
+            for k, batch in enumerate(batches):
+                delay = start + k * slot - loop.time()
+                if delay > 0 and not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), delay)
+                if lost.is_set():
+                    break  # another worker took over (this one stalled past the lease)
+                task = asyncio.create_task(one(batch))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:
+                await asyncio.gather(*running, return_exceptions=True)
+        finally:
+            left = [*running, *([renewing] if renewing else [])]
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         return PassResult(len(trays), totals[0], totals[1], totals[2], totals[3], totals[4])
 
+    async def _renew(self, lost: asyncio.Event, running: set[asyncio.Task[None]]) -> None:
+        """Renew the lease every half interval while the pass runs, however long its
+        batches take; when another worker holds it, stop this pass's reads."""
+        loop = asyncio.get_running_loop()
+        period = max(self._interval, 1.0) / 2
+        while True:
+            await asyncio.sleep(max(0.0, self._claimed_at + period - loop.time()))
+            try:
+                held = await self.lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the lease outlives a short outage: try again soon
+                self._failed(exc)
+                await asyncio.sleep(min(period, 5.0))
+                continue
+            if not held:
+                lost.set()
+                for task in list(running):
+                    task.cancel()
+                return
+
     async def _sync_batch(self, tray_ids: Sequence[uuid.UUID]) -> tuple[int, int, int, int]:
-        self._outage_seen = False
+        outage = [False]  # this batch's reads met nico's own outage (set by _error_text)
+        _OUTAGE.set(outage)
         refs, broken = await self._refs(tray_ids)
         results = [*await asyncio.gather(*(self._read(ref) for ref in refs)), *broken]
         power = [p for p, _ in results if p is not None]
@@ -224,7 +271,7 @@ class StateSync:
             await observations.begin_recording(session)
             await observations.record_power(session, power, SYNC)
             await observations.record_firmware(session, firmware, SYNC)
-        if not self._outage_seen:
+        if not outage[0]:
             self._recovered()
         counts = (
             sum(r.error is None for r in power),
@@ -285,22 +332,34 @@ class StateSync:
                     observations.FirmwareReading(tray_id, now, error=error),
                 )
             power = firmware = None
+            unreachable = False
             if Capability.POWER_STATUS in capabilities:
-                power = await self._read_power(backend, ref, tray_id)
+                power, unreachable = await self._read_power(backend, ref, tray_id)
             if Capability.FIRMWARE_VERSION in capabilities:
-                firmware = await self._read_firmware(backend, ref, tray_id)
+                if unreachable and power is not None:
+                    # The BMC just did not answer: do not wait out a second read; the
+                    # firmware read fails with the same error.
+                    firmware = observations.FirmwareReading(tray_id, power.at, error=power.error)
+                else:
+                    firmware = await self._read_firmware(backend, ref, tray_id)
             return power, firmware
 
     async def _read_power(
         self, backend: TrayBackend, ref: TrayRef, tray_id: uuid.UUID
-    ) -> observations.PowerReading | None:
+    ) -> tuple[observations.PowerReading | None, bool]:
+        """The power reading, and whether the BMC did not answer at all."""
         sent = utcnow()  # a reading is ordered by when it was asked (docs/state.md)
         try:
             state = await asyncio.wait_for(backend.power_status(ref), READ_TIMEOUT)
         except Exception as exc:
+            unreachable = isinstance(exc, TimeoutError) or (
+                isinstance(exc, HardwareError) and exc.unreachable
+            )
             error = self._error_text(exc, ref)
-            return None if error is None else observations.PowerReading(tray_id, sent, error=error)
-        return observations.PowerReading(tray_id, sent, state=state.value)
+            if error is None:
+                return None, False
+            return observations.PowerReading(tray_id, sent, error=error), unreachable
+        return observations.PowerReading(tray_id, sent, state=state.value), False
 
     async def _read_firmware(
         self, backend: TrayBackend, ref: TrayRef, tray_id: uuid.UUID
@@ -324,7 +383,9 @@ class StateSync:
         if isinstance(exc, TimeoutError):
             return f"BMC did not answer within {format_seconds(READ_TIMEOUT)}"
         if classify(exc) is not None:
-            self._outage_seen = True
+            seen = _OUTAGE.get(None)
+            if seen is not None:
+                seen[0] = True
             self._failed(exc)
             return None
         log.warning("state sync read of tray %s failed: %s: %s", ref.id, type(exc).__name__, exc)

@@ -95,11 +95,14 @@ class BringUpState(StrEnum):
 
 
 class HardwareError(Exception):
-    """A backend call failed; the text is safe to show (never contains credentials)."""
+    """A backend call failed; the text is safe to show (never contains credentials).
+    `unreachable`: the BMC did not answer at all (the state sync then skips that tray's
+    other reads for the pass instead of waiting out each one)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.unreachable = unreachable
 
 
 class UnsupportedOperation(HardwareError):

@@ -233,7 +233,7 @@ class SimulatorBackend:
     def _answering_view(call: _Call, view: _View) -> None:
         """`_answering` over a view already read."""
         if call.fault(FaultKind.UNREACHABLE):
-            raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
+            raise HardwareError(FAULT_UNREACHABLE_MESSAGE, unreachable=True)
         if not view.fed:
             raise HardwareError(UNFED_MESSAGE)
 
@@ -346,7 +346,7 @@ class SimulatorBackend:
     async def power_status(self, tray: TrayRef) -> PowerState:
         call = await self._begin(tray)
         if call.fault(FaultKind.UNREACHABLE):
-            raise HardwareError(FAULT_UNREACHABLE_MESSAGE)
+            raise HardwareError(FAULT_UNREACHABLE_MESSAGE, unreachable=True)
         view = await self._view(call)
         if not view.fed:
             return PowerState.OFF

@@ -111,8 +111,8 @@ def error_from_transport(
     else:
         text = f"BMC {bmc} unreachable: {_reason(exc)}"
     if isinstance(exc, _MAYBE_DELIVERED):
-        return AnswerLost(redact(text, secrets), retryable=True)
-    return HardwareError(redact(text, secrets), retryable=True)
+        return AnswerLost(redact(text, secrets), retryable=True, unreachable=True)
+    return HardwareError(redact(text, secrets), retryable=True, unreachable=True)
 
 
 def _is_certificate_failure(exc: BaseException) -> bool:
