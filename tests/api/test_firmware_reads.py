@@ -208,7 +208,7 @@ async def test_a_type_the_catalog_does_not_list_has_no_target(
     ("path", "status", "message"),
     [
         ("/rack/not-a-uuid/firmware", 400, "Invalid Rack ID specified in URL"),
-        ("/tray/not-a-uuid/firmware", 400, "Invalid Tray ID in URL"),
+        ("/tray/not-a-uuid/firmware", 400, "Invalid Tray ID specified in URL"),
         (f"/rack/{uuid.uuid4()}/firmware", 404, "Rack not found"),
         (f"/tray/{uuid.uuid4()}/firmware", 404, "Tray not found"),
     ],

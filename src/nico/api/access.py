@@ -1,4 +1,5 @@
-"""The provider-site guard every site-scoped call runs, in upstream's order."""
+"""The provider-site guard every site-scoped call runs, in upstream's order, and the
+rack and tray lookups of the reads under a rack or tray (`/rack/{id}/...`)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,24 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nico.errors import BadRequest, Forbidden, PreconditionFailed
+from nico.errors import BadRequest, Forbidden, NotFound, PreconditionFailed
 from nico.ids import NOT_A_UUID, as_uuid
 from nico.store import inventory
 from nico.store.db import Database
-from nico.store.models import Provider, Site
+from nico.store.models import Provider, Rack, Site, Tray
 
 NO_PROVIDER = "Failed to retrieve Infrastructure Provider for org"
 SITE_INVALID = "Failed to validate Site specified in request: invalid ID"
 SITE_MISSING = "Site specified in request does not exist"
 SITE_FOREIGN = "Site specified in request doesn't belong to current org's Provider"
 FLOW_DISABLED = "Site does not have NICo Flow enabled"
+# Upstream's words for a malformed id in the path of a rack's or tray's sub-resource
+# (`GET /rack/{id}/task`, `GET /tray/{id}/task`); our reads under a rack or tray
+# (history, power, firmware) say the same. `GET /tray/{id}` itself says "in URL".
+INVALID_RACK_ID = "Invalid Rack ID specified in URL"
+INVALID_TRAY_ID = "Invalid Tray ID specified in URL"
+RACK_NOT_FOUND = "Rack not found"
+TRAY_NOT_FOUND = "Tray not found"
 
 
 def parse_uuid(value: str | None, message: str, field: str) -> uuid.UUID:
@@ -96,3 +104,35 @@ def judge_site(
         raise Forbidden(SITE_FOREIGN)
     if flow and not flow_enabled:
         raise PreconditionFailed(FLOW_DISABLED)
+
+
+async def rack_in_site(
+    session: AsyncSession,
+    org: str,
+    site_id: str | None,
+    raw_rack_id: str,
+    *,
+    invalid_id: str = INVALID_RACK_ID,
+) -> tuple[Site, Rack]:
+    """Guard first, then the id: 400 malformed, 404 unknown or in another site."""
+    site = await require_site(session, org, site_id)
+    rack = await inventory.get_rack(session, site.id, parse_uuid(raw_rack_id, invalid_id, "id"))
+    if rack is None:
+        raise NotFound(RACK_NOT_FOUND)
+    return site, rack
+
+
+async def tray_in_site(
+    session: AsyncSession,
+    org: str,
+    site_id: str | None,
+    raw_tray_id: str,
+    *,
+    invalid_id: str = INVALID_TRAY_ID,
+) -> tuple[Site, Tray]:
+    """Guard first, then the id: 400 malformed, 404 unknown or in another site."""
+    site = await require_site(session, org, site_id)
+    found = await inventory.get_tray(session, site.id, parse_uuid(raw_tray_id, invalid_id, "id"))
+    if found is None:
+        raise NotFound(TRAY_NOT_FOUND)
+    return site, found[0]

@@ -10,7 +10,7 @@ from nico.domain import OPERABLE_COMPONENT_TYPES, PowerState
 from nico.schemas import power as wire
 from nico.store.models import Tray
 from nico.store.observations import TrayObserved
-from nico.store.task_stats import PowerTaskRow
+from nico.store.task_stats import TaskRow
 
 UNSUPPORTED = "Unsupported"
 _OPERABLE = frozenset(t.value for t in OPERABLE_COMPONENT_TYPES)
@@ -58,7 +58,7 @@ def desired_state(code: str) -> str:
     return "Off" if code in _OFF_CODES else "On"
 
 
-def desired_power(tray: Tray, task: PowerTaskRow | None) -> wire.DesiredPower:
+def desired_power(tray: Tray, task: TaskRow | None) -> wire.DesiredPower:
     if task is None or not operable(tray):
         return wire.DesiredPower(
             state=None, requested=None, task_id=None, task_status=None, requested_at=None
@@ -72,12 +72,12 @@ def desired_power(tray: Tray, task: PowerTaskRow | None) -> wire.DesiredPower:
     )
 
 
-def _requested(task: PowerTaskRow) -> str | None:
+def _requested(task: TaskRow) -> str | None:
     state = task.information.get("state") if isinstance(task.information, dict) else None
     return str(state) if state is not None else None
 
 
-def power_task(task: PowerTaskRow) -> wire.PowerTask:
+def power_task(task: TaskRow) -> wire.PowerTask:
     return wire.PowerTask(
         id=task.id,
         status=task.status,
@@ -91,8 +91,8 @@ def power_task(task: PowerTaskRow) -> wire.PowerTask:
 def tray_power(
     tray: Tray,
     seen: TrayObserved | None,
-    last_task: PowerTaskRow | None,
-    open_tasks: Sequence[PowerTaskRow],
+    last_task: TaskRow | None,
+    open_tasks: Sequence[TaskRow],
 ) -> wire.TrayPower:
     return wire.TrayPower(
         id=tray.id,

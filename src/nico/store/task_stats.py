@@ -1,5 +1,5 @@
 """Task counts shown on racks and trays (`taskStats`): how many tasks wait to run and how
-many run now; and the power tasks the power reads show (desired state, tasks in
+many run now; and the tasks the power and firmware reads show (desired state, tasks in
 flight). The counts read the small partial index of not-finished tasks
 (`ix_tasks_site_rack_active`), so a rack list pays for its racks' open tasks, never for
 their history.
@@ -80,13 +80,15 @@ async def tray_task_stats(
     return _tally([(t, s, int(c)) for t, s, c in rows.all()])
 
 
-# --- power tasks (the power reads' desired state and tasks in flight) ------------------
+# --- tasks the power and firmware reads show (desired state, tasks in flight) ---------
 
 POWER = OperationType.POWER_CONTROL.value
 
 
 @dataclass(frozen=True)
-class PowerTaskRow:
+class TaskRow:
+    """The columns of a task the power and firmware reads show."""
+
     id: uuid.UUID
     status: str
     operation_code: str
@@ -100,7 +102,7 @@ class PowerTaskRow:
         return any(wanted in (str(t) for t in ids) for ids in self.targets.values())
 
 
-_POWER_COLUMNS = (
+_TASK_COLUMNS = (
     Task.id,
     Task.status,
     Task.operation_code,
@@ -111,20 +113,17 @@ _POWER_COLUMNS = (
 )
 
 
-def _rows(result: Any) -> list[PowerTaskRow]:
-    return [PowerTaskRow(*row) for row in result.all()]
+def _rows(result: Any) -> list[TaskRow]:
+    return [TaskRow(*row) for row in result.all()]
 
 
-async def open_power_tasks(
-    session: AsyncSession,
-    site_id: uuid.UUID,
-    rack_id: uuid.UUID,
-    operation_type: str = POWER,
-) -> list[PowerTaskRow]:
-    """The rack's power tasks (or tasks of `operation_type`: the firmware reads') not
-    finished yet, oldest first (the partial index)."""
+async def open_tasks(
+    session: AsyncSession, site_id: uuid.UUID, rack_id: uuid.UUID, operation_type: str
+) -> list[TaskRow]:
+    """The rack's tasks of `operation_type` not finished yet, oldest first (the partial
+    index): the power reads' and the firmware reads' tasks in flight."""
     result = await session.execute(
-        select(*_POWER_COLUMNS)
+        select(*_TASK_COLUMNS)
         .where(
             Task.site_id == site_id,
             Task.rack_id == rack_id,
@@ -138,7 +137,7 @@ async def open_power_tasks(
 
 async def last_power_tasks(
     session: AsyncSession, site_id: uuid.UUID, tray_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, PowerTaskRow]:
+) -> dict[uuid.UUID, TaskRow]:
     """Each tray's newest power task (absent: none), one statement for any number of
     trays: per tray, its task links newest first (`ix_task_trays_tray_site_created`) up
     to the first power task, so a rack read and a tray read pick the same task however
@@ -162,13 +161,13 @@ async def last_power_tasks(
     pairs = select(Tray.id.label("tray_id"), newest.label("task_id")).where(Tray.id.in_(wanted))
     picked = pairs.subquery()
     result = await session.execute(
-        select(picked.c.tray_id, *_POWER_COLUMNS).join(Task, Task.id == picked.c.task_id)
+        select(picked.c.tray_id, *_TASK_COLUMNS).join(Task, Task.id == picked.c.task_id)
     )
-    return {row[0]: PowerTaskRow(*row[1:]) for row in result.all()}
+    return {row[0]: TaskRow(*row[1:]) for row in result.all()}
 
 
 async def last_tray_power_task(
     session: AsyncSession, site_id: uuid.UUID, tray_id: uuid.UUID
-) -> PowerTaskRow | None:
+) -> TaskRow | None:
     """The newest power task that targeted the tray (the rack read's query, one tray)."""
     return (await last_power_tasks(session, site_id, [tray_id])).get(tray_id)

@@ -12,10 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import rack_in_site, tray_in_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.domain import OperationType
-from nico.errors import NotFound
 from nico.schemas.firmware import (
     FirmwareComponentStatus,
     FirmwareSummary,
@@ -25,7 +24,7 @@ from nico.schemas.firmware import (
 )
 from nico.store import inventory
 from nico.store.observations import observations_of
-from nico.store.task_stats import PowerTaskRow, open_power_tasks
+from nico.store.task_stats import TaskRow, open_tasks
 from nico.tasks.compliance import (
     TrayCompliance,
     catalog_targets,
@@ -37,16 +36,12 @@ from nico.tasks.firmware import describe_version
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
-INVALID_RACK_ID = "Invalid Rack ID specified in URL"
-INVALID_TRAY_ID = "Invalid Tray ID in URL"
-RACK_NOT_FOUND = "Rack not found"
-TRAY_NOT_FOUND = "Tray not found"
 FIRMWARE = OperationType.FIRMWARE_CONTROL.value
 
 SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
 
 
-def firmware_task(task: PowerTaskRow) -> FirmwareTask:
+def firmware_task(task: TaskRow) -> FirmwareTask:
     info: dict[str, Any] = task.information or {}
     version = info.get("version")
     return FirmwareTask(
@@ -60,7 +55,7 @@ def firmware_task(task: PowerTaskRow) -> FirmwareTask:
     )
 
 
-def tray_firmware(state: TrayCompliance, open_tasks: list[PowerTaskRow]) -> TrayFirmware:
+def tray_firmware(state: TrayCompliance, in_flight: list[TaskRow]) -> TrayFirmware:
     tray = state.tray
     return TrayFirmware(
         id=tray.id,
@@ -84,7 +79,7 @@ def tray_firmware(state: TrayCompliance, open_tasks: list[PowerTaskRow]) -> Tray
             )
             for c in state.components
         ],
-        tasks=[firmware_task(t) for t in open_tasks if t.targets_tray(tray.id)],
+        tasks=[firmware_task(t) for t in in_flight if t.targets_tray(tray.id)],
     )
 
 
@@ -97,13 +92,10 @@ async def get_rack_firmware(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> RackFirmware:
     async with services.db.session() as session:
-        site = await require_site(session, org, siteId)
-        rack = await inventory.get_rack(session, site.id, parse_uuid(id, INVALID_RACK_ID, "id"))
-        if rack is None:
-            raise NotFound(RACK_NOT_FOUND)
+        site, rack = await rack_in_site(session, org, siteId, id)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         observed = await observations_of(session, [t.id for t in trays])
-        open_tasks = await open_power_tasks(session, site.id, rack.id, FIRMWARE)
+        in_flight = await open_tasks(session, site.id, rack.id, FIRMWARE)
     targets = catalog_targets(site.firmware_catalog)
     states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
     counts = summary(states)
@@ -116,8 +108,8 @@ async def get_rack_firmware(
             stale=stale_count(states),
             **{kind.value: n for kind, n in counts.items()},
         ),
-        components=[tray_firmware(s, open_tasks) for s in states],
-        tasks=[firmware_task(t) for t in open_tasks],
+        components=[tray_firmware(s, in_flight) for s in states],
+        tasks=[firmware_task(t) for t in in_flight],
     )
 
 
@@ -130,12 +122,8 @@ async def get_tray_firmware(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> TrayFirmware:
     async with services.db.session() as session:
-        site = await require_site(session, org, siteId)
-        found = await inventory.get_tray(session, site.id, parse_uuid(id, INVALID_TRAY_ID, "id"))
-        if found is None:
-            raise NotFound(TRAY_NOT_FOUND)
-        tray, _ = found
+        site, tray = await tray_in_site(session, org, siteId, id)
         observed = await observations_of(session, [tray.id])
-        open_tasks = await open_power_tasks(session, site.id, tray.rack_id, FIRMWARE)
+        in_flight = await open_tasks(session, site.id, tray.rack_id, FIRMWARE)
     state = tray_compliance(tray, observed.get(tray.id), catalog_targets(site.firmware_catalog))
-    return tray_firmware(state, open_tasks)
+    return tray_firmware(state, in_flight)

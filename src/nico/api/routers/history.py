@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
 
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import INVALID_RACK_ID, INVALID_TRAY_ID, parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.paging import PageRequest, page_request, set_pagination_header
 from nico.errors import ValidationFailed
@@ -26,8 +26,6 @@ from nico.store.history import HistoryKind, HistoryQuery, list_history
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
-INVALID_RACK_ID = "Invalid Rack ID specified in URL"
-INVALID_TRAY_ID = "Invalid Tray ID specified in URL"
 LIST_FAILED = "Failed to validate request data"
 KIND_VALUES = [k.value for k in HistoryKind]
 

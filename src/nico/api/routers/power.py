@@ -2,8 +2,8 @@
 power state" / "Get Rack power state").
 
 Passive: they read what the state sync and tasks last observed (docs/state.md) and
-never touch a BMC. Same guard, id checks and errors as `GET /rack/{id}` and
-`GET /tray/{id}` (400 malformed id, 404 unknown or in another site).
+never touch a BMC. Same guard, id checks and errors as the other reads under a rack or
+tray (`nico.api.access`: 400 malformed id, 404 unknown or in another site).
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from nico.api import power_views as views
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import rack_in_site, tray_in_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
-from nico.api.routers.racks import rack_in_site
-from nico.api.routers.trays import INVALID_TRAY_ID, TRAY_NOT_FOUND
-from nico.errors import NotFound
 from nico.schemas.power import RackPower, TrayPower
 from nico.store import inventory
 from nico.store.observations import observations_of
-from nico.store.task_stats import last_power_tasks, last_tray_power_task, open_power_tasks
+from nico.store.task_stats import POWER, last_power_tasks, last_tray_power_task, open_tasks
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -41,15 +38,11 @@ async def get_tray_power(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> TrayPower:
     async with services.db.session() as session:
-        site = await require_site(session, org, siteId)
-        found = await inventory.get_tray(session, site.id, parse_uuid(id, INVALID_TRAY_ID, "id"))
-        if found is None:
-            raise NotFound(TRAY_NOT_FOUND)
-        tray, _ = found
+        site, tray = await tray_in_site(session, org, siteId, id)
         seen = (await observations_of(session, [tray.id])).get(tray.id)
         last = await last_tray_power_task(session, site.id, tray.id)
-        open_tasks = await open_power_tasks(session, site.id, tray.rack_id)
-    return views.tray_power(tray, seen, last, open_tasks)
+        in_flight = await open_tasks(session, site.id, tray.rack_id, POWER)
+    return views.tray_power(tray, seen, last, in_flight)
 
 
 @router.get(
@@ -64,12 +57,12 @@ async def get_rack_power(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> RackPower:
     async with services.db.session() as session:
-        rack = await rack_in_site(session, org, siteId, id)
+        _, rack = await rack_in_site(session, org, siteId, id)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         seen = await observations_of(session, [t.id for t in trays])
         last = await last_power_tasks(session, rack.site_id, [t.id for t in trays])
-        open_tasks = await open_power_tasks(session, rack.site_id, rack.id)
-    components = [views.tray_power(t, seen.get(t.id), last.get(t.id), open_tasks) for t in trays]
+        in_flight = await open_tasks(session, rack.site_id, rack.id, POWER)
+    components = [views.tray_power(t, seen.get(t.id), last.get(t.id), in_flight) for t in trays]
     return RackPower(
         id=rack.id,
         name=rack.name,
@@ -77,5 +70,5 @@ async def get_rack_power(
         actual=views.actual_summary(components),
         desired=views.desired_summary(components),
         components=components,
-        tasks=[views.power_task(t) for t in open_tasks],
+        tasks=[views.power_task(t) for t in in_flight],
     )

@@ -9,44 +9,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico import provisioning
-from nico.api.access import parse_uuid, require_site
+from nico.api.access import rack_in_site, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
 from nico.api.inventory_views import rack_views
 from nico.api.paging import PageRequest, page_request_ordered, set_pagination_header
 from nico.api.store_paging import store_page
-from nico.errors import NotFound
 from nico.schemas.common import QueryBool
 from nico.schemas.inventory import Rack, RackCreateRequest
 from nico.store import inventory
-from nico.store import models as db
 from nico.tasks.locks import locked_racks
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
 RACK_ORDER_FIELDS = ("name", "manufacturer", "model")
-INVALID_RACK_ID = "Invalid Rack ID specified in URL"
-RACK_NOT_FOUND = "Rack not found"
 
 SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)")]
 IncludeComponents = Annotated[
     QueryBool, Query(description="Embed the rack's trays as `components`")
 ]
-
-
-async def rack_in_site(
-    session: AsyncSession, org: str, site_id: str | None, raw_rack_id: str
-) -> db.Rack:
-    """Guard first, then the id: 400 malformed, 404 unknown or in another site."""
-    site = await require_site(session, org, site_id)
-    rack = await inventory.get_rack(
-        session, site.id, parse_uuid(raw_rack_id, INVALID_RACK_ID, "id")
-    )
-    if rack is None:
-        raise NotFound(RACK_NOT_FOUND)
-    return rack
 
 
 @router.post(
@@ -117,7 +99,7 @@ async def get_rack(
     includeComponents: IncludeComponents = False,
 ) -> Rack:
     async with services.db.session() as session:
-        rack = await rack_in_site(session, org, siteId, id)
+        _, rack = await rack_in_site(session, org, siteId, id)
         (view,) = await rack_views(
             session,
             [rack],
@@ -136,7 +118,7 @@ async def delete_rack(
 ) -> Response:
     """409 while a task on the rack is Pending, Waiting or Running; task history stays."""
     async with services.db.session() as session:
-        rack = await rack_in_site(session, org, siteId, id)
+        _, rack = await rack_in_site(session, org, siteId, id)
     # The task manager's rack lock (also the in-process one on SQLite): a submission in
     # flight commits its task first, and then this delete refuses.
     async with locked_racks(services.db, [rack.id]) as session:
