@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from nico.domain import PowerState
+from nico.domain import FirmwareComponent, PowerState
 from nico.engine.hardware_ops import HardwareOps
 from nico.engine.state_sync import StateSync, batch_size, sync_targets
 from nico.hardware.interface import TrayRef
@@ -25,7 +25,7 @@ from nico.services import Services
 from nico.store import observations
 from nico.store import simulator as sim_store
 from nico.store.db import Database
-from nico.store.history import HistoryQuery, list_history
+from nico.store.history import SYNC, HistoryQuery, list_history
 from nico.store.models import Bmc, SimFault, SimTrayState, Tray, WorkerLease, utcnow
 from tests.support.inventory import MadeRack, make_site_with_rack
 
@@ -410,3 +410,36 @@ async def test_the_lease_is_renewed_while_a_long_batch_reads(
     claimed = await expires()
     await sync.run_pass(spread=0, renew=True)  # one batch of 3 s; renewed after 1 s
     assert await expires() > claimed  # type: ignore[operator]
+
+
+async def test_a_task_version_read_is_ordered_and_clears_a_stale_firmware_error(
+    services: Services, rack: MadeRack
+) -> None:
+    """A verify step's version read (firmware_versions) is recorded like an inventory
+    read: it clears the error of an earlier failed read, and a slow sync inventory read
+    asked before it but recorded after it does not roll the version back."""
+    compute = rack.trays["Compute"][0]
+    sync = StateSync(services, interval=60)
+    await sync.run_pass(spread=0)
+    version = (await tray_row(services, compute)).firmware_version
+    asked = utcnow()  # a sync inventory read sent now, answering late with an old version
+    async with services.db.session() as session:
+        await observations.record_firmware(
+            session,
+            [observations.FirmwareReading(compute, asked, error="BMC unreachable")],
+            SYNC,
+        )
+    ops = HardwareOps(services).for_step()
+    assert await ops.firmware_versions([str(compute)]) == [version]
+    await ops.observed.close()
+    seen = await observed(services, compute)
+    assert seen.firmware_error is None
+    assert seen.firmware_observed_at is not None and seen.firmware_observed_at > asked
+    old = (FirmwareComponent("BMC", "0.0.1"), FirmwareComponent("BIOS", "0.0.1"))
+    async with services.db.session() as session:
+        await observations.record_firmware(
+            session,
+            [observations.FirmwareReading(compute, asked, components=old, version="0.0.1")],
+            SYNC,
+        )
+    assert (await tray_row(services, compute)).firmware_version == version

@@ -359,10 +359,11 @@ class HardwareOps:
         return [await self._read_version(tray_id) for tray_id in tray_ids]
 
     async def _read_version(self, tray_id: str) -> str:
-        ref, backend = await self.target(tray_id)
-        sent, version = await _sent_read(lambda: backend.firmware_version(ref))
-        await self.record_firmware(tray_id, version, sent)
-        return version
+        """The tray's main version, read as its whole inventory (it costs a BMC the same
+        FirmwareInventory walk): recorded like any inventory read, it moves the tray's
+        `observedAt`, clears a stale firmware error and is ordered by when it was sent,
+        so an older inventory read recorded later cannot roll the version back."""
+        return (await self.firmware_inventory(tray_id)).version
 
     # --- polls (raise on failure; callers turn that into an Observation) ------------------
 
