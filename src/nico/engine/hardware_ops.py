@@ -190,11 +190,6 @@ class HardwareOps:
         `at`: when the read was sent (default now)."""
         await self.observed.power(tray_id, state, at)
 
-    async def record_firmware(self, tray_id: str, version: str, at: datetime | None = None) -> None:
-        """Observed firmware version goes to the tray's observed state, so GET /tray shows it.
-        `at`: when the read was sent (default now)."""
-        await self.observed.firmware(tray_id, version, at)
-
     # --- side effects -----------------------------------------------------------------
 
     async def power_control(self, data: p.PowerCommand) -> p.PowerResult:

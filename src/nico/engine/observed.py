@@ -62,11 +62,6 @@ class TaskObservations:
         self._pending.power.append(reading)
         await self._soon()
 
-    async def firmware(self, tray_id: str, version: str, at: datetime | None = None) -> None:
-        reading = observations.FirmwareReading(uuid.UUID(tray_id), at or utcnow(), version=version)
-        self._pending.firmware.append(reading)
-        await self._soon()
-
     async def inventory(
         self, tray_id: str, inventory: FirmwareInventory, at: datetime | None = None
     ) -> None:
