@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/fleet.py [--sizes 1,10,50 | --full] [--baseline ../other-checkout]
 
-(`make bench` runs it with `--sizes $(FLEET_SIZES)`, default 1,10,50;
-`make bench FLEET_SIZES=1,10,50,100,200` for the full table.)
+(`make bench` runs it with `--sizes $(FLEET_SIZES)`, default every size, 1,10,50,100,200;
+the script's own default is the quicker 1,10,50.)
 
 For each size a fresh data dir gets the demo site and N simulated racks of 35 trays
 (written through the same store code `POST /rack` uses), then `nico serve` starts as a
