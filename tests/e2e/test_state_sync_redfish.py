@@ -41,7 +41,7 @@ TYPE_OF = (
 )
 SYSTEMS = tuple(FakeSystem(name, power_state="On") for name in COMPUTE)
 CAP = 2  # NICO_BMC_CONCURRENCY for these tests
-RACKS = 12
+RACKS = 100  # the fleet size issue 12 names; 500 trays behind one emulator
 
 
 @pytest.fixture
