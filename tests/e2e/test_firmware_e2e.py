@@ -163,7 +163,13 @@ async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live
     done = await firmware(live, {"version": "1.0.0"})
     assert done["status"] == "Succeeded", done
     before = await compliance()
-    assert before["summary"] == {"total": 35, "current": 0, "outdated": 27, "unknown": 8}
+    assert before["summary"] == {
+        "total": 35,
+        "current": 0,
+        "outdated": 27,
+        "unknown": 8,
+        "stale": 0,
+    }
     compute = next(t for t in before["components"] if t["name"] == "compute-01")
     assert (compute["version"], compute["targetVersion"], compute["compliance"]) == (
         "1.0.0",
@@ -175,7 +181,7 @@ async def test_a_finished_upgrade_flips_compliance_and_writes_history(live: Live
     done = await firmware(live, {"version": "2.1"})
     assert done["status"] == "Succeeded", done
     after = await compliance()
-    assert after["summary"] == {"total": 35, "current": 27, "outdated": 0, "unknown": 8}
+    assert after["summary"] == {"total": 35, "current": 27, "outdated": 0, "unknown": 8, "stale": 0}
     read_before = compute["observedAt"]
     compute = next(t for t in after["components"] if t["name"] == "compute-01")
     assert compute["compliance"] == "current"

@@ -236,7 +236,13 @@ async def test_firmware_versions_are_checked_at_submit_and_read_from_the_bmc(
     # updated, its own version) is the catalog's blind spot; shelves were never read.
     shown = await live.http.get(f"{BASE}/rack/{live.rack.rack_id}/firmware", params=live.site)
     assert shown.status_code == 200, shown.text
-    assert shown.json()["summary"] == {"total": 7, "current": 0, "outdated": 5, "unknown": 2}
+    assert shown.json()["summary"] == {
+        "total": 7,
+        "current": 0,
+        "outdated": 5,
+        "unknown": 2,
+        "stale": 0,
+    }
     compute = next(t for t in shown.json()["components"] if t["name"] == "compute-01")
     assert (compute["version"], compute["targetVersion"]) == ("2.0.0", "2.1")
     assert {(c["id"], c["version"], c["compliance"]) for c in compute["components"]} == {
