@@ -176,3 +176,28 @@ async def test_a_resumed_firmware_step_does_not_skip_a_tray_its_update_already_r
         "1.0.0",
         "2.0.0",
     )
+
+
+async def test_an_acceptance_is_recorded_even_when_its_attempt_is_cancelled(
+    services: Services,
+) -> None:
+    """The BMC took the update, then the attempt's deadline fired while its acceptance
+    waited for a ledger batch: the record still lands, so the retry sends no second update."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    [tray] = rack.of("Compute")
+    ops = HardwareOps(services)
+    task = "00000000-0000-0000-0000-000000000001"
+    # Another tray's acceptance is being written: this one waits for the next batch.
+    other = asyncio.create_task(ops._accepted(f"{task}/other", tray.id, "power", {}))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    key = f"{task}/stage-1/step-0/main"
+    recording = asyncio.create_task(ops._accepted(key, tray.id, "firmware", {"jobId": "job-1"}))
+    await asyncio.sleep(0)
+    assert not other.done()  # still writing: this acceptance has not started
+    recording.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await recording
+    await other
+    entry = await ops._lookup(key)
+    assert entry is not None and entry.accepted and entry.result == {"jobId": "job-1"}

@@ -159,8 +159,16 @@ class HardwareOps:
         return await retrying(lambda: self._batches.ledger(key))
 
     async def _accepted(self, key: str, tray_id: str, action: str, result: dict[str, Any]) -> None:
+        """Record that the BMC took the action. The record lands even when the attempt is
+        cancelled meanwhile (its deadline, while the entry waits for its batch): dropped,
+        the retry would find no acceptance and send the action a second time."""
         entry = _Accepted(key, tray_id, action, result)
-        await retrying(lambda: self._batches.accepted(entry))
+        write = asyncio.ensure_future(retrying(lambda: self._batches.accepted(entry)))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.shield(write)  # finish the record, then let the cancel go on
+            raise
 
     async def _known_refs(self, tray_ids: list[str]) -> dict[str, TrayRef]:
         """References of the trays that still exist (remembered for the step, as `target`;
