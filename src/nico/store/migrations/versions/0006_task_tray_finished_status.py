@@ -51,6 +51,12 @@ EXECUTE FUNCTION nico_task_link_finished()""",
 def upgrade() -> None:
     with op.batch_alter_table("task_trays", schema=None) as batch_op:
         batch_op.add_column(sa.Column("finished_status", sa.String(length=16), nullable=True))
+    # Trigger first, then the backfill: on PostgreSQL CREATE TRIGGER locks out status
+    # changes until this migration commits, so a task finishing meanwhile (an older worker
+    # still running) is either seen by the backfill or waits for the trigger.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in SQLITE_LINK_TRIGGERS if sqlite else POSTGRES_LINK_TRIGGERS:
+        op.execute(statement)
     op.execute(
         "UPDATE task_trays SET finished_status = (SELECT tasks.status FROM tasks"
         f" WHERE tasks.id = task_trays.task_id AND tasks.status IN {FINISHED_SQL})"
@@ -60,9 +66,6 @@ def upgrade() -> None:
         "task_trays",
         ["tray_id", "site_id", "finished_status", "created", "task_id"],
     )
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    for statement in SQLITE_LINK_TRIGGERS if sqlite else POSTGRES_LINK_TRIGGERS:
-        op.execute(statement)
 
 
 def downgrade() -> None:
