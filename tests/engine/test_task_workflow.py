@@ -397,7 +397,10 @@ async def test_starting_twice_runs_once_and_states_are_reported(engine: Engine) 
 async def test_cancel_interrupts_a_hardware_call_in_flight(engine: Engine) -> None:
     rack = await make_rack(engine.services, compute=0, switches=0, shelves=1)
     shelf = rack.of("PowerShelf")[0]
-    await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=4)
+    # Slower than a cancel takes to reach a running activity: Temporal delivers it with a
+    # heartbeat, which the SDK sends at most every 0.8 x the heartbeat timeout (4 s); a
+    # 4 s call raced that delivery and sometimes reached the BMC first.
+    await add_fault(engine.services, rack, FaultKind.SLOW.value, slow_seconds=10)
     payload = await make_task(
         engine.services, rack, rule(step("PowerShelf", 1, act("PowerControl")))
     )
@@ -411,7 +414,7 @@ async def test_cancel_interrupts_a_hardware_call_in_flight(engine: Engine) -> No
     assert await cancel_task_workflow(engine.client, payload.task_id)
     await wait_for_task_workflow(engine.env, payload.task_id)
     assert (await load_task(engine.services, payload.task_id)).status == "Terminated"
-    await asyncio.sleep(5)  # past the moment the command would have reached the BMC
+    await asyncio.sleep(10)  # past the moment the command would have reached the BMC
     assert await sim_state(engine.services, shelf.id) is None
 
 
