@@ -12,6 +12,7 @@ waits on the same budget and calls again without spending a hardware attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -120,6 +121,9 @@ class Outage:
     waiting: int = 0  # calls in this scope waiting right now
     closed: float = 0.0  # seconds of finished waits
     cut: bool = False  # a wait was cut off by a deadline or cancel (never recovered)
+    # The scope's own deadline (a hardware attempt's): a wait that ends before it fires
+    # pushes it back by the wait's length, so the hardware still gets its whole time.
+    deadline: asyncio.Timeout | None = None
 
     def begin(self, kind: str, now: float) -> None:
         scope: Outage | None = self
@@ -138,7 +142,18 @@ class Outage:
                 scope.cut = cut
                 if not cut:
                     scope.kind = None
+                    scope._extend(now - scope.since)
             scope = scope.parent
+
+    def _extend(self, waited: float) -> None:
+        deadline = self.deadline
+        if deadline is None or deadline.expired():
+            return
+        when = deadline.when()
+        if when is not None:
+            # RuntimeError: the attempt already ended (a write it spawned recovered).
+            with contextlib.suppress(RuntimeError):
+                deadline.reschedule(when + waited)
 
     def spent(self, now: float | None = None) -> float:
         """Seconds this scope has waited out outages so far (waits in progress included)."""
@@ -152,10 +167,13 @@ _outage: contextvars.ContextVar[Outage | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def watching() -> Iterator[Outage]:
+def watching(deadline: asyncio.Timeout | None = None) -> Iterator[Outage]:
     """A scope of outage accounting inside the current one (shared with the tasks it
-    spawns): `waiting_out()` and `spent()` answer for what ran inside it."""
-    outage = Outage(parent=_outage.get())
+    spawns): `waiting_out()` and `spent()` answer for what ran inside it. A `deadline`
+    given is the scope's own: each outage waited out inside it, and recovered from,
+    pushes it back by as long as the wait took (an attempt that spent 4 of its 5 s
+    waiting for the database still gives the BMC 5 s once the database answers)."""
+    outage = Outage(parent=_outage.get(), deadline=deadline)
     token = _outage.set(outage)
     try:
         yield outage

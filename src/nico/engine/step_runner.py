@@ -485,9 +485,10 @@ class StepRunner:
             down: InfrastructureUnavailable | None = None
             # Each attempt accounts for its own outage time: a wait it was cut off in is
             # the outage's, and nothing it saw excuses a later attempt.
-            with infra.watching() as outage:
+            deadline = asyncio.timeout(limit)  # pushed back by outages it recovers from
+            with infra.watching(deadline) as outage:
                 try:
-                    async with asyncio.timeout(limit):
+                    async with deadline:
                         return await work()
                 except HardwareError as exc:
                     reason = str(exc)
