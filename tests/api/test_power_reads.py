@@ -290,3 +290,73 @@ async def test_power_reads_need_flow(
         f"{BASE}/rack/{made.rack_id}/power", params={"siteId": str(made.site_id)}, headers=auth
     )
     assert response.status_code == 412
+
+
+async def plain_power_states(
+    client: httpx.AsyncClient, auth: dict[str, str], made: MadeRack
+) -> dict[str, dict[str, str]]:
+    """Each tray's `powerState` as every plain read shows it (`GET /tray`, `GET /tray/{id}`,
+    a rack's components in `GET /rack/{id}` and `GET /rack`), keyed by tray id."""
+    site = {"siteId": str(made.site_id)}
+    with_trays = site | {"includeComponents": "true"}
+    listed = await client.get(f"{BASE}/tray", params=site | {"pageSize": 100}, headers=auth)
+    rack = await client.get(f"{BASE}/rack/{made.rack_id}", params=with_trays, headers=auth)
+    racks = await client.get(f"{BASE}/rack", params=with_trays, headers=auth)
+    assert (listed.status_code, rack.status_code, racks.status_code) == (200, 200, 200)
+    [in_racks] = racks.json()
+    shown = {
+        "GET /tray": {t["id"]: t["powerState"] for t in listed.json()},
+        "GET /rack/{id}": {c["id"]: c["powerState"] for c in rack.json()["components"]},
+        "GET /rack": {c["id"]: c["powerState"] for c in in_racks["components"]},
+    }
+    shown["GET /tray/{id}"] = {
+        str(t): (await get(client, auth, f"/tray/{t}", made.site_id))["powerState"]
+        for t in (made.trays["Compute"][0], made.trays["Compute"][5], made.trays["PowerShelf"][0])
+    }
+    return shown
+
+
+async def assert_plain_reads_agree_with_power(
+    client: httpx.AsyncClient, auth: dict[str, str], made: MadeRack
+) -> dict[str, str]:
+    """Every plain read shows each tray's `GET /rack/{id}/power` actual state; returns it."""
+    power = await get(client, auth, f"/rack/{made.rack_id}/power", made.site_id)
+    actual = {c["id"]: c["actual"]["state"] for c in power["components"]}
+    assert len(actual) == 35
+    for read, states in (await plain_power_states(client, auth, made)).items():
+        assert states == {t: actual[t] for t in states}, read
+    return actual
+
+
+async def test_plain_reads_show_power_pressed_behind_nicos_back_after_one_sync_pass(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    compute = rack.trays["Compute"][5]
+    await set_power(services, [compute], on=False)
+    await StateSync(services, interval=60).run_pass(spread=0)
+    assert (await get(client, auth, f"/tray/{compute}", rack.site_id))["powerState"] == "Off"
+    actual = await assert_plain_reads_agree_with_power(client, auth, rack)
+    assert actual[str(compute)] == "Off" and list(actual.values()).count("On") == 34
+
+
+async def test_plain_reads_show_an_unreachable_tray_unknown_not_its_last_value(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, rack: MadeRack
+) -> None:
+    compute = rack.trays["Compute"][0]
+    async with services.db.session() as session:
+        fault = SimFault(
+            site_id=rack.site_id, rack_id=rack.rack_id, tray_id=compute, kind="unreachable"
+        )
+        await sim_store.add_faults(session, [fault])
+    await StateSync(services, interval=60).run_pass(spread=0)
+    assert (await get(client, auth, f"/tray/{compute}", rack.site_id))["powerState"] == "Unknown"
+    actual = await assert_plain_reads_agree_with_power(client, auth, rack)
+    assert actual[str(compute)] == "Unknown" and list(actual.values()).count("On") == 34
+
+
+async def test_plain_reads_show_a_never_read_tray_unknown(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
+) -> None:
+    made = await make_site_with_rack(services)  # no state sync pass: never read
+    actual = await assert_plain_reads_agree_with_power(client, auth, made)
+    assert set(actual.values()) == {"Unknown"}

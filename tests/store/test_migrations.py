@@ -7,11 +7,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import bindparam as sa_bindparam
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from nico.store import observations as obs
 from nico.store.db import Database, alembic_config
-from nico.store.models import Base, Provider, Site, Task, TaskTray
+from nico.store.history import SYNC
+from nico.store.models import Base, Provider, Site, Task, TaskTray, Tray
 from nico.store.tasks import TaskQuery, list_tasks
+from tests.store.test_observations import _at, _power, _trays
 
 
 async def test_migrated_schema_matches_models(any_database: Database) -> None:
@@ -94,3 +97,38 @@ async def test_task_list_migration_backfills_tray_links(any_database: Database) 
     assert link.finished_status == "Succeeded"
     assert site_total == 1
     assert ([t.id for t in finished], finished_total) == ([task_id], 1)
+
+
+async def test_tray_power_migration_shows_what_each_tray_observation_shows(
+    any_database: Database,
+) -> None:
+    """A tray whose `powerState` was written before observations were kept (an old `On`
+    with no read behind it) reads `Unknown` like its `GET /tray/{id}/power` after 0008;
+    trays with an observation keep what it shows."""
+    trays = await _trays(any_database)
+    never, off, failed, firmware_only = trays[:4]
+    await _power(any_database, [obs.PowerReading(off.id, _at(0), state="Off")])
+    await _power(any_database, [obs.PowerReading(failed.id, _at(0), error="BMC unreachable")])
+    async with any_database.session() as session:
+        await obs.record_firmware(
+            session, [obs.FirmwareReading(firmware_only.id, _at(0), version="1.0.0")], SYNC
+        )
+
+    def downgrade_fill_upgrade(sync_conn):  # type: ignore[no-untyped-def]
+        command.downgrade(alembic_config(sync_conn), "0007")
+        # Values written by the engine before observations were kept.
+        stale = [never.id, failed.id, firmware_only.id]
+        sync_conn.execute(
+            Tray.__table__.update().where(Tray.id.in_(stale)).values(power_state="On")
+        )
+        command.upgrade(alembic_config(sync_conn), "head")
+
+    async with any_database.engine.begin() as conn:
+        await conn.run_sync(downgrade_fill_upgrade)
+    async with any_database.session() as session:
+        shown = dict((await session.execute(select(Tray.id, Tray.power_state))).all())
+    assert shown[never.id] == "Unknown"  # never read: nothing says On
+    assert shown[off.id] == "Off"
+    assert shown[failed.id] == "Unknown"  # the last read failed
+    assert shown[firmware_only.id] == "Unknown"  # its power was never read
+    assert {shown[t.id] for t in trays[4:]} == {"Unknown"}

@@ -149,7 +149,9 @@ class TrayObservation(Base):
     keeps its last good value with its time, and the error of the last read when that
     read failed (cleared by the next good one). `trays.power_state` and
     `trays.firmware_version` mirror what is shown today: the last good value, or
-    `Unknown` power while the last read failed (never a stale `On`)."""
+    `Unknown` power while the last read failed (never a stale `On`), written only by
+    `nico.store.observations` in the observation's transaction, so `GET /tray` and
+    `GET /tray/{id}/power` agree (docs/state.md)."""
 
     __tablename__ = "tray_observations"
 
