@@ -41,6 +41,9 @@ async def test_rack_status_shows_power_firmware_and_tasks_per_tray(nico: Cli) ->
         "TASKS", "ERROR",
     ]  # fmt: skip
     assert "no active tasks" in before.out
+    # Never read: no version a BMC confirmed (not the import's 1.0.0), compliance unknown.
+    # TRAY TYPE POWER OBSERVED DESIRED FIRMWARE TARGET COMPLIANCE
+    assert _row(before.out, "compute-07")[2:8] == ["Unknown", "-", "-", "-", "2.1", "unknown"]
 
     ran = await nico("rack", "power", "rack-01", "On", "--wait")
     assert ran.code == 0, ran
@@ -57,7 +60,7 @@ async def test_rack_status_shows_power_firmware_and_tasks_per_tray(nico: Cli) ->
     firmware = next(t for t in status["firmware"]["components"] if t["name"] == "compute-07")
     # TRAY TYPE POWER "Ns ago" DESIRED FIRMWARE TARGET COMPLIANCE
     assert row[6:9] == [
-        str(firmware["version"] or "-"),
+        str(firmware["version"] if firmware["observedAt"] else "-"),
         str(firmware["targetVersion"] or "-"),
         firmware["compliance"],
     ]
@@ -151,6 +154,7 @@ def test_a_failed_read_shows_unknown_with_the_last_good_value_and_the_error() ->
             {
                 "id": "t1",
                 "version": "1.0.0",
+                "observedAt": ago,
                 "targetVersion": "1.1.0",
                 "compliance": "outdated",
                 "tasks": [{"operationCode": "upgrade", "version": "1.1.0", "status": "Waiting"}],
@@ -165,3 +169,38 @@ def test_a_failed_read_shows_unknown_with_the_last_good_value_and_the_error() ->
     firmware["components"][0] |= {"stale": True, "error": "BMC unreachable"}
     [row] = _status_rows(power, firmware)
     assert row["compliance"] == "outdated (stale)"
+
+
+def test_a_never_read_tray_shows_no_firmware_version() -> None:
+    """The import's version is no observation: the table says `-`, as the power column
+    says `Unknown`, and compliance stays unknown."""
+    from nico.cli.output import text
+    from nico.cli.status import _status_rows
+
+    power = {
+        "components": [
+            {
+                "id": "t1",
+                "name": "compute-03",
+                "type": "Compute",
+                "actual": {"state": "Unknown", "observedAt": None, "error": None},
+                "desired": {"state": None},
+                "tasks": [],
+            }
+        ]
+    }
+    firmware = {
+        "components": [
+            {
+                "id": "t1",
+                "version": "1.0.0",  # what the rack import said
+                "observedAt": None,
+                "targetVersion": "1.1.0",
+                "compliance": "unknown",
+                "tasks": [],
+            }
+        ]
+    }
+    [row] = _status_rows(power, firmware)
+    shown = [text(row[k]) for k in ("power", "observed", "firmware", "target", "compliance")]
+    assert shown == ["Unknown", "-", "-", "1.1.0", "unknown"]

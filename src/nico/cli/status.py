@@ -79,7 +79,8 @@ def _tasks_text(tasks: list[dict[str, Any]]) -> str:
 
 
 def _status_rows(power: dict[str, Any], firmware: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One row per tray: power (actual, age, desired, error), firmware, its power tasks."""
+    """One row per tray: power (actual, age, desired, error), firmware (as read: `-`
+    until the BMC was read, like power's `Unknown`), its power and firmware tasks."""
     by_tray = {str(t.get("id")): t for t in (firmware or {}).get("components") or []}
     rows = []
     for tray in power.get("components") or []:
@@ -92,7 +93,8 @@ def _status_rows(power: dict[str, Any], firmware: dict[str, Any] | None) -> list
                 "power": _actual(tray),
                 "observed": age(actual.get("observedAt")),
                 "desired": desired.get("state"),
-                "firmware": fw.get("version"),
+                # Only a version read from the BMC: never read, `version` is the import's.
+                "firmware": fw.get("version") if fw.get("observedAt") else None,
                 "target": fw.get("targetVersion"),
                 "compliance": (
                     f"{fw['compliance']} (stale)" if fw.get("stale") else fw.get("compliance")
