@@ -35,6 +35,7 @@ async def test_migrate_is_idempotent(any_database: Database) -> None:
 async def test_task_list_migration_backfills_tray_links(any_database: Database) -> None:
     """A database with history from before revision 0002 keeps listing it by tray."""
     site_id, task_id, tray_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rack_id = uuid.uuid4()
     created = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
     def downgrade_and_fill(sync_conn):  # type: ignore[no-untyped-def]
@@ -65,7 +66,7 @@ async def test_task_list_migration_backfills_tray_links(any_database: Database) 
             ).bindparams(
                 sa_bindparam("id", task_id, type_=tasks.c.id.type),
                 sa_bindparam("site", site_id, type_=tasks.c.site_id.type),
-                sa_bindparam("rack", uuid.uuid4(), type_=tasks.c.rack_id.type),
+                sa_bindparam("rack", rack_id, type_=tasks.c.rack_id.type),
                 sa_bindparam("created", created, type_=tasks.c.created.type),
             )
         )
@@ -92,6 +93,17 @@ async def test_task_list_migration_backfills_tray_links(any_database: Database) 
             offset=0,
             limit=20,
         )
+        # 0009 counted it for its rack and its tray (the lists' totals read those).
+        _, rack_total = await list_tasks(
+            session, TaskQuery(site_id=site_id, rack_id=rack_id), offset=0, limit=1
+        )
+        _, tray_succeeded = await list_tasks(
+            session,
+            TaskQuery(site_id=site_id, tray_id=tray_id, statuses=("Succeeded", "Failed")),
+            offset=0,
+            limit=1,
+        )
+    assert (rack_total, tray_succeeded) == (1, 1)
     assert ([t.id for t in rows], total) == ([task_id], 1)
     assert link is not None and (link.site_id, link.created) == (site_id, created)
     assert link.finished_status == "Succeeded"

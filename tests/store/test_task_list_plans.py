@@ -9,6 +9,7 @@ change cannot quietly bring the scan back. They also check each answer against t
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -126,6 +127,15 @@ def _cases(h: History) -> dict[str, TaskQuery]:
         "site trayId status=Terminated": TaskQuery(
             site_id=h.site_id, tray_id=tray, statuses=("Terminated",)
         ),
+        "site rackId status=Failed": TaskQuery(
+            site_id=h.site_id, rack_id=rack, statuses=("Failed",)
+        ),
+        "site trayId operationType": TaskQuery(
+            site_id=h.site_id, tray_id=tray, operation_type="BringUp"
+        ),
+        "site trayId status=Running": TaskQuery(
+            site_id=h.site_id, tray_id=tray, statuses=("Running",)
+        ),
         "rack": TaskQuery(site_id=h.site_id, rack_id=rack),
         "rack activeOnly": TaskQuery(site_id=h.site_id, rack_id=rack, statuses=active),
         "tray": TaskQuery(site_id=h.site_id, tray_id=tray),
@@ -135,11 +145,15 @@ def _cases(h: History) -> dict[str, TaskQuery]:
 
 # Counts whose matching rows are most of the site would be a scan of the history; the
 # site-wide counts (site, status, operationType, activeOnly) read the task counters
-# instead (`nico.store.task_counts`), so every count is checked.
+# instead (`nico.store.task_counts`), a rack's or a tray's its own counters
+# (`nico.store.scope_counts`), so every count is checked.
 _BROAD_COUNTS: set[str] = set()
-# Shapes whose plan is the planner's choice (only their answer is checked). A tray and
-# one finished status read the links' own copy of it (`task_trays.finished_status`).
-_PLANNER_CHOICE: set[str] = set()
+# Shapes whose page plan is the planner's choice (their count and answer are checked).
+# A tray and one finished status read the links' own copy of it
+# (`task_trays.finished_status`). A rack and one rare status: PostgreSQL may take the
+# (rack_id, status) index and sort the few rows it finds; a tray and a rare operation
+# type: it may hash the tray's links against that type's tasks.
+_PLANNER_CHOICE: set[str] = {"site rackId status=Failed", "site trayId operationType"}
 
 
 def _expected(h: History, q: TaskQuery) -> list[uuid.UUID]:
@@ -173,6 +187,12 @@ def _scans_history(db: Database, plan: str) -> bool:
     )
 
 
+def _reads_tasks(plan: str) -> bool:
+    """Whether the plan touches the tasks or their tray links at all (their indexes
+    included), rather than only the counters."""
+    return re.search(r"\b(tasks|task_trays)\b", plan) is not None
+
+
 def _sorts(db: Database, plan: str) -> bool:
     return "TEMP B-TREE" in plan if db.is_sqlite else "Sort" in plan
 
@@ -180,16 +200,20 @@ def _sorts(db: Database, plan: str) -> bool:
 async def test_every_task_list_reads_an_index_in_order(any_database: Database) -> None:
     history = await _seed(any_database)
     for name, query in _cases(history).items():
-        if name in _PLANNER_CHOICE:
-            continue
         page, count = list_statements(query, offset=0, limit=20)
-        page_plan = await _plan(any_database, page)
-        assert not _scans_history(any_database, page_plan), f"{name} page:\n{page_plan}"
-        assert not _sorts(any_database, page_plan), f"{name} page sorts:\n{page_plan}"
+        if name not in _PLANNER_CHOICE:
+            page_plan = await _plan(any_database, page)
+            assert not _scans_history(any_database, page_plan), f"{name} page:\n{page_plan}"
+            assert not _sorts(any_database, page_plan), f"{name} page sorts:\n{page_plan}"
         if name not in _BROAD_COUNTS:
             count_plan = await _plan(any_database, count)
             assert not _scans_history(any_database, count_plan), f"{name} count:\n{count_plan}"
+            if (query.rack_id is None) != (query.tray_id is None):
+                # A rack's or a tray's total: its counters, not its tasks or links.
+                assert not _reads_tasks(count_plan), f"{name} count:\n{count_plan}"
             # What runs: the page with its total as a scalar subquery, one statement.
+            if name in _PLANNER_CHOICE:
+                continue
             both = await _plan(any_database, page_with_total(page, count))
             assert not _scans_history(any_database, both), f"{name} page+total:\n{both}"
             assert not _sorts(any_database, both), f"{name} page+total sorts:\n{both}"

@@ -399,6 +399,49 @@ class TaskCount(Base):
     n: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class TaskRackCount(Base):
+    """A rack's task counts by site, status and operation type, kept as signed deltas like
+    `TaskCount`: triggers on `tasks` (migration 0009, `nico.store.scope_counts`) write
+    them in the writer's transaction and the sweep folds them, so a rack list's total
+    reads a few rows whatever the rack's history."""
+
+    __tablename__ = "task_rack_counts"
+    __table_args__ = (
+        Index("ix_task_rack_counts_key", "site_id", "rack_id", "status", "operation_type", "n"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    rack_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    operation_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TaskTrayCount(Base):
+    """A tray's task counts by site, status and operation type (signed deltas like
+    `TaskCount`): triggers on `task_trays` count a link's insert and delete, triggers on
+    `tasks` move its links' counts when the task's status changes (migration 0009,
+    `nico.store.scope_counts`), so a tray list's total reads a few rows, not the tray's
+    links."""
+
+    __tablename__ = "task_tray_counts"
+    __table_args__ = (
+        Index("ix_task_tray_counts_key", "site_id", "tray_id", "status", "operation_type", "n"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    site_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    operation_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class IdempotencyKey(Base):
     """A client's `Idempotency-Key` and the task ids its first request produced."""
 

@@ -22,6 +22,7 @@ from sqlalchemy.sql import Select
 
 from nico.store.db import Database
 from nico.store.models import Site, TaskCount
+from nico.store.scope_counts import RACK_KEY, TRAY_KEY
 
 _COLUMNS = "site_id, status, operation_type, n"
 
@@ -68,14 +69,24 @@ EXECUTE FUNCTION nico_task_counts()""",
 
 _KEY = "site_id, status, operation_type"
 
-# PostgreSQL: one statement, one snapshot. It deletes only the deltas it sees committed
-# (a concurrent writer's new ones stay for the next pass) and writes back their sums;
-# a concurrent compaction waits on the rows, then skips those already gone.
-_COMPACT_POSTGRES = f"""
-WITH gone AS (DELETE FROM task_counts RETURNING {_KEY}, n)
-INSERT INTO task_counts ({_COLUMNS})
-SELECT {_KEY}, SUM(n) FROM gone GROUP BY {_KEY} HAVING SUM(n) <> 0
-"""
+# Every delta table the sweep folds, with its key: the site's counters here, the racks'
+# and the trays' (`nico.store.scope_counts`).
+FOLDED: tuple[tuple[str, str], ...] = (
+    ("task_counts", _KEY),
+    ("task_rack_counts", RACK_KEY),
+    ("task_tray_counts", TRAY_KEY),
+)
+
+
+def _compact_postgres(table: str, key: str) -> str:
+    """One statement, one snapshot. It deletes only the deltas it sees committed (a
+    concurrent writer's new ones stay for the next pass) and writes back their sums; a
+    concurrent compaction waits on the rows, then skips those already gone."""
+    return (
+        f"WITH gone AS (DELETE FROM {table} RETURNING {key}, n)"
+        f" INSERT INTO {table} ({key}, n)"
+        f" SELECT {key}, SUM(n) FROM gone GROUP BY {key} HAVING SUM(n) <> 0"
+    )
 
 
 def site_total(
@@ -115,23 +126,26 @@ def totals_by_site_name(status: str) -> Select[str, int]:
 
 
 async def compact_task_counts(db: Database) -> None:
-    """Fold the deltas into one row per key (dropping keys that sum to zero, such as a
-    deleted site's); totals read the same before and after."""
+    """Fold the deltas of every counter table (`FOLDED`) into one row per key (dropping
+    keys that sum to zero, such as a deleted site's); totals read the same before and
+    after."""
     if not db.is_sqlite:
         async with db.engine.begin() as conn:
-            await conn.execute(text(_COMPACT_POSTGRES))
+            for table, key in FOLDED:
+                await conn.execute(text(_compact_postgres(table, key)))
         return
     async with db.session() as session:
         # The write lock first: no writer adds deltas between the read and the delete.
         await session.execute(text("BEGIN IMMEDIATE"))
-        last = (await session.execute(select(func.max(TaskCount.id)))).scalar_one()
-        if last is None:
-            return
-        upto: BindParameter[int] = bindparam("last", last)
-        await session.execute(
-            text(
-                f"INSERT INTO task_counts ({_COLUMNS}) SELECT {_KEY}, SUM(n) FROM task_counts"
-                f" WHERE id <= :last GROUP BY {_KEY} HAVING SUM(n) <> 0"
-            ).bindparams(upto)
-        )
-        await session.execute(text("DELETE FROM task_counts WHERE id <= :last").bindparams(upto))
+        for table, key in FOLDED:
+            last = (await session.execute(text(f"SELECT max(id) FROM {table}"))).scalar_one()
+            if last is None:
+                continue
+            upto: BindParameter[int] = bindparam("last", last)
+            await session.execute(
+                text(
+                    f"INSERT INTO {table} ({key}, n) SELECT {key}, SUM(n) FROM {table}"
+                    f" WHERE id <= :last GROUP BY {key} HAVING SUM(n) <> 0"
+                ).bindparams(upto)
+            )
+            await session.execute(text(f"DELETE FROM {table} WHERE id <= :last").bindparams(upto))

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nico.domain import ALLOWED_TASK_TRANSITIONS, FINISHED_TASK_STATUSES, TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Provider, Site, Task, TaskTray, utcnow
+from nico.store.scope_counts import rack_total, tray_total
 from nico.store.task_counts import site_total
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
@@ -381,9 +382,11 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
             .where(*links, *extra)
             .order_by(*link_order)
         )
-        count = select(func.count()).select_from(TaskTray).where(*links)
-        if extra:
+        if shape.rack:  # a tray and a rack (GET /task): the tray's links, index only
+            count = select(func.count()).select_from(TaskTray).where(*links)
             count = count.join(Task, TaskTray.task_id == Task.id).where(*extra)
+        else:
+            count = _scope_count(shape)
     else:
         if shape.tray:
             # An OFFSET keeps PostgreSQL from turning the probe into a join that reads all
@@ -396,8 +399,10 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
             )
             conditions.append(link.exists())
         page = select(*columns).where(*conditions).order_by(Task.created.desc(), Task.id.desc())
-        if shape.rack or shape.tray:  # index only: the rack's or the tray's tasks
+        if shape.rack and shape.tray:  # GET /task?rackId&trayId&activeOnly: the active set
             count = select(func.count()).select_from(Task).where(*conditions)
+        elif shape.rack or shape.tray:
+            count = _scope_count(shape)
         else:  # the site's counters: exact, and a few rows whatever the history
             count = site_total(
                 bindparam("site_id", type_=Task.site_id.type),
@@ -408,6 +413,22 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
             )
     page = page.offset(bindparam("offset", type_=Integer)).limit(bindparam("limit", type_=Integer))
     return page, count
+
+
+def _scope_count(shape: _Shape) -> Select[int]:
+    """A rack's or a tray's total from its counters (`nico.store.scope_counts`): exact,
+    and a few rows whatever its history, for every status set and operation type."""
+    site = bindparam("site_id", type_=Task.site_id.type)
+    operation = (
+        bindparam("operation_type", type_=Task.operation_type.type)
+        if shape.operation_type
+        else None
+    )
+    if shape.tray:
+        tray = bindparam("tray_id", type_=TaskTray.tray_id.type)
+        return tray_total(site, tray, shape.statuses, operation)
+    rack = bindparam("rack_id", type_=Task.rack_id.type)
+    return rack_total(site, rack, shape.statuses, operation)
 
 
 def list_statements(
