@@ -31,9 +31,11 @@ def fresh_outage_log(monkeypatch: pytest.MonkeyPatch) -> OutageLog:
     return log
 
 
-async def test_background_passes_log_an_outage_once_and_its_end_once(
-    services: Services, caplog: pytest.LogCaptureFixture, fresh_outage_log: OutageLog
-) -> None:
+async def _passes_through_an_outage(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> tuple[list[str], list[str]]:
+    """Three passes against a database that refuses connections, then one that answers:
+    the outage lines (begun, ended) of the passes, checked for what every pass shares."""
     working = services.db
     down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nico")
     caplog.set_level(logging.INFO)
@@ -49,16 +51,39 @@ async def test_background_passes_log_an_outage_once_and_its_end_once(
     assert not [r for r in caplog.records if r.exc_info], "an outage logged a traceback"
     began = [m for level, m in lines if "unavailable" in m]
     ended = [m for level, m in lines if "answering again" in m]
-    # (no Temporal client here: the reconciler has nothing to do; retention is off)
-    assert [m.split(" (")[0] for m in began] == [
-        "queue sweep: database unavailable, waiting",
-        "task counter compaction: database unavailable, waiting",
-    ], lines
-    assert [m.split(" after")[0] for m in ended] == [
-        "queue sweep: database answering again",
-        "task counter compaction: database answering again",
-    ], lines
     assert {level for level, m in lines if m in began + ended} == {"WARNING"}
+    return [m.split(" (")[0] for m in began], [m.split(" after")[0] for m in ended]
+
+
+async def test_background_passes_log_an_outage_once_and_its_end_once(
+    services: Services, caplog: pytest.LogCaptureFixture, fresh_outage_log: OutageLog
+) -> None:
+    began, ended = await _passes_through_an_outage(services, caplog)
+    # (no Temporal client here: the reconciler has nothing to do; task retention is off,
+    # the ledger's is always on)
+    parts = ["queue sweep", "ledger retention", "task counter compaction"]
+    assert began == [f"{part}: database unavailable, waiting" for part in parts]
+    assert ended == [f"{part}: database answering again" for part in parts]
+
+
+async def test_retention_passes_log_an_outage_once_and_its_end_once(
+    services: Services, caplog: pytest.LogCaptureFixture, fresh_outage_log: OutageLog
+) -> None:
+    """With NICO_TASK_RETENTION set, each retention pass (tasks, tray history, ledger,
+    idempotency keys) meets the outage like the sweep: one line when it begins, one when
+    it ends."""
+    services.settings = services.settings.model_copy(update={"task_retention": 86400.0})
+    began, ended = await _passes_through_an_outage(services, caplog)
+    parts = [
+        "queue sweep",
+        "task retention",
+        "history retention",
+        "ledger retention",
+        "key retention",
+        "task counter compaction",
+    ]
+    assert began == [f"{part}: database unavailable, waiting" for part in parts]
+    assert ended == [f"{part}: database answering again" for part in parts]
 
 
 async def test_many_calls_meeting_one_outage_log_it_once(

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -136,3 +137,40 @@ async def count_for_tray(session: AsyncSession, tray_id: uuid.UUID, action: str)
         )
     )
     return len(result.all())
+
+
+# --- retention (`nico.tasks.key_retention`) ----------------------------------------------
+
+
+def task_of(key: str) -> uuid.UUID | None:
+    """The task a key belongs to: every key starts with its task's id (`StepContext.
+    ledger_key`, `step_history.history_key`); None for a key that does not."""
+    try:
+        return uuid.UUID(key.split("/", 1)[0])
+    except ValueError:
+        return None
+
+
+def oldest_statement(
+    *, before: datetime, after: tuple[datetime, str] | None, limit: int
+) -> Select[datetime, str]:
+    """Up to `limit` (created, key) of entries created before `before`, oldest first,
+    from just past `after`: one range of the (created, key) index."""
+    query = select(OperationLedger.created, OperationLedger.key).where(
+        OperationLedger.created < before
+    )
+    if after is not None:
+        query = query.where(tuple_(OperationLedger.created, OperationLedger.key) > after)
+    return query.order_by(OperationLedger.created, OperationLedger.key).limit(limit)
+
+
+async def oldest(
+    session: AsyncSession, *, before: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[datetime, str]]:
+    """See `oldest_statement`."""
+    rows = await session.execute(oldest_statement(before=before, after=after, limit=limit))
+    return [(created, key) for created, key in rows.all()]
+
+
+async def delete_entries(session: AsyncSession, keys: list[str]) -> None:
+    await session.execute(delete(OperationLedger).where(OperationLedger.key.in_(keys)))

@@ -446,7 +446,11 @@ class IdempotencyKey(Base):
     """A client's `Idempotency-Key` and the task ids its first request produced."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("org", "key", name="uq_idempotency_org_key"),)
+    __table_args__ = (
+        UniqueConstraint("org", "key", name="uq_idempotency_org_key"),
+        # Retention walks the oldest keys in order (`nico.tasks.key_retention`).
+        Index("ix_idempotency_keys_created_id", "created", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     org: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -463,6 +467,8 @@ class OperationLedger(Base):
     finds it knows an earlier attempt may have reached the BMC."""
 
     __tablename__ = "operation_ledger"
+    # Retention walks the oldest entries in order (`nico.tasks.key_retention`).
+    __table_args__ = (Index("ix_operation_ledger_created_key", "created", "key"),)
 
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     tray_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)

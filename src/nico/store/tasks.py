@@ -571,3 +571,27 @@ async def prune_finished_tasks(
         execution_options={"synchronize_session": False},
     )
     return len(ids)
+
+
+# Ids per statement when looking many tasks up: under both databases' bind-parameter
+# limits (an Idempotency-Key of a 100-rack request names 100 tasks).
+LOOKUP_CHUNK = 1000
+
+
+async def finish_times(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime | None]:
+    """For each of `ids` that still exists: when it finished, None while it is not
+    finished (a finished task without `finished`, from before it was recorded, counts as
+    finished at its last update). Primary-key lookups, `LOOKUP_CHUNK` ids a statement."""
+    wanted = sorted(set(ids))
+    found: dict[uuid.UUID, datetime | None] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = await session.execute(
+            select(Task.id, Task.status, Task.finished, Task.updated).where(
+                Task.id.in_(wanted[start : start + LOOKUP_CHUNK])
+            )
+        )
+        for task_id, status, finished, updated in rows.all():
+            found[task_id] = (finished or updated) if status in FINISHED else None
+    return found

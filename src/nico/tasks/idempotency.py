@@ -17,9 +17,10 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.errors import BadRequest, Conflict
@@ -110,3 +111,43 @@ async def remember(
         )
     )
     await session.flush()
+
+
+# --- retention (`nico.tasks.key_retention`) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """What retention reads of a key: where it sits in the walk and the tasks it names."""
+
+    created: datetime
+    id: uuid.UUID
+    task_ids: tuple[str, ...]
+
+
+def oldest_statement(
+    *, before: datetime, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Select[datetime, uuid.UUID, list[Any]]:
+    """Up to `limit` keys stored before `before`, oldest first, from just past `after`:
+    one range of the (created, id) index."""
+    query = select(IdempotencyKey.created, IdempotencyKey.id, IdempotencyKey.task_ids).where(
+        IdempotencyKey.created < before
+    )
+    if after is not None:
+        query = query.where(tuple_(IdempotencyKey.created, IdempotencyKey.id) > after)
+    return query.order_by(IdempotencyKey.created, IdempotencyKey.id).limit(limit)
+
+
+async def oldest(
+    session: AsyncSession, *, before: datetime, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[StoredKey]:
+    """See `oldest_statement`."""
+    rows = await session.execute(oldest_statement(before=before, after=after, limit=limit))
+    return [
+        StoredKey(created, key_id, tuple(str(t) for t in task_ids or ()))
+        for created, key_id, task_ids in rows.all()
+    ]
+
+
+async def delete_keys(session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(ids)))
