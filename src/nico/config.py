@@ -164,7 +164,8 @@ class Settings(BaseSettings):
         "or a duration such as `400d`, `72h`, `90m`. Older finished tasks (Succeeded, "
         "Failed, Terminated) and tray history rows older than it are deleted in small "
         "batches by the worker's sweep; an unfinished task is never deleted. Unset: keep "
-        "every task and history row.",
+        "every task and history row. An Idempotency-Key replays for 24 h, or this "
+        "retention when longer (unset: for good).",
     )
     cancel_wait: float = Field(
         15.0,

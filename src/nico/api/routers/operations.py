@@ -67,7 +67,8 @@ IdempotencyKeyHeader = Annotated[
         alias=idempotency.HEADER,
         description="Client key making a retried request return the first request's "
         "taskIds instead of starting new tasks (scoped to the org; reusing it with a "
-        "different body is 409).",
+        "different body is 409). A key replays for at least 24 hours (longer when the "
+        "site keeps tasks longer) and while a task it started is not finished.",
     ),
 ]
 
