@@ -14,8 +14,10 @@ from temporalio.testing import WorkflowEnvironment
 from nico.api.app import create_app
 from nico.config import Settings
 from nico.services import Services, build_services
+from nico.store.tasks import insert_tasks
 from tests.rules.support import make_site
 from tests.support.pgcluster import PrivateCluster, private_cluster
+from tests.support.task_counts import make_row
 
 BASE = "/v2/org/demo/nico"
 
@@ -106,3 +108,34 @@ async def test_postgres_stopped_is_503_on_readyz_and_every_route(
                 break
             await asyncio.sleep(0.2)
         assert (await client.get(f"{BASE}/site")).status_code == 200
+
+
+@pytest.mark.postgres
+async def test_lists_answer_the_first_request_after_postgres_restarts(
+    cluster: PrivateCluster, pg_services: Services, auth: dict[str, str]
+) -> None:
+    """Task lists and /metrics read from a pool that skips the ping before each request;
+    a pooled connection that died with the server fails as a disconnect and the read runs
+    again on a new one, so the first requests after a restart answer 200 with the same
+    page, not 503."""
+    site_id = await make_site(pg_services.db)
+    async with pg_services.db.session() as session:
+        await insert_tasks(session, [make_row(site_id, "Succeeded", age=n) for n in range(3)])
+    url = f"{BASE}/task?siteId={site_id}&pageSize=2"
+    async with asgi(pg_services, auth) as client:
+        # Several at once, so the pool holds more than one connection when the server dies.
+        warm = await asyncio.gather(*(client.get(url) for _ in range(4)))
+        assert [r.status_code for r in warm] == [200] * 4
+        before = warm[0]
+        assert (await client.get("/metrics")).status_code == 200
+
+        await asyncio.to_thread(cluster.stop)
+        await asyncio.to_thread(cluster.start)
+
+        after = await asyncio.gather(*(client.get(url) for _ in range(4)))
+        for response in after:
+            assert response.status_code == 200, response.text
+            assert response.json() == before.json()
+            assert response.headers["X-Pagination"] == before.headers["X-Pagination"]
+        assert len(before.json()) == 2
+        assert (await client.get("/metrics")).status_code == 200

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nico.metrics import GaugeMetricFamily, exposition
 from nico.services import Services
@@ -43,12 +44,14 @@ async def database_gauges(services: Services) -> DatabaseGauges:
     from nico.domain import TaskStatus
     from nico.store.task_counts import totals_by_site_name, totals_by_status_and_operation
 
-    async with services.db.read() as conn:
+    async def read(conn: AsyncConnection) -> DatabaseGauges:
         rows = await conn.execute(totals_by_status_and_operation())
         tasks = [(str(s), str(o), int(n)) for s, o, n in rows]
         waiting = await conn.execute(totals_by_site_name(TaskStatus.WAITING.value))
         queues = [(str(name), int(n)) for name, n in waiting]
-    return DatabaseGauges(tasks, queues)
+        return DatabaseGauges(tasks, queues)
+
+    return await services.db.read(read)
 
 
 @router.get("/metrics")

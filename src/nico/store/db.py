@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -24,6 +25,14 @@ from nico.private_files import create_private_sqlite_file
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant: replicas starting together on PostgreSQL migrate one after another.
 MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
+
+T = TypeVar("T")
+# Connections the read pool keeps per process, all of them kept open once made (no
+# overflow): as many as the main pool's default peak (5 + 10 overflow), but an overflow
+# connection is closed when it comes back, so under steady load every request past the
+# fifth opened a new connection (TCP, startup, its statements prepared again) and closed
+# it. A request that finds all of them busy waits for one.
+READ_POOL_SIZE = 15
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -56,25 +65,42 @@ class Database:
         self._kwargs = kwargs
         self._reads: AsyncEngine | None = None
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one read-only statement (a list's guard, page and total).
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work`'s answer, run on a connection for reads only (a list's guard, page and
+        total): `work` must not write, since it may run twice.
 
-        On PostgreSQL it comes from a second, autocommit pool: a connection of the main
-        pool costs five round trips around the statement (the pre-ping's BEGIN, `;`,
-        ROLLBACK, then BEGIN and ROLLBACK around the statement); an autocommit one costs
-        the ping alone. One statement is one snapshot, so nothing is lost. SQLite opens no
-        transaction for a SELECT anyway, so it uses the main engine."""
+        On PostgreSQL the connection comes from a second, autocommit pool without the
+        pre-ping: a connection of the main pool costs five round trips around the
+        statement (the pre-ping's BEGIN, `;`, ROLLBACK, then BEGIN and ROLLBACK around
+        the statement), this one the statement alone. One statement is one snapshot, so
+        nothing is lost. A connection that died while pooled (PostgreSQL restarted)
+        fails its first statement as a disconnect: the pool then drops every connection
+        older than that, and `work` runs once more on a fresh one, so the caller gets
+        an answer instead of an error. SQLite opens no transaction for a SELECT anyway,
+        so it uses the main engine."""
+        try:
+            return await self._read_once(work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return await self._read_once(work)
+
+    async def _read_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._read_engine().connect() as conn:
+            return await work(conn)
+
+    def _read_engine(self) -> AsyncEngine:
         if self.is_sqlite:
-            async with self.engine.connect() as conn:
-                yield conn
-            return
+            return self.engine
         if self._reads is None:
             self._reads = create_async_engine(
-                self.url, isolation_level="AUTOCOMMIT", **self._kwargs
+                self.url,
+                isolation_level="AUTOCOMMIT",
+                **{**self._kwargs, "pool_pre_ping": False},
+                pool_size=READ_POOL_SIZE,
+                max_overflow=0,
             )
-        async with self._reads.connect() as conn:
-            yield conn
+        return self._reads
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

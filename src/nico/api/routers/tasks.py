@@ -106,10 +106,11 @@ async def _list(
         operation_type=operation_type,
     )
     # The site guard's reads, the page and its total: one statement on a plain connection.
-    async with services.db.read() as conn:
-        guard, rows, total = await task_store.list_tasks_guarded(
+    guard, rows, total = await services.db.read(
+        lambda conn: task_store.list_tasks_guarded(
             conn, org, query, offset=page.offset, limit=page.limit, with_report=include_report
         )
+    )
     if guard is None:
         judge_site(None, None, None)
     else:
