@@ -22,15 +22,12 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 
 def rfc3339(value: datetime) -> str:
-    """`2024-04-10T14:00:00Z`: UTC, second precision, as the seeds show. (Formatted by
-    hand: a task list writes four of these per task, and the isoformat round trip was a
-    visible share of a list request.)"""
+    """`2024-04-10T14:00:00Z`: UTC, second precision, as the seeds show. (A task list
+    writes four of these per task: C's isoformat with its `+00:00` cut off is about a
+    third cheaper than formatting the six fields by hand.)"""
     if value.tzinfo is not UTC:
         value = (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}Z"
-    )
+    return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 # Documented as the seeds do (`format: date-time`): the serializer alone would make it a
