@@ -34,5 +34,25 @@ def test_a_passed_through_module_imports_nothing_impure(module: str) -> None:
 
 
 def test_workflow_code_itself_is_not_passed_through() -> None:
-    for module in ("nico", "nico.engine", "nico.engine.workflows", "nico.engine.actions"):
+    workflow_code = (
+        "nico",
+        "nico.engine",
+        "nico.engine.workflows",
+        "nico.engine.step_workflow",
+        "nico.engine.actions",
+    )
+    for module in workflow_code:
         assert module not in PURE_WORKFLOW_MODULES
+
+
+def test_a_task_run_loads_no_other_workflow_code() -> None:
+    # The sandbox imports a workflow's module afresh for every run (and every replay after
+    # an eviction); a task's run must not drag the legacy step workflow's actions along.
+    probe = "import json, sys; import nico.engine.workflows; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    sandboxed = {m for m in loaded if m.startswith("nico.")} - set(PURE_WORKFLOW_MODULES)
+    assert sandboxed - PACKAGES == {"nico.engine.workflows"}

@@ -10,7 +10,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from nico.engine.activities import EngineActivities
-from nico.engine.workflows import StepWorkflow, TaskWorkflow
+from nico.engine.step_workflow import StepWorkflow
+from nico.engine.workflows import TaskWorkflow
 from nico.services import Services
 
 # Every workflow type a worker runs. Types are never removed while a task started with
@@ -23,8 +24,8 @@ MAX_CONCURRENT_ACTIVITIES = 200
 # Pure modules the workflows import: no I/O, no clock, no randomness, and nothing impure
 # imported by them (tests/engine/test_sandbox.py checks). They are loaded once and shared
 # with every workflow run instead of being re-imported into each run's sandbox. Workflow
-# code itself (`nico.engine.workflows`, `nico.engine.actions`) is not on the list, so the
-# sandbox keeps checking it.
+# code itself (`nico.engine.workflows`, `nico.engine.step_workflow`, `nico.engine.actions`)
+# is not on the list, so the sandbox keeps checking it.
 PURE_WORKFLOW_MODULES: tuple[str, ...] = (
     "nico.domain",
     "nico.text",
