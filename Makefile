@@ -46,6 +46,7 @@ READS_FLAGS ?=
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/fleet.py --sizes $(FLEET_SIZES)
 	$(BIN)/python bench/redfish.py
 	$(BIN)/python bench/cli_startup.py
