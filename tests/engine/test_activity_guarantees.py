@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
-import threading
 import uuid
 from datetime import timedelta
 
@@ -37,6 +35,7 @@ from tests.engine.support import (
     sim_state,
     step,
 )
+from tests.support.sqlite_lock import hold_write_lock
 
 
 def activity_env(start_to_close: float = 60.0) -> ActivityEnvironment:
@@ -45,24 +44,6 @@ def activity_env(start_to_close: float = 60.0) -> ActivityEnvironment:
         env.info, start_to_close_timeout=timedelta(seconds=start_to_close)
     )
     return env
-
-
-def hold_write_lock(path: str, seconds: float) -> threading.Thread:
-    """Another process's write transaction on the SQLite file, held for `seconds`."""
-    locked = threading.Event()
-
-    def hold() -> None:
-        conn = sqlite3.connect(path, timeout=30)
-        conn.execute("BEGIN IMMEDIATE")
-        locked.set()
-        threading.Event().wait(seconds)
-        conn.rollback()
-        conn.close()
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    locked.wait(5)
-    return thread
 
 
 async def test_an_activity_heartbeats_while_it_waits_for_the_database(

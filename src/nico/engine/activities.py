@@ -89,7 +89,7 @@ async def attempt() -> AsyncIterator[None]:
                     yield
             except TimeoutError:
                 if total and deadline.expired():
-                    outage = infra.waiting_out()
+                    outage = infra.waiting_out(deadline)
                     if outage is not None:
                         raise outage from None
                     raise AttemptExpired(f"no answer within {format_seconds(total)}") from None

@@ -35,6 +35,7 @@ from nico.engine.observed import TaskObservations
 from nico.hardware.interface import FirmwareInventory, HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
 from nico.services import Services
+from nico.store import stalls
 from nico.store.batching import Batcher
 from nico.store.models import Tray, utcnow
 
@@ -161,14 +162,17 @@ class HardwareOps:
     async def _accepted(self, key: str, tray_id: str, action: str, result: dict[str, Any]) -> None:
         """Record that the BMC took the action. The record lands even when the attempt is
         cancelled meanwhile (its deadline, while the entry waits for its batch): dropped,
-        the retry would find no acceptance and send the action a second time."""
+        the retry would find no acceptance and send the action a second time. The wait is
+        one on the database: a deadline that cuts it while the write stalls is not the
+        BMC's (`nico.store.stalls`)."""
         entry = _Accepted(key, tray_id, action, result)
         write = asyncio.ensure_future(retrying(lambda: self._batches.accepted(entry)))
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.shield(write)  # finish the record, then let the cancel go on
-            raise
+        with stalls.waiting():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.shield(write)  # finish the record, then let the cancel go on
+                raise
 
     async def _known_refs(self, tray_ids: list[str]) -> dict[str, TrayRef]:
         """References of the trays that still exist (remembered for the step, as `target`;

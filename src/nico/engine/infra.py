@@ -7,6 +7,11 @@ call is made again. It never reaches Temporal as a failed hardware attempt. When
 outage outlasts what the activity may wait (the budget, or the attempt's own deadline),
 `InfrastructureUnavailable` carries a text naming only the service; the workflow then
 waits on the same budget and calls again without spending a hardware attempt.
+
+A database call can also stall without failing (a lock, a pool with no connection, a
+server that hangs while it restarts). The store marks the time a caller waits on it
+(`nico.store.stalls`); a deadline that cuts such a wait of at least `MIN_STALL` is the
+database's outage too (`waiting_out`).
 """
 
 from __future__ import annotations
@@ -28,9 +33,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from nico.engine.retries import DATABASE, INFRA, TEMPORAL, InfraBudget, infra_message
 from nico.hardware.interface import HardwareError
 from nico.rules.durations import format_seconds
+from nico.store import stalls
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How long a database wait must have lasted when a deadline cut it to be the database's
+# stall rather than the hardware's time running out. A healthy statement or commit takes
+# milliseconds (tens under load); a wait cut a moment after it began means the attempt
+# spent its time elsewhere (a BMC that answered just before its deadline, then a write
+# that had no time left), and blaming the database then would retry a slow BMC for the
+# 10 minutes of INFRA instead of failing it on its attempts. Half a second is far beyond
+# a healthy wait and well inside the shortest hardware attempt (1 s).
+MIN_STALL = 0.5
 
 _TEMPORAL_DOWN = frozenset(
     {
@@ -124,6 +139,8 @@ class Outage:
     # The scope's own deadline (a hardware attempt's): a wait that ends before it fires
     # pushes it back by the wait's length, so the hardware still gets its whole time.
     deadline: asyncio.Timeout | None = None
+    # The same scope's waits on the database (a stall cut by a deadline shows here).
+    database: stalls.StallScope | None = None
 
     def begin(self, kind: str, now: float) -> None:
         scope: Outage | None = self
@@ -155,6 +172,14 @@ class Outage:
             with contextlib.suppress(RuntimeError):
                 deadline.reschedule(when + waited)
 
+    def stalled(self, seconds: float) -> None:
+        """A database stall of `seconds` cut this scope: outage time in it and every
+        enclosing one (no error was seen, so `begin`/`end` never counted it)."""
+        scope: Outage | None = self
+        while scope is not None:
+            scope.closed += seconds
+            scope = scope.parent
+
     def spent(self, now: float | None = None) -> float:
         """Seconds this scope has waited out outages so far (waits in progress included)."""
         now = time.monotonic() if now is None else now
@@ -173,21 +198,34 @@ def watching(deadline: asyncio.Timeout | None = None) -> Iterator[Outage]:
     given is the scope's own: each outage waited out inside it, and recovered from,
     pushes it back by as long as the wait took (an attempt that spent 4 of its 5 s
     waiting for the database still gives the BMC 5 s once the database answers)."""
-    outage = Outage(parent=_outage.get(), deadline=deadline)
-    token = _outage.set(outage)
-    try:
-        yield outage
-    finally:
-        _outage.reset(token)
+    with stalls.scope() as database:
+        outage = Outage(parent=_outage.get(), deadline=deadline, database=database)
+        token = _outage.set(outage)
+        try:
+            yield outage
+        finally:
+            _outage.reset(token)
 
 
-def waiting_out() -> InfrastructureUnavailable | None:
+def waiting_out(deadline: asyncio.Timeout | None = None) -> InfrastructureUnavailable | None:
     """The outage the current scope was waiting out when it was cut (or is waiting out
-    now), as the error to raise; None when it was not waiting for nico's own services."""
+    now), as the error to raise; None when it was not waiting for nico's own services.
+    Asked once, when `deadline` (default: the scope's own) cut the scope: a database call
+    that had stalled for at least MIN_STALL when the deadline fired (no error seen) is
+    the database's too, and its time counts as the scope's outage time."""
     outage = _outage.get()
-    if outage is None or outage.kind is None or not (outage.waiting or outage.cut):
+    if outage is None:
         return None
-    return InfrastructureUnavailable(outage.kind, time.monotonic() - outage.since)
+    if outage.kind is not None and (outage.waiting or outage.cut):
+        return InfrastructureUnavailable(outage.kind, time.monotonic() - outage.since)
+    if outage.database is None:
+        return None
+    deadline = deadline or outage.deadline
+    stall = outage.database.take(deadline.when() if deadline is not None else None)
+    if stall is None or stall < MIN_STALL:
+        return None
+    outage.stalled(stall)
+    return InfrastructureUnavailable(DATABASE, stall)
 
 
 async def retrying(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.hardware.interface import FirmwareInventory
 from nico.services import Services
-from nico.store import observations
+from nico.store import observations, stalls
 from nico.store.history import HistorySource, Origin
 from nico.store.models import Task, utcnow
 
@@ -80,7 +80,8 @@ class TaskObservations:
         if not self._batched:
             await self.flush()
         elif self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._flush_later())
+            # The timer writes for every tray of the step: none of their waits.
+            self._timer = asyncio.create_task(self._flush_later(), context=stalls.detached())
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(FLUSH_EVERY)
@@ -95,14 +96,15 @@ class TaskObservations:
                 await self._timer
 
     async def flush(self) -> None:
-        async with self._writing:
-            pending, self._pending = self._pending, _Pending()
-            if not pending:
-                return
-            try:
-                await retrying(lambda: self._write(pending))
-            except InfrastructureUnavailable as exc:
-                log.warning("task observations of %s not recorded: %s", self._task_id, exc)
+        with stalls.waiting():  # also the wait for a write in progress
+            async with self._writing:
+                pending, self._pending = self._pending, _Pending()
+                if not pending:
+                    return
+                try:
+                    await retrying(lambda: self._write(pending))
+                except InfrastructureUnavailable as exc:
+                    log.warning("task observations of %s not recorded: %s", self._task_id, exc)
 
     async def _write(self, pending: _Pending) -> None:
         async with self._services.db.session() as session:

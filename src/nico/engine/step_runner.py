@@ -554,13 +554,14 @@ class StepRunner:
         bounds = poll_bounds(action)
 
         async def probe() -> str | None:
+            deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
             try:
-                async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
+                async with deadline:
                     answers = await self._ops.observe_reachability(check.query)
             except InfrastructureUnavailable as exc:  # not an answer about any BMC
                 answers = outage_answers(check.query, exc)
             except TimeoutError:
-                down = infra.waiting_out()  # cut while waiting for nico's own services
+                down = infra.waiting_out(deadline)  # cut waiting for nico's own services
                 if down is None:
                     return "reachability not checked (poll failed)"
                 answers = outage_answers(check.query, down)
@@ -607,12 +608,13 @@ class StepRunner:
 
 async def observe(work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
     """One poll: the answer, or why it could not be read and whether waiting helps."""
+    deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
     try:
-        async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
+        async with deadline:
             return await work()
     except TimeoutError:
         # A poll cut while it waited for nico's own services: no BMC was read.
-        down = infra.waiting_out()
+        down = infra.waiting_out(deadline)
         if down is not None:
             return p.Observation(error=str(down), infra=True)
         return p.Observation(error=f"no answer within {format_seconds(POLL_ATTEMPT_TIMEOUT)}")

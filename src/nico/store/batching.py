@@ -14,6 +14,10 @@ Guarantees the callers rely on:
   while its batch runs waits for the batch to end before the cancel reaches it, so no
   work it asked for is still in flight once it has stopped (a cancel of a step answers
   only when no call is running).
+- a caller's wait for its batch is its wait on the database (`nico.store.stalls`): a
+  deadline that cuts it while the batch is stalled (a lock, a pool with no connection)
+  is the database's, not the hardware's; the batch itself runs outside any caller's
+  scope, since it serves them all.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar
+
+from nico.store import stalls
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -62,19 +68,22 @@ class Batcher(Generic[K, V]):
             self._schedule()
         self._waiting[future] = self._waiting.get(future, 0) + 1
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if self._pending.get(key) is future:
-                # Not started: leave it out, unless another caller waits for the same key.
-                self._waiting[future] -= 1
-                if not self._waiting[future]:
-                    del self._pending[key]
-                    future.cancel()
-                raise
-            if not future.done():
-                # Its batch is running: let it end, so nothing asked for is in flight.
-                await asyncio.wait({future})
-            raise
+            with stalls.waiting():
+                try:
+                    return await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    if self._pending.get(key) is future:
+                        # Not started: leave it out, unless another caller waits for it.
+                        self._waiting[future] -= 1
+                        if not self._waiting[future]:
+                            del self._pending[key]
+                            future.cancel()
+                        raise
+                    if not future.done():
+                        # Its batch is running: let it end, so nothing asked for is in
+                        # flight.
+                        await asyncio.wait({future})
+                    raise
         finally:
             if future.done():
                 self._waiting.pop(future, None)
@@ -90,7 +99,9 @@ class Batcher(Generic[K, V]):
             keys = list(self._pending)[: self._max]
             batch = {k: self._pending.pop(k) for k in keys}
             self._running += 1
-            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            task = asyncio.get_running_loop().create_task(
+                self._flush(batch), context=stalls.detached()
+            )
             task.add_done_callback(lambda _t: None)
 
     async def _flush(self, batch: dict[K, asyncio.Future[V]]) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from nico.private_files import create_private_sqlite_file
+from nico.store import stalls
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant: replicas starting together on PostgreSQL migrate one after another.
@@ -77,7 +78,8 @@ class Database:
         fails its first statement as a disconnect: the pool then drops every connection
         older than that, and `work` runs once more on a fresh one, so the caller gets
         an answer instead of an error. SQLite opens no transaction for a SELECT anyway,
-        so it uses the main engine."""
+        so it uses the main engine. The caller's time in it is a wait on the database
+        (`stalls.waiting`)."""
         try:
             return await self._read_once(work)
         except DBAPIError as exc:
@@ -86,8 +88,9 @@ class Database:
         return await self._read_once(work)
 
     async def _read_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self._read_engine().connect() as conn:
-            return await work(conn)
+        with stalls.waiting():
+            async with self._read_engine().connect() as conn:
+                return await work(conn)
 
     def _read_engine(self) -> AsyncEngine:
         if self.is_sqlite:
@@ -104,14 +107,17 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that commits on success and rolls back on error."""
-        async with self.sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        """A session that commits on success and rolls back on error. The caller's time
+        in it (a pool checkout, a lock, the statements, the commit) is a wait on the
+        database (`stalls.waiting`): keep anything else (a BMC call, a sleep) outside."""
+        with stalls.waiting():
+            async with self.sessions() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent). On PostgreSQL a

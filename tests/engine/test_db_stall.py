@@ -1,0 +1,135 @@
+"""A database call that stalls without failing (SQLite's write lock held by another
+writer) is nico's outage when a hardware attempt's deadline cuts it, not a BMC that did
+not answer; a deadline that cuts the BMC's own time stays the hardware's.
+
+The lock is a real one: another connection's write transaction on the SQLite file, which
+nico's writes wait behind (busy_timeout) with no error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from temporalio.testing import ActivityEnvironment
+
+from nico.engine import step_runner
+from nico.engine.activities import EngineActivities
+from nico.engine.infra import watching
+from nico.engine.payloads import Observation
+from nico.engine.step_runner import observe
+from nico.hardware.simulator import SimulatorBackend
+from nico.services import Services
+from nico.store.models import Tray
+from nico.store.simulator import FaultKind
+from tests.engine.support import act, add_fault, make_rack, retry, sim_state, step
+from tests.engine.test_step_activity import step_input
+from tests.support.sqlite_lock import hold_write_lock
+
+
+def database_file(services: Services) -> str:
+    path = services.settings.data_dir / "nico.db"
+    assert path.exists(), "the test expects the default SQLite file"
+    return str(path)
+
+
+async def test_a_command_that_meets_a_locked_database_completes_once_it_is_released(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PowerControl with one 1 s attempt: the command's write waits 2 s behind another
+    writer's lock, so the attempt's deadline cuts it with no error seen. The tray is On
+    once the lock is released. Before, the tray failed with "no answer within 1s
+    (PowerControl)", as if its BMC had been silent."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    original = SimulatorBackend.power_control
+    holders = []
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        if not holders:  # the first command meets the lock
+            holders.append(hold_write_lock(database_file(services), 2.0))
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    definition = step("Compute", 1, act("PowerControl", "1s"), retry=retry(1))
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(
+            EngineActivities(services, None).run_step, step_input(rack, definition)
+        ),
+        30,
+    )
+    assert (result.status, result.completed, result.error) == ("completed", 1, None), result
+    state = await sim_state(services, rack.of("Compute")[0].id)
+    assert state is not None and state.power_on
+    holders[0].join()
+
+
+async def test_a_hanging_bmc_still_fails_on_its_attempts(services: Services) -> None:
+    """The simulator's BMC takes 30 s (SLOW fault) while the database is fine: each 1 s
+    attempt is cut in the BMC's time, and the tray fails on its two attempts."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    await add_fault(services, rack, FaultKind.SLOW.value, slow_seconds=30)
+    definition = step("Compute", 1, act("PowerControl", "1s"), retry=retry(2, "1s"))
+    began = time.monotonic()
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(
+            EngineActivities(services, None).run_step, step_input(rack, definition)
+        ),
+        30,
+    )
+    assert (result.status, result.failed) == ("failed", 1), result
+    assert result.error is not None
+    assert "no answer within 1s (PowerControl, 2 attempts)" in result.error
+    assert "database" not in result.error
+    assert time.monotonic() - began < 10
+
+
+async def stale_power_write(services: Services, tray_id: str) -> None:
+    async with services.db.session() as session:
+        await session.execute(
+            update(Tray).where(Tray.id == uuid.UUID(tray_id)).values(power_state="On")
+        )
+
+
+async def test_a_poll_read_cut_while_its_write_waits_for_the_lock_is_no_bmc_answer(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status read (1 s per read) whose BMC answers at once, then whose recording waits
+    behind a 2 s lock: the read is nico's database's outage, not "no answer"."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 1.0)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    tray = rack.of("Compute")[0]
+    holder = hold_write_lock(database_file(services), 2.0)
+
+    async def read() -> Observation:
+        await stale_power_write(services, tray.id)
+        return Observation(state="On")
+
+    with watching():
+        obs = await observe(read)
+    holder.join()
+    assert obs.infra, obs
+    assert obs.error is not None and obs.error.startswith("nico's database did not answer")
+
+
+async def test_a_wait_cut_just_after_it_began_is_the_hardwares_time(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The BMC takes 0.95 s of a 1 s read, then the write meets the lock and is cut after
+    a moment: the BMC used up the time, so it is "no answer" (infra.MIN_STALL)."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 1.0)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    tray = rack.of("Compute")[0]
+    holder = hold_write_lock(database_file(services), 2.0)
+
+    async def read() -> Observation:
+        await asyncio.sleep(0.95)  # the BMC's own time
+        await stale_power_write(services, tray.id)
+        return Observation(state="On")
+
+    with watching():
+        obs = await observe(read)
+    holder.join()
+    assert (obs.infra, obs.error) == (False, "no answer within 1s")
