@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/nico serve
 
 test: $(STAMP) $(CODEGEN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
