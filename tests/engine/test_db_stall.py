@@ -14,18 +14,21 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from nico.engine import step_runner
 from nico.engine.activities import EngineActivities
 from nico.engine.infra import watching
-from nico.engine.payloads import Observation
+from nico.engine.payloads import Observation, PowerCommand
+from nico.engine.retries import INFRA_ERROR_TYPE
 from nico.engine.step_runner import observe
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
 from nico.store.models import Tray
 from nico.store.simulator import FaultKind
 from tests.engine.support import act, add_fault, make_rack, retry, sim_state, step
+from tests.engine.test_activity_guarantees import activity_env
 from tests.engine.test_step_activity import step_input
 from tests.support.sqlite_lock import hold_write_lock
 
@@ -133,3 +136,22 @@ async def test_a_wait_cut_just_after_it_began_is_the_hardwares_time(
         obs = await observe(read)
     holder.join()
     assert (obs.infra, obs.error) == (False, "no answer within 1s")
+
+
+async def test_a_per_call_activity_cut_while_its_write_waits_is_no_hardware_attempt(
+    services: Services,
+) -> None:
+    """A power command of the per-call activities (2 s start-to-close) whose write waits
+    behind a 4 s lock: the attempt ends as nico's database outage (not a hardware
+    attempt: the workflow waits on INFRA), not as "no answer within 2s"."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    tray = rack.of("Compute")[0]
+    holder = hold_write_lock(database_file(services), 4.0)
+    with pytest.raises(ApplicationError) as failed:
+        await activity_env(start_to_close=2).run(
+            EngineActivities(services, None).power_control,
+            PowerCommand(f"{uuid.uuid4()}/main", tray.id, "power_on"),
+        )
+    holder.join()
+    assert failed.value.type == INFRA_ERROR_TYPE, failed.value
+    assert failed.value.message.startswith("nico's database did not answer")

@@ -5,6 +5,7 @@ cuts anything else is not. The lock is a real one on a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,3 +99,22 @@ async def test_a_caller_queued_behind_a_stalled_batch_is_cut_in_a_database_wait(
     assert stalled is not None and 0.45 <= stalled <= 0.7, stalled
     assert await first_call is None
     holder.join()
+
+
+async def test_a_session_cut_while_the_pool_has_no_connection_is_a_stall(
+    any_database: Database,
+) -> None:
+    """Every connection of the pool is taken (5 + 10 overflow) and a session waits for
+    one (pool_timeout, 30 s) until a 0.6 s deadline cuts it: a database wait, on SQLite
+    as on PostgreSQL."""
+    db = any_database
+    async with contextlib.AsyncExitStack() as taken:
+        for _ in range(db.engine.pool.size() + 10):  # type: ignore[attr-defined]
+            await taken.enter_async_context(db.engine.connect())
+        with stalls.scope() as scope:
+            deadline = asyncio.timeout(0.6)
+            with pytest.raises(TimeoutError):
+                async with deadline, db.session() as session:
+                    await session.execute(text("SELECT 1"))
+            stalled = scope.take(deadline.when())
+    assert stalled is not None and 0.5 <= stalled <= 0.7, stalled
