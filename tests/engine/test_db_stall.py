@@ -21,7 +21,7 @@ from nico.engine import step_runner
 from nico.engine.activities import EngineActivities
 from nico.engine.infra import watching
 from nico.engine.payloads import Observation, PowerCommand
-from nico.engine.retries import INFRA_ERROR_TYPE
+from nico.engine.retries import INFRA, INFRA_ERROR_TYPE
 from nico.engine.step_runner import observe
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
@@ -29,6 +29,7 @@ from nico.store.models import Tray
 from nico.store.simulator import FaultKind
 from tests.engine.support import act, add_fault, make_rack, retry, sim_state, step
 from tests.engine.test_activity_guarantees import activity_env
+from tests.engine.test_outage_accounting import step_activity
 from tests.engine.test_step_activity import step_input
 from tests.support.sqlite_lock import hold_write_lock
 
@@ -67,6 +68,37 @@ async def test_a_command_that_meets_a_locked_database_completes_once_it_is_relea
     state = await sim_state(services, rack.of("Compute")[0].id)
     assert state is not None and state.power_on
     holders[0].join()
+
+
+async def test_an_attempt_that_recovered_from_a_stall_still_gives_the_bmc_its_whole_time(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PowerControl with one 2 s attempt: the command's write waits 1.5 s behind another
+    writer's lock, which is then released, and the BMC takes 1.2 s. The tray is On: the
+    stall pushed the attempt's deadline back, as a recovered outage does. Before, the
+    deadline cut the BMC at 2 s ("no answer within 2s")."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    tray = rack.of("Compute")[0]
+    original = SimulatorBackend.power_control
+    holders = []
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        if not holders:
+            holders.append(hold_write_lock(database_file(services), 1.5))
+            await stale_power_write(services, tray.id)  # waits for the lock
+            await asyncio.sleep(1.2)  # the BMC's own time
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    definition = step("Compute", 1, act("PowerControl", "2s"), retry=retry(1))
+    result = await asyncio.wait_for(
+        ActivityEnvironment().run(
+            EngineActivities(services, None).run_step, step_input(rack, definition)
+        ),
+        30,
+    )
+    holders[0].join()
+    assert (result.status, result.completed, result.error) == ("completed", 1, None), result
 
 
 async def test_a_hanging_bmc_still_fails_on_its_attempts(services: Services) -> None:
@@ -155,3 +187,40 @@ async def test_a_per_call_activity_cut_while_its_write_waits_is_no_hardware_atte
     holder.join()
     assert failed.value.type == INFRA_ERROR_TYPE, failed.value
     assert failed.value.message.startswith("nico's database did not answer")
+
+
+async def test_a_step_timeout_does_not_count_a_stall_its_trays_waited_through(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 s step of three trays whose power commands all wait 3 s behind another
+    writer's lock (their 5 s attempts outlast it): the step completes. Its deadline is
+    pushed back by the stall once, not once per tray."""
+    rack = await make_rack(services, compute=3, switches=0, shelves=0)
+    original = SimulatorBackend.power_control
+    holders = []
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        if not holders:
+            holders.append(hold_write_lock(database_file(services), 3.0))
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    data = step_input(rack, step("Compute", 1, act("PowerControl", "5s"), timeout="2s"))
+    data.limit = data.budget = 2.0
+    result = await asyncio.wait_for(
+        step_activity(2.0, INFRA.total).run(EngineActivities(services, None).run_step, data),
+        30,
+    )
+    holders[0].join()
+    assert (result.status, result.completed, result.error) == ("completed", 3, None), result
+
+
+def test_a_stall_that_held_up_many_trays_at_once_counts_once_for_their_step() -> None:
+    with watching() as step_scope:
+        for began in (10.0, 10.5, 11.0):  # three trays, held up until the lock went
+            with watching() as attempt:
+                attempt.stalled(began, 13.0)
+            assert attempt.spent() == 13.0 - began
+        with watching() as attempt:
+            attempt.stalled(20.0, 21.0)  # a later stall adds its own time
+    assert step_scope.spent() == 4.0

@@ -141,6 +141,7 @@ class Outage:
     deadline: asyncio.Timeout | None = None
     # The same scope's waits on the database (a stall cut by a deadline shows here).
     database: stalls.StallScope | None = None
+    stalls_until: float = 0.0  # end of the last database stall counted (loop time)
 
     def begin(self, kind: str, now: float) -> None:
         scope: Outage | None = self
@@ -172,18 +173,51 @@ class Outage:
             with contextlib.suppress(RuntimeError):
                 deadline.reschedule(when + waited)
 
-    def stalled(self, seconds: float) -> None:
-        """A database stall of `seconds` cut this scope: outage time in it and every
-        enclosing one (no error was seen, so `begin`/`end` never counted it)."""
+    def db_waited(self, began: float, ended: float) -> None:
+        """A database wait of this scope ended with an answer (or an error): one of at
+        least MIN_STALL is a stall the scope recovered from, outage time that pushes the
+        scope's deadline back, as a recovered outage does. Not while an outage with
+        errors is being waited out here: that counts already."""
+        if ended - began < MIN_STALL or self.waiting:
+            return
+        self._extend(self.stalled(began, ended))
+
+    def stalled(self, began: float, ended: float) -> float:
+        """A database stall from `began` to `ended` (event loop time): outage time in
+        this scope and every enclosing one (no error was seen, so `begin`/`end` never
+        counted it). Counted once per scope however many of its trays (or nested waits)
+        it held up at the same time: their union, as far as the stalls end in order.
+        Returns the seconds it added to this scope."""
+        added_here = 0.0
         scope: Outage | None = self
         while scope is not None:
-            scope.closed += seconds
+            added = ended - max(began, scope.stalls_until)
+            if added > 0:
+                scope.closed += added
+                scope.stalls_until = ended
+                added_here = added if scope is self else added_here
             scope = scope.parent
+        return added_here
+
+    def _stalling(self) -> float:
+        """Seconds of a database stall in progress in this scope (a wait that has lasted
+        MIN_STALL so far) not yet counted."""
+        oldest = self.database.oldest() if self.database is not None else None
+        if oldest is None:
+            return 0.0
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+        if now - oldest < MIN_STALL:
+            return 0.0
+        return max(now - max(oldest, self.stalls_until), 0.0)
 
     def spent(self, now: float | None = None) -> float:
-        """Seconds this scope has waited out outages so far (waits in progress included)."""
+        """Seconds this scope has waited out outages so far (waits in progress included,
+        a database stall in progress too)."""
         now = time.monotonic() if now is None else now
-        return self.closed + (now - self.since if self.waiting else 0.0)
+        return self.closed + (now - self.since if self.waiting else self._stalling())
 
 
 _outage: contextvars.ContextVar[Outage | None] = contextvars.ContextVar(
@@ -198,8 +232,9 @@ def watching(deadline: asyncio.Timeout | None = None) -> Iterator[Outage]:
     given is the scope's own: each outage waited out inside it, and recovered from,
     pushes it back by as long as the wait took (an attempt that spent 4 of its 5 s
     waiting for the database still gives the BMC 5 s once the database answers)."""
-    with stalls.scope() as database:
-        outage = Outage(parent=_outage.get(), deadline=deadline, database=database)
+    outage = Outage(parent=_outage.get(), deadline=deadline)
+    with stalls.scope(on_wait=outage.db_waited) as database:
+        outage.database = database
         token = _outage.set(outage)
         try:
             yield outage
@@ -222,10 +257,10 @@ def waiting_out(deadline: asyncio.Timeout | None = None) -> InfrastructureUnavai
         return None
     deadline = deadline or outage.deadline
     stall = outage.database.take(deadline.when() if deadline is not None else None)
-    if stall is None or stall < MIN_STALL:
+    if stall is None or stall[1] - stall[0] < MIN_STALL:
         return None
-    outage.stalled(stall)
-    return InfrastructureUnavailable(DATABASE, stall)
+    outage.stalled(*stall)
+    return InfrastructureUnavailable(DATABASE, stall[1] - stall[0])
 
 
 async def retrying(

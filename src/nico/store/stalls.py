@@ -9,30 +9,35 @@ says it was the database, and the tray used to fail as if its BMC had not answer
 
 `Database.session`, `Database.read` and `Batcher.__call__` run their callers' waits
 inside `waiting()`. A scope (`scope()`, opened per hardware attempt or poll read by the
-engine's `infra.watching`) remembers the wait a cancel cut (`StallScope.take`). The store
-only records; what counts as a stall is the engine's call.
+engine's `infra.watching`) remembers the wait a cancel cut (`StallScope.take`) and tells
+the engine how long the others lasted (`on_wait`). The store only records; what counts
+as a stall is the engine's call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class StallScope:
-    """Database waits of one scope (and the tasks it spawns). Scopes nest: a cut wait
-    counts in its scope and every enclosing one. Times are the event loop's clock (that
-    of `asyncio.Timeout.when()`)."""
+    """Database waits of one scope (and the tasks it spawns). Scopes nest: a wait counts
+    in its scope and every enclosing one. Times are the event loop's clock (that of
+    `asyncio.Timeout.when()`)."""
 
     parent: StallScope | None = None
+    # Told (began, ended) of each wait of this very scope that ended without a cancel.
+    on_wait: Callable[[float, float], None] | None = None
     # The database wait a cancel ended: when it began (the outermost of nested waits
     # cut together) and when it ended; None when the last wait was not cut.
     cut_began: float | None = None
     cut_ended: float | None = None
+    # Waits in progress in this scope or a nested one: when each began.
+    _open: dict[object, float] = field(default_factory=dict)
 
     def _chain(self) -> Iterator[StallScope]:
         scope: StallScope | None = self
@@ -40,18 +45,27 @@ class StallScope:
             yield scope
             scope = scope.parent
 
-    def _began(self) -> None:
-        # A new wait: a cut seen before it was not where the scope ended.
+    def _began(self, wait: object, now: float) -> None:
         for scope in self._chain():
+            # A new wait: a cut seen before it was not where the scope ended.
             scope.cut_began = scope.cut_ended = None
+            scope._open[wait] = now
 
-    def _cut(self, began: float, ended: float) -> None:
+    def _ended(self, wait: object, began: float, now: float, *, cut: bool) -> None:
         for scope in self._chain():
-            scope.cut_began = min(scope.cut_began or began, began)
-            scope.cut_ended = max(scope.cut_ended or ended, ended)
+            scope._open.pop(wait, None)
+            if cut:
+                scope.cut_began = min(scope.cut_began or began, began)
+                scope.cut_ended = max(scope.cut_ended or now, now)
+        if not cut and self.on_wait is not None:
+            self.on_wait(began, now)
 
-    def take(self, cut_at: float | None = None) -> float | None:
-        """How long the cut wait had lasted when the cancel was sent at `cut_at` (a
+    def oldest(self) -> float | None:
+        """When the oldest database wait still in progress here began (None: none is)."""
+        return min(self._open.values(), default=None)
+
+    def take(self, cut_at: float | None = None) -> tuple[float, float] | None:
+        """When the cut wait began and when the cancel was sent to it at `cut_at` (a
         deadline's `when()`; default: when the wait ended), or None when the scope was
         not cut waiting on the database. The time a cancel then takes to get out (a
         rollback queued behind the lock that stalled the call) does not count, and a
@@ -61,7 +75,7 @@ class StallScope:
             return None
         self.cut_began = self.cut_ended = None
         end = ended if cut_at is None else min(cut_at, ended)
-        return max(end - began, 0.0)
+        return began, max(end, began)
 
 
 _scope: contextvars.ContextVar[StallScope | None] = contextvars.ContextVar(
@@ -70,10 +84,11 @@ _scope: contextvars.ContextVar[StallScope | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def scope() -> Iterator[StallScope]:
+def scope(on_wait: Callable[[float, float], None] | None = None) -> Iterator[StallScope]:
     """A scope of database-wait accounting inside the current one (shared with the tasks
-    it spawns)."""
-    current = StallScope(parent=_scope.get())
+    it spawns); `on_wait` is told when each wait of this scope (not of a nested one)
+    that ended without a cancel began and ended."""
+    current = StallScope(parent=_scope.get(), on_wait=on_wait)
     token = _scope.set(current)
     try:
         yield current
@@ -84,19 +99,24 @@ def scope() -> Iterator[StallScope]:
 @contextmanager
 def waiting() -> Iterator[None]:
     """The caller waits on nico's database inside this block: a cancel that ends it is
-    recorded in the current scope with when the wait began and ended."""
+    recorded in the current scope with when the wait began and ended; any other end is
+    told to the scope's `on_wait`."""
     current = _scope.get()
     if current is None:
         yield
         return
     loop = asyncio.get_running_loop()
     began = loop.time()
-    current._began()
+    wait = object()
+    current._began(wait, began)
+    cut = False
     try:
         yield
     except asyncio.CancelledError:
-        current._cut(began, loop.time())
+        cut = True
         raise
+    finally:
+        current._ended(wait, began, loop.time(), cut=cut)
 
 
 def detached() -> contextvars.Context:
