@@ -210,3 +210,42 @@ async def test_rack_and_tray_totals_stay_exact_under_concurrent_writes_and_compa
     await assert_scopes_exact(db, site_id)
     await compact_task_counts(db)
     await assert_scopes_exact(db, site_id)
+
+
+async def test_compaction_leaves_settled_counters_alone(any_database: Database) -> None:
+    """A pass folds only the keys that got new deltas: a fleet's tray counters are tens of
+    thousands of folded rows, and rewriting all of them every 30 s held SQLite's write
+    lock (every writer waits) and left as many dead rows on PostgreSQL each pass."""
+    db = any_database
+    site_id = await make_site(db)
+    async with db.session() as session:
+        await insert_tasks(session, [_row(site_id, "Succeeded", i) for i in range(12)])
+    await compact_task_counts(db)
+
+    async def rows() -> dict[str, set[int]]:
+        async with db.session() as session:
+            return {
+                table.__tablename__: set((await session.scalars(select(table.id))).all())
+                for table in (TaskRackCount, TaskTrayCount)
+            }
+
+    settled = await rows()
+    await compact_task_counts(db)  # nothing new: nothing rewritten
+    assert await rows() == settled
+
+    # One new task on RACKS[1] targeting TRAYS[1:4]: only its keys are folded again.
+    async with db.session() as session:
+        await insert_tasks(session, [_row(site_id, "Succeeded", 1)])
+    await compact_task_counts(db)
+    after = await rows()
+    async with db.session() as session:
+        kept_racks = await session.scalars(
+            select(TaskRackCount.id).where(TaskRackCount.rack_id == RACKS[0])
+        )
+        kept_trays = await session.scalars(
+            select(TaskTrayCount.id).where(TaskTrayCount.tray_id == TRAYS[0])
+        )
+        assert set(kept_racks.all()) <= settled["task_rack_counts"]
+        assert set(kept_trays.all()) <= settled["task_tray_counts"]
+    assert after != settled
+    await assert_scopes_exact(db, site_id)
