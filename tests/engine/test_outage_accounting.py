@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from nico.engine import step_runner
+from nico.engine import ledger, step_runner
 from nico.engine.activities import EngineActivities
 from nico.engine.infra import retrying, watching
 from nico.engine.payloads import Observation
@@ -227,3 +227,59 @@ async def test_a_step_still_times_out_on_what_the_hardware_takes_after_an_outage
     assert result.status == "failed" and result.error is not None, result
     assert result.error == "step timeout 2s exceeded: 1 of 1 Compute unfinished (compute-01)"
     assert 2.5 < took < 6, took
+
+
+async def test_an_outage_met_while_recording_a_command_is_excused_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 s step: the first PowerControl is taken by the BMC, then its record in the
+    operation ledger meets a database that refuses connections for 2 s (and answers
+    again); the second command's BMC hangs. The step fails at its 2 s plus the outage
+    once. Before, the outage counted twice (once as the outage the write waited out, once
+    more as the caller's wait on the database around it), and the step ran on for the
+    outage's length again."""
+    refused = await _refused()
+    outage: list[float] = []
+    original_record = ledger.record_many
+
+    async def record_many(*args: Any, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if not outage:
+            outage.append(now)
+        if len(outage) == 1 and now - outage[0] < 2.0:
+            raise refused
+        if len(outage) == 1:
+            outage.append(now)  # answering again
+        await original_record(*args, **kwargs)
+
+    commands = 0
+    original_power = SimulatorBackend.power_control
+
+    async def power_control(self: SimulatorBackend, *args: Any, **kwargs: Any) -> None:
+        nonlocal commands
+        commands += 1
+        if commands > 1:
+            await asyncio.sleep(30)  # the BMC takes the command and never answers
+        await original_power(self, *args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record_many", record_many)
+    monkeypatch.setattr(SimulatorBackend, "power_control", power_control)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    definition = step(
+        "Compute",
+        1,
+        act("PowerControl", operation="power_on"),
+        post=[act("PowerControl", operation="power_off")],
+        timeout="2s",
+    )
+    data = step_input(rack, definition)
+    data.limit = data.budget = 2.0
+    began = time.monotonic()
+    result = await asyncio.wait_for(
+        step_activity(2.0, INFRA.total).run(EngineActivities(services, None).run_step, data), 30
+    )
+    took = time.monotonic() - began
+    assert result.error == "step timeout 2s exceeded: 1 of 1 Compute unfinished (compute-01)"
+    assert len(outage) == 2, outage
+    waited = outage[1] - outage[0]
+    assert took < 2.0 + waited + 1.0, (took, waited)

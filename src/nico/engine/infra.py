@@ -157,6 +157,9 @@ class Outage:
             scope.waiting -= 1
             if scope.waiting == 0:
                 scope.closed += now - scope.since
+                # Counted: a database wait around it (a caller waiting on a write that
+                # waited the outage out) is not a stall for the same time again.
+                scope.stalls_until = max(scope.stalls_until, now)
                 scope.cut = cut
                 if not cut:
                     scope.kind = None
@@ -191,7 +194,9 @@ class Outage:
         added_here = 0.0
         scope: Outage | None = self
         while scope is not None:
-            added = ended - max(began, scope.stalls_until)
+            # An outage this scope is waiting out now counts from its start (`end`).
+            until = min(ended, scope.since) if scope.waiting else ended
+            added = until - max(began, scope.stalls_until)
             if added > 0:
                 scope.closed += added
                 scope.stalls_until = ended
