@@ -29,11 +29,12 @@ MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
 
 T = TypeVar("T")
 # Connections the read pool keeps per process, all of them kept open once made (no
-# overflow): as many as the main pool's default peak (5 + 10 overflow), but an overflow
-# connection is closed when it comes back, so under steady load every request past the
-# fifth opened a new connection (TCP, startup, its statements prepared again) and closed
-# it. A request that finds all of them busy waits for one.
-READ_POOL_SIZE = 15
+# overflow: an overflow connection is closed when it comes back, so under steady load
+# most requests opened a new connection (TCP, startup, statements prepared again) and
+# closed it). A request that finds all of them busy waits for one. Five per process
+# served 50 connections as fast as fifteen did on the 2-core bench (the API's CPU is the
+# limit, not the database's), and holds a third of the server's connections.
+READ_POOL_SIZE = 5
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
