@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ def default_data_dir() -> Path:
 
 
 _RETENTION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_TASK_RETENTION = 36500 * 86400.0  # 100 years
 
 
 class Settings(BaseSettings):
@@ -161,10 +163,10 @@ class Settings(BaseSettings):
     task_retention: float | None = Field(
         None,
         description="How long finished tasks are kept, counted from their creation: seconds "
-        "or a duration such as `400d`, `72h`, `90m`. Older finished tasks (Succeeded, "
-        "Failed, Terminated) and tray history rows older than it are deleted in small "
-        "batches by the worker's sweep; an unfinished task is never deleted. Unset: keep "
-        "every task and history row. An Idempotency-Key replays for 24 h, or this "
+        "or a duration such as `400d`, `72h`, `90m` (at most `36500d`). Older finished tasks "
+        "(Succeeded, Failed, Terminated) and tray history rows older than it are deleted in "
+        "small batches by the worker's sweep; an unfinished task is never deleted. Unset: "
+        "keep every task and history row. An Idempotency-Key replays for 24 h, or this "
         "retention when longer (unset: for good).",
     )
     cancel_wait: float = Field(
@@ -195,8 +197,13 @@ class Settings(BaseSettings):
     @field_validator("task_retention")
     @classmethod
     def _retention_positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
+        if value is None:
+            return value
+        if not math.isfinite(value) or value <= 0:
             raise ValueError("must be a positive duration")
+        if value > MAX_TASK_RETENTION:
+            # The sweep computes now minus the retention: past year 1 it cannot.
+            raise ValueError("must be at most 36500d (100 years); unset keeps everything")
         return value
 
     def resolved_database_url(self) -> str:

@@ -98,7 +98,7 @@ def test_retention_setting_takes_a_duration() -> None:
     assert Settings(task_retention="72h").task_retention == 72 * 3600
     assert Settings(task_retention="3600").task_retention == 3600
     assert Settings(task_retention="").task_retention is None
-    for bad in ("0", "-5d", "soon"):
+    for bad in ("0", "-5d", "soon", "nan", "inf", "1e7d"):
         with pytest.raises(ValidationError, match="task_retention"):
             Settings(task_retention=bad)
 
