@@ -27,6 +27,7 @@ from nico.engine.retries import INFRA
 from nico.engine.step_runner import observe, poll
 from nico.hardware.simulator import SimulatorBackend
 from nico.services import Services
+from nico.store import observations
 from tests.engine.support import act, make_rack, retry, step
 from tests.engine.test_infra_outage import _refused
 from tests.engine.test_step_activity import step_input
@@ -283,3 +284,48 @@ async def test_an_outage_met_while_recording_a_command_is_excused_once(
     assert len(outage) == 2, outage
     waited = outage[1] - outage[0]
     assert took < 2.0 + waited + 1.0, (took, waited)
+
+
+async def test_a_step_timeout_does_not_count_an_outage_only_its_recorded_reads_met(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 s step whose trays never need the database while it is down: the power command
+    goes through, then its status poll reads the BMC (it stays On, Off expected) while
+    the step's batched record of those reads meets a database that refuses connections
+    for 4 s. The step times out at its own 2 s (the activity then ends once the record
+    is written). Before, the record's outage, which held up no tray, was added to the
+    step's limit, as if the tray had waited it out."""
+    refused = await _refused()
+    began = time.monotonic()
+    outage: list[float] = []
+    original = observations.record_power
+
+    async def record_power(*args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if not outage:
+            outage.append(now)
+        if len(outage) == 1 and now - outage[0] < 4.0:
+            raise refused
+        if len(outage) == 1:
+            outage.append(now)  # answering again
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(observations, "record_power", record_power)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    definition = step(
+        "Compute",
+        1,
+        act("PowerControl", operation="power_on"),
+        post=[act("VerifyPowerStatus", "30m", expected_status="off")],
+        timeout="2s",
+    )
+    data = step_input(rack, definition)
+    data.limit = data.budget = 2.0
+    result = await asyncio.wait_for(
+        step_activity(2.0, INFRA.total).run(EngineActivities(services, None).run_step, data), 30
+    )
+    took = time.monotonic() - began
+    assert result.error == "step timeout 2s exceeded: 1 of 1 Compute unfinished (compute-01)"
+    assert len(outage) == 2, outage
+    recovered = outage[1] - began
+    assert took < recovered + 1.0, (took, recovered)

@@ -247,6 +247,16 @@ def watching(deadline: asyncio.Timeout | None = None) -> Iterator[Outage]:
             _outage.reset(token)
 
 
+def detached() -> contextvars.Context:
+    """A copy of the current context outside any outage scope (and any database-wait
+    scope): for work that serves a whole step (its trays' batched observations), whose
+    outages held up none of its trays and must neither extend the step's limit nor
+    excuse the attempt that happened to start it."""
+    context = stalls.detached()
+    context.run(_outage.set, None)
+    return context
+
+
 def waiting_out(deadline: asyncio.Timeout | None = None) -> InfrastructureUnavailable | None:
     """The outage the current scope was waiting out when it was cut (or is waiting out
     now), as the error to raise; None when it was not waiting for nico's own services.

@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nico.engine import infra
 from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.hardware.interface import FirmwareInventory
 from nico.services import Services
@@ -80,8 +81,8 @@ class TaskObservations:
         if not self._batched:
             await self.flush()
         elif self._timer is None or self._timer.done():
-            # The timer writes for every tray of the step: none of their waits.
-            self._timer = asyncio.create_task(self._flush_later(), context=stalls.detached())
+            # The timer writes for every tray of the step: none of their waits or outages.
+            self._timer = asyncio.create_task(self._flush_later(), context=infra.detached())
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(FLUSH_EVERY)
