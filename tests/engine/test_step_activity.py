@@ -9,9 +9,11 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 from temporalio.activity import ActivityCancellationDetails
 from temporalio.testing import ActivityEnvironment
 
+from nico.engine import ledger
 from nico.engine import payloads as p
 from nico.engine.activities import EngineActivities
 from nico.engine.hardware_ops import HardwareOps
@@ -201,3 +203,27 @@ async def test_an_acceptance_is_recorded_even_when_its_attempt_is_cancelled(
     await other
     entry = await ops._lookup(key)
     assert entry is not None and entry.accepted and entry.result == {"jobId": "job-1"}
+
+
+async def test_a_cancel_goes_on_when_the_acceptance_it_waited_for_fails(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task cancel reaches the attempt while the BMC's acceptance is being written, and
+    the write then fails with an error that is not an outage. The call still ends
+    cancelled. Before, the write's error replaced the cancel: the tray's attempt loop took
+    it for a failed attempt and went on sending the command after the cancel."""
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    [tray] = rack.of("Compute")
+    ops = HardwareOps(services)
+
+    async def record_many(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.2)
+        raise IntegrityError("INSERT INTO operation_ledger", {}, Exception("row refused"))
+
+    monkeypatch.setattr(ledger, "record_many", record_many)
+    key = "00000000-0000-0000-0000-000000000001/stage-1/step-0/main"
+    recording = asyncio.create_task(ops._accepted(key, tray.id, "power", {}))
+    await asyncio.sleep(0.05)  # the write is in progress
+    recording.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await recording

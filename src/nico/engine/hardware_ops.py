@@ -171,7 +171,12 @@ class HardwareOps:
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:
-                await asyncio.shield(write)  # finish the record, then let the cancel go on
+                # Finish the record, then let the cancel go on whatever became of the
+                # record: an error of the write must not take the cancel's place.
+                try:
+                    await asyncio.shield(write)
+                except Exception as exc:
+                    log.warning("acceptance of %s not recorded: %s", key, error_text(exc))
                 raise
 
     async def _known_refs(self, tray_ids: list[str]) -> dict[str, TrayRef]:
