@@ -11,10 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import Select
 
 from nico.store.db import Database
 from nico.store.history import (
@@ -31,6 +29,7 @@ from nico.store.history import (
     racks_with_history_before_statement,
 )
 from nico.store.models import utcnow
+from tests.support.plans import query_plan
 
 RACKS = 20
 TRAYS_PER_RACK = 6
@@ -107,14 +106,6 @@ def _expected(s: Seeded, q: HistoryQuery) -> list[int]:
     return [i for i, e in enumerate(s.entries) if keep(e)]
 
 
-async def _plan(db: Database, statement: Select[Any]) -> str:
-    async with db.engine.connect() as conn:
-        sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
-        rows = (await conn.exec_driver_sql(prefix + sql)).all()
-    return "\n".join(str(row[-1]) for row in rows)
-
-
 def _scans(db: Database, plan: str) -> bool:
     if db.is_sqlite:
         return any(line.startswith("SCAN tray_history") for line in plan.splitlines())
@@ -131,7 +122,7 @@ async def test_every_history_page_reads_an_index_in_order(any_database: Database
         page, count = history_statements(query, offset=0, limit=20)
         both = page.add_columns(count.scalar_subquery())
         for what, statement in (("page", page), ("count", count), ("page+total", both)):
-            plan = await _plan(any_database, statement)
+            plan = await query_plan(any_database, statement)
             assert not _scans(any_database, plan), f"{name} {what}:\n{plan}"
             if what != "count":
                 assert not _sorts(any_database, plan), f"{name} {what} sorts:\n{plan}"
@@ -167,7 +158,7 @@ async def test_history_retention_reads_the_rack_index_and_leaves_the_pages_alone
         ("racks", racks_with_history_before_statement(cutoff)),
         ("batch", oldest_rack_rows_statement(rack, before=cutoff, limit=10)),
     ):
-        plan = await _plan(any_database, statement)
+        plan = await query_plan(any_database, statement)
         assert not _scans(any_database, plan), f"{name}:\n{plan}"
         assert not _sorts(any_database, plan), f"{name} sorts:\n{plan}"
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Select, insert
+from sqlalchemy import insert
 
 from nico.engine import ledger
 from nico.store.db import Database
 from nico.store.models import IdempotencyKey, OperationLedger, utcnow
 from nico.tasks import idempotency
+from tests.support.plans import query_plan
 
 ROWS = 3000
 
@@ -67,14 +67,6 @@ async def _seed(db: Database) -> list[datetime]:
     return times
 
 
-async def _plan(db: Database, statement: Select[Any]) -> str:
-    async with db.engine.connect() as conn:
-        sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
-        rows = (await conn.exec_driver_sql(prefix + sql)).all()
-    return "\n".join(str(row[-1]) for row in rows)
-
-
 def _scans(db: Database, plan: str) -> bool:
     if db.is_sqlite:
         return any(
@@ -101,7 +93,7 @@ async def test_retention_walks_read_the_created_indexes_in_order(any_database: D
         ("keys", idempotency.oldest_statement(before=cutoff, after=None, limit=10)),
         ("keys resumed", idempotency.oldest_statement(before=cutoff, after=key_after, limit=10)),
     ):
-        plan = await _plan(any_database, statement)
+        plan = await query_plan(any_database, statement)
         assert not _scans(any_database, plan), f"{name}:\n{plan}"
         assert not _sorts(any_database, plan), f"{name} sorts:\n{plan}"
 

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Select
 
 from nico.store.db import Database
 from nico.store.models import Provider, Site, utcnow
@@ -28,6 +27,7 @@ from nico.store.tasks import (
     list_tasks,
     page_with_total,
 )
+from tests.support.plans import query_plan
 
 RACKS = 20
 TRAYS_PER_RACK = 5
@@ -170,14 +170,6 @@ def _expected(h: History, q: TaskQuery) -> list[uuid.UUID]:
     return [r["id"] for r in rows]
 
 
-async def _plan(db: Database, statement: Select[Any]) -> str:
-    async with db.engine.connect() as conn:
-        sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
-        rows = (await conn.exec_driver_sql(prefix + sql)).all()
-    return "\n".join(str(row[-1]) for row in rows)
-
-
 def _scans_history(db: Database, plan: str) -> bool:
     if db.is_sqlite:
         return any(line.startswith(("SCAN tasks", "SCAN task_trays")) for line in plan.splitlines())
@@ -202,11 +194,11 @@ async def test_every_task_list_reads_an_index_in_order(any_database: Database) -
     for name, query in _cases(history).items():
         page, count = list_statements(query, offset=0, limit=20)
         if name not in _PLANNER_CHOICE:
-            page_plan = await _plan(any_database, page)
+            page_plan = await query_plan(any_database, page)
             assert not _scans_history(any_database, page_plan), f"{name} page:\n{page_plan}"
             assert not _sorts(any_database, page_plan), f"{name} page sorts:\n{page_plan}"
         if name not in _BROAD_COUNTS:
-            count_plan = await _plan(any_database, count)
+            count_plan = await query_plan(any_database, count)
             assert not _scans_history(any_database, count_plan), f"{name} count:\n{count_plan}"
             if (query.rack_id is None) != (query.tray_id is None):
                 # A rack's or a tray's total: its counters, not its tasks or links.
@@ -214,7 +206,7 @@ async def test_every_task_list_reads_an_index_in_order(any_database: Database) -
             # What runs: the page with its total as a scalar subquery, one statement.
             if name in _PLANNER_CHOICE:
                 continue
-            both = await _plan(any_database, page_with_total(page, count))
+            both = await query_plan(any_database, page_with_total(page, count))
             assert not _scans_history(any_database, both), f"{name} page+total:\n{both}"
             assert not _sorts(any_database, both), f"{name} page+total sorts:\n{both}"
 
