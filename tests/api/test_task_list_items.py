@@ -163,3 +163,81 @@ async def test_a_list_shows_a_running_tasks_new_report_at_once(
     report = await listed_report()
     assert report["stages"][0]["status"] == "failed"
     assert report["stages"][0]["steps"][0]["failedComponents"] == 2
+
+
+async def test_a_changed_task_is_never_listed_stale(
+    any_db_client: httpx.AsyncClient, any_db_services: Services, make_token: TokenFactory
+) -> None:
+    """List items are cached by every column they show: after a live report save, a
+    status transition, and even a write that leaves `updated` alone, each list (tray,
+    rack, site; with and without reports) shows the task as it now is."""
+    from sqlalchemy import update
+
+    from nico.domain import TaskStatus
+    from nico.store.models import Task
+    from nico.store.tasks import save_running_report, transition_task
+
+    made = await make_site_with_rack(any_db_services)
+    tray = made.trays["Compute"][0]
+    now = utcnow()
+    row = {
+        "id": uuid.uuid4(),
+        "site_id": made.site_id,
+        "rack_id": made.rack_id,
+        "operation_type": "PowerControl",
+        "operation_code": "power_on",
+        "status": "Running",
+        "started": now,
+        "message": "powering on",
+        "targets": {"Compute": [str(tray)]},
+        "created": now,
+        "updated": now,
+    }
+    async with any_db_services.db.session() as session:
+        await insert_tasks(session, [row])
+    auth = {"Authorization": f"Bearer {make_token()}"}
+    site = {"siteId": str(made.site_id)}
+
+    async def listed() -> list[dict[str, Any]]:
+        items = []
+        for path in ("/task", f"/rack/{made.rack_id}/task", f"/tray/{tray}/task"):
+            for include in ("true", "false"):
+                got = await any_db_client.get(
+                    BASE + path, params={**site, "includeReport": include}, headers=auth
+                )
+                assert got.status_code == 200, got.text
+                [item] = got.json()
+                items.append(item)
+        return items
+
+    def single_answer() -> Any:
+        return any_db_client.get(f"{BASE}/task/{row['id']}", params=site, headers=auth)
+
+    assert {item["message"] for item in await listed()} == {"powering on"}  # now cached
+
+    async with any_db_services.db.session() as session:
+        assert await save_running_report(session, row["id"], VALID_REPORT, "2 of 35 on")
+    items = await listed()
+    assert {item["message"] for item in items} == {"2 of 35 on"}
+    assert [("report" in item) for item in items] == [True, False] * 3
+
+    async with any_db_services.db.session() as session:
+        assert await transition_task(
+            session, row["id"], TaskStatus.SUCCEEDED, message="done", now=now + timedelta(1)
+        )
+    items = await listed()
+    assert {(i["status"], i["message"], i["finished"]) for i in items} == {
+        ("Succeeded", "done", items[0]["updated"])
+    }
+    single = (await single_answer()).json()
+    assert items[0] == single and items[1] == {k: v for k, v in single.items() if k != "report"}
+
+    # A write that leaves `updated` as it was (the model bumps it on every UPDATE it
+    # writes; raw SQL or a same-microsecond write need not) shows all the same.
+    async with any_db_services.db.session() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == row["id"])
+            .values(description="renamed", updated=now + timedelta(1))
+        )
+    assert {item["description"] for item in await listed()} == {"renamed"}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import IntEnum
+from functools import lru_cache
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field
@@ -255,14 +257,63 @@ def report_json(task_id: Any, updated: datetime, stored: str | None) -> str | No
     return text
 
 
+# Wire JSON of list items already written, keyed by every column an item is built from
+# (`task_list_item` reads nothing else), so a changed task, whatever wrote it, is a new
+# key and never served stale. A full page of tasks seen before then costs about what a
+# page of two costs: writing an item (UUIDs, four timestamps, JSON) was ~0.03 ms each.
+# Bounded; least recently used go first.
+ITEM_CACHE_SIZE = 4096
+ITEM_FIELDS = (
+    "id",
+    "status",
+    "description",
+    "message",
+    "rule_id",
+    "started",
+    "finished",
+    "created",
+    "updated",
+    "created_by",
+)
+_items: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+
+
+@lru_cache(maxsize=64)
+def _key_getter(fields: tuple[str, ...] | None) -> Callable[[Any], tuple[Any, ...]]:
+    """The item key of a row: by position when the rows name their fields (a row's
+    attribute access cost ~0.7 us a field, ten of them more than the cache saved)."""
+    if fields is None:
+        return attrgetter(*ITEM_FIELDS)
+    return itemgetter(*(fields.index(name) for name in ITEM_FIELDS))
+
+
+def task_list_item_json(row: Any, key_of: Callable[[Any], tuple[Any, ...]]) -> str:
+    """`task_list_item(row)` as JSON text, from the per-process cache when this exact
+    version of the row was written before."""
+    key = key_of(row)
+    text = _items.get(key)
+    if text is not None:
+        _items.move_to_end(key)
+        return text
+    text = _dumps(task_list_item(row))
+    _items[key] = text
+    if len(_items) > ITEM_CACHE_SIZE:
+        _items.popitem(last=False)
+    return text
+
+
 def task_list_json(rows: Sequence[Any], *, include_report: bool) -> str:
-    """A task list's JSON body: each item as `task_list_item`, with its report (when asked
-    for and valid) as the cached wire JSON."""
-    if not include_report:  # one encoder call for the whole page
-        return _dumps([task_list_item(row) for row in rows])
+    """A task list's JSON body: each item as the cached `task_list_item_json`, with its
+    report (when asked for and valid) as the cached wire JSON."""
+    if not rows:
+        return "[]"
+    fields = getattr(rows[0], "_fields", None)
+    key_of = _key_getter(None if fields is None else tuple(fields))
+    if not include_report:
+        return "[" + ",".join([task_list_item_json(row, key_of) for row in rows]) + "]"
     items = []
     for row in rows:
-        text = _dumps(task_list_item(row))
+        text = task_list_item_json(row, key_of)
         report = report_json(row.id, row.updated, row.report)
         if report is not None:
             text = f'{text[:-1]},"report":{report}}}'
