@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fleet.py --sizes $(FLEET_SIZES)
 	$(BIN)/python bench/redfish.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/list_items.py
 	$(BIN)/python bench/reads.py --sizes $(READS_SIZES) $(READS_FLAGS)
 
 clean:
