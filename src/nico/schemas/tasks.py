@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import IntEnum
 from functools import lru_cache
 from operator import attrgetter, itemgetter
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field
@@ -276,6 +277,8 @@ ITEM_FIELDS = (
     "created_by",
 )
 _items: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+# A raw row's typed values by column name (`nico.store.tasks.RawPage.decode`).
+RowDecoder = Callable[[Sequence[Any]], dict[str, Any]]
 
 
 @lru_cache(maxsize=64)
@@ -287,33 +290,39 @@ def _key_getter(fields: tuple[str, ...] | None) -> Callable[[Any], tuple[Any, ..
     return itemgetter(*(fields.index(name) for name in ITEM_FIELDS))
 
 
-def task_list_item_json(row: Any, key_of: Callable[[Any], tuple[Any, ...]]) -> str:
+def task_list_item_json(
+    row: Any, key_of: Callable[[Any], tuple[Any, ...]], decode: RowDecoder | None = None
+) -> str:
     """`task_list_item(row)` as JSON text, from the per-process cache when this exact
-    version of the row was written before."""
+    version of the row was written before. With `decode`, `row` holds raw driver values
+    (the key) and is decoded only on a miss."""
     key = key_of(row)
     text = _items.get(key)
     if text is not None:
         _items.move_to_end(key)
         return text
-    text = _dumps(task_list_item(row))
+    text = _dumps(task_list_item(row if decode is None else SimpleNamespace(**decode(row))))
     _items[key] = text
     if len(_items) > ITEM_CACHE_SIZE:
         _items.popitem(last=False)
     return text
 
 
-def task_list_json(rows: Sequence[Any], *, include_report: bool) -> str:
+def task_list_json(
+    rows: Sequence[Any], *, include_report: bool, decode: RowDecoder | None = None
+) -> str:
     """A task list's JSON body: each item as the cached `task_list_item_json`, with its
-    report (when asked for and valid) as the cached wire JSON."""
+    report (when asked for and valid) as the cached wire JSON. `decode`: the rows are
+    raw driver values (`nico.store.tasks.RawPage`), keys of both caches as they are."""
     if not rows:
         return "[]"
     fields = getattr(rows[0], "_fields", None)
     key_of = _key_getter(None if fields is None else tuple(fields))
     if not include_report:
-        return "[" + ",".join([task_list_item_json(row, key_of) for row in rows]) + "]"
+        return "[" + ",".join([task_list_item_json(row, key_of, decode) for row in rows]) + "]"
     items = []
     for row in rows:
-        text = task_list_item_json(row, key_of)
+        text = task_list_item_json(row, key_of, decode)
         report = report_json(row.id, row.updated, row.report)
         if report is not None:
             text = f'{text[:-1]},"report":{report}}}'

@@ -106,7 +106,7 @@ async def _list(
         operation_type=operation_type,
     )
     # The site guard's reads, the page and its total: one statement on a plain connection.
-    guard, rows, total = await services.db.read(
+    guard, page_rows, total = await services.db.read(
         lambda conn: task_store.list_tasks_guarded(
             conn, org, query, offset=page.offset, limit=page.limit, with_report=include_report
         )
@@ -115,7 +115,7 @@ async def _list(
         judge_site(None, None, None)
     else:
         judge_site(guard.provider_id, guard.site_provider_id, guard.flow_enabled)
-    body = task_list_json(rows, include_report=include_report)
+    body = task_list_json(page_rows.rows, include_report=include_report, decode=page_rows.decode)
     response = Response(content=body.encode(), media_type="application/json")
     set_pagination_header(response, page, total)
     return response
