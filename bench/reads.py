@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/reads.py [--sizes 200,10000,100000] [--million]
                                     [--db sqlite,postgres] [--baseline ../other-checkout]
-                                    [--duration 10] [--quick] [--api-workers 2]
+                                    [--duration 5] [--runs 3] [--quick] [--api-workers 2]
 
 (`make bench` runs it with `--sizes $(READS_SIZES)`, default 200,10000,100000.)
 
@@ -10,19 +10,24 @@ For each history size N and database, a fresh data dir (or a fresh PostgreSQL da
 gets the demo site and N finished tasks written through the store in bulk: spread over
 100 racks of 35 trays (rack 1 is the demo rack, the others are history of racks since
 retired), each task targeting its rack's 35 trays with a ~2 KB report, so a tray holds
-1% of the site's tasks. Then `nico serve` starts as a subprocess (embedded Temporal dev
-server, worker and `--api-workers` API processes (default 2) of its own) and `wrk` (Debian
-package; installed with apt-get when missing) drives it from its own process:
+1% of the site's tasks. Then a `nico serve` per size starts as a subprocess (embedded
+Temporal dev server, worker and `--api-workers` API processes (default 2) of its own), all
+sizes running at once, and `wrk` (Debian package; installed with apt-get when missing)
+drives them from its own process:
 
 - 50 connections for `--duration` seconds: req/s, p50, p99;
 - 1 connection for 3 seconds: p50 (the latency of one request on an idle server);
 
 for `GET /tray/{id}/task`, `GET /rack/{id}/task`, `GET /task` (pageSize 20), plain,
-with `includeReport=true` and with `activeOnly=true` (none active). The last table gives
-each list's req/s at the largest size over the smallest (1.00 = flat in history).
+with `includeReport=true` and with `activeOnly=true` (none active). `--runs` rounds
+(default 3), each measuring one variant on every size back to back, so a burst of load
+from elsewhere on this shared machine reaches all sizes alike instead of skewing the one
+measured at that moment; each row is the median of its runs. The last table gives each
+list's req/s at the largest size over the smallest (1.00 = flat in history).
 
-`--baseline DIR` measures another checkout (its `.venv`, its `nico serve`, history written
-by its own schema) size by size interleaved with this one, so rows compare within a run.
+`--baseline DIR` serves another checkout (its `.venv`, its `nico serve`, history written
+by its own schema) beside this one, measured in the same rounds, so rows compare within
+a run.
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,6 +201,9 @@ async def seed_history(tasks: int) -> tuple[str, str, str]:
         async with services.db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.exec_driver_sql("VACUUM ANALYZE")
+            # Write the bulk load's dirty pages out now, not in a checkpoint that would
+            # land in the middle of some other size's measurement.
+            await conn.exec_driver_sql("CHECKPOINT")
     await services.db.dispose()
     return str(demo.site_id), str(demo.rack_id), racks[0][1][0]
 
@@ -292,14 +303,14 @@ class Row:
     c1: Load
 
 
-def wait_until_up(base_url: str, path: str, token: str, process: subprocess.Popen[bytes]) -> None:
+def wait_until_up(url: str, token: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 120
     headers = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"nico serve exited with code {process.returncode}")
         try:
-            if httpx.get(base_url + path, headers=headers, timeout=30).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=30).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -332,15 +343,27 @@ def postgres_reachable() -> bool:
         return False
 
 
-def run_size(
-    target: Target,
-    db: str,
-    tasks: int,
-    wrk: str,
-    duration: float,
-    variants: list[tuple[str, str]],
-    api_workers: int,
-) -> list[Row]:
+@dataclass(frozen=True)
+class Server:
+    """A seeded, running `nico serve` of one target, database and history size."""
+
+    target: Target
+    db: str
+    tasks: int
+    base_url: str
+    token: str
+    paths: dict[str, str]
+    query: str
+
+    def url(self, endpoint: str, variant: str) -> str:
+        extra = "".join(f"&{k}={v}" for k, v in VARIANTS[variant].items())
+        return self.base_url + self.paths[endpoint] + self.query + extra
+
+
+@contextmanager
+def serving(target: Target, db: str, tasks: int, api_workers: int) -> Iterator[Server]:
+    """Seed a fresh data dir (or PostgreSQL database) with `tasks` tasks, start the
+    target's `nico serve` on it, and stop and remove both on exit."""
     with tempfile.TemporaryDirectory(prefix="nico-reads-") as tmp:
         dev_key = "reads-" + uuid.uuid4().hex
         env = {
@@ -371,13 +394,19 @@ def run_size(
             site_id, rack_id, tray_id = seeded.stdout.split()[-3:]
             from nico.auth.tokens import mint_dev_token
 
-            token = mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"])
-            paths = {
-                "tray": f"{BASE}/tray/{tray_id}/task",
-                "rack": f"{BASE}/rack/{rack_id}/task",
-                "site": f"{BASE}/task",
-            }
-            base_url = f"http://127.0.0.1:{env['NICO_PORT']}"
+            server = Server(
+                target,
+                db,
+                tasks,
+                f"http://127.0.0.1:{env['NICO_PORT']}",
+                mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"]),
+                {
+                    "tray": f"{BASE}/tray/{tray_id}/task",
+                    "rack": f"{BASE}/rack/{rack_id}/task",
+                    "site": f"{BASE}/task",
+                },
+                f"?siteId={site_id}&pageSize=20",
+            )
             with open(Path(tmp) / "serve.log", "wb") as log:
                 process = subprocess.Popen(
                     [target.nico(), "serve"],
@@ -387,20 +416,8 @@ def run_size(
                     start_new_session=True,
                 )
                 try:
-                    query = f"?siteId={site_id}&pageSize=20"
-                    wait_until_up(base_url, paths["site"] + query, token, process)
-                    # Warm up (first connections, statement caches, the worker and the
-                    # sweep's first pass settling) so the first variant is not penalized.
-                    run_wrk(wrk, base_url + paths["tray"] + query, token, 50, 3)
-                    rows = []
-                    for endpoint, variant in variants:
-                        extra = "".join(f"&{k}={v}" for k, v in VARIANTS[variant].items())
-                        url = base_url + paths[endpoint] + query + extra
-                        c50 = run_wrk(wrk, url, token, 50, duration)
-                        c1 = run_wrk(wrk, url, token, 1, 3)
-                        rows.append(Row(target.label, db, tasks, endpoint, variant, c50, c1))
-                        print(row_line(rows[-1]), file=sys.stderr, flush=True)
-                    return rows
+                    wait_until_up(server.url("site", "plain"), server.token, process)
+                    yield server
                 finally:
                     process.send_signal(signal.SIGTERM)
                     try:
@@ -411,6 +428,59 @@ def run_size(
         finally:
             if db == "postgres":
                 pg_database("drop", pg_name)
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        statistics.median(x.rps for x in loads),
+        statistics.median(x.p50_ms for x in loads),
+        statistics.median(x.p99_ms for x in loads),
+        sum(x.errors for x in loads),
+    )
+
+
+def measure(
+    servers: list[Server],
+    wrk: str,
+    duration: float,
+    runs: int,
+    variants: list[tuple[str, str]],
+) -> list[Row]:
+    """Every server under every variant, `runs` rounds; within a round the servers of
+    one variant are measured back to back, so a change in the shared machine's load
+    reaches every size and checkout alike. Each row holds the medians of its runs."""
+    for server in servers:  # warm up (connections, statement caches, the sweep settling)
+        run_wrk(wrk, server.url("tray", "plain"), server.token, 50, 3)
+    samples: dict[tuple[int, str, str], tuple[list[Load], list[Load]]] = {}
+    for run in range(1, runs + 1):
+        for endpoint, variant in variants:
+            for index, server in enumerate(servers):
+                url = server.url(endpoint, variant)
+                c50s, c1s = samples.setdefault((index, endpoint, variant), ([], []))
+                c50s.append(run_wrk(wrk, url, server.token, 50, duration))
+                c1s.append(run_wrk(wrk, url, server.token, 1, 3))
+                row = Row(
+                    server.target.label,
+                    server.db,
+                    server.tasks,
+                    endpoint,
+                    variant,
+                    c50s[-1],
+                    c1s[-1],
+                )
+                print(f"run {run}/{runs} {row_line(row)}", file=sys.stderr, flush=True)
+    return [
+        Row(
+            servers[index].target.label,
+            servers[index].db,
+            servers[index].tasks,
+            endpoint,
+            variant,
+            median_load(c50s),
+            median_load(c1s),
+        )
+        for (index, endpoint, variant), (c50s, c1s) in samples.items()
+    ]
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -424,13 +494,13 @@ def row_line(r: Row) -> str:
     )
 
 
-def print_tables(rows: list[Row], duration: float, api_workers: int) -> None:
+def print_tables(rows: list[Row], duration: float, runs: int, api_workers: int) -> None:
     print(
         f"\nTask lists, `nico serve` with NICO_API_WORKERS={api_workers} (worker and API in "
         f"processes of their own), pageSize 20, finished tasks over "
         f"{RACKS} racks x {TRAYS_PER_RACK} trays (a tray holds 1%), ~2 KB report each;\n"
         f"wrk from its own process: 50 connections {duration:g} s (req/s, p50, p99) and "
-        "1 connection 3 s (p50 c1)\n"
+        f"1 connection 3 s (p50 c1); medians of {runs} interleaved runs\n"
     )
     header = (
         f"{'code':<8} {'db':<8} {'tasks':>9} {'list':<5} {'variant':<13} "
@@ -463,7 +533,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=parse_sizes, default=DEFAULT_SIZES)
     parser.add_argument("--million", action="store_true", help="add a 1,000,000-task size")
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite,postgres (default both)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds at 50 connections")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds at 50 connections")
+    parser.add_argument("--runs", type=int, default=3, help="rounds; rows are their medians")
     parser.add_argument(
         "--quick", action="store_true", help="only the tray list (plain, includeReport, activeOnly)"
     )
@@ -495,11 +566,16 @@ def main() -> None:
         targets.insert(0, Target("baseline", args.baseline.resolve() / ".venv/bin/python"))
     rows: list[Row] = []
     for db in dbs:
-        for tasks in sizes:
-            for target in targets:
-                rows += run_size(target, db, tasks, wrk, args.duration, variants, args.api_workers)
-                print(f"{target.label} {db} {tasks}: measured", file=sys.stderr, flush=True)
-    print_tables(rows, args.duration, args.api_workers)
+        with ExitStack() as stack:
+            servers = []
+            for tasks in sizes:
+                for target in targets:
+                    servers.append(
+                        stack.enter_context(serving(target, db, tasks, args.api_workers))
+                    )
+                    print(f"{target.label} {db} {tasks}: serving", file=sys.stderr, flush=True)
+            rows += measure(servers, wrk, args.duration, args.runs, variants)
+    print_tables(rows, args.duration, args.runs, args.api_workers)
     sys.stdout.flush()
 
 
