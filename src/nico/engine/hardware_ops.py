@@ -34,6 +34,7 @@ from nico.engine.infra import InfrastructureUnavailable, retrying
 from nico.engine.observed import TaskObservations
 from nico.hardware.interface import FirmwareInventory, HardwareError, TrayBackend, TrayRef
 from nico.hardware.registry import BackendRegistry
+from nico.rules.durations import format_seconds
 from nico.services import Services
 from nico.store import stalls
 from nico.store.batching import Batcher
@@ -124,6 +125,8 @@ class HardwareOps:
         self._refs: dict[str, TrayRef] | None = {} if remember_trays else None
         # A step's reads are written in batches; the per-call activities' at once.
         self.observed = TaskObservations(services, task_id, batched=remember_trays)
+        # When each tray's power read in progress was sent (`power_unanswered`).
+        self._power_sent: dict[str, datetime] = {}
 
     @property
     def services(self) -> Services:
@@ -355,10 +358,32 @@ class HardwareOps:
     # --- reads --------------------------------------------------------------------------
 
     async def power_status(self, tray_id: str) -> str:
-        ref, backend = await self.target(tray_id)
-        sent, state = await _sent_read(lambda: backend.power_status(ref))
+        """The tray's power state, recorded. A read the BMC (or the way to it) answers
+        with an error is recorded too, as the tray's failed read; one the BMC does not
+        answer before the caller's deadline is recorded by that caller, which alone can
+        tell the BMC's silence from an outage of nico's own (`power_unanswered`)."""
+        self._power_sent.pop(tray_id, None)  # set again once this read's request is sent
+        try:
+            ref, backend = await self.target(tray_id)
+            sent, state = await _sent_read(
+                lambda: backend.power_status(ref),
+                lambda at: self._power_sent.__setitem__(tray_id, at),
+            )
+        except HardwareError as exc:
+            await self.observed.power_failed(tray_id, str(exc), self._power_sent.pop(tray_id, None))
+            raise
+        self._power_sent.pop(tray_id, None)
         await self.record_power(tray_id, state.value, sent)
         return str(state.value)
+
+    async def power_unanswered(self, tray_id: str, limit: float) -> None:
+        """The tray's power read sent by `power_status` got no answer within `limit`, a
+        deadline its caller found cut the BMC's own time (not a wait for nico's database
+        or Temporal): recorded as the tray's failed read, like the state sync's. Nothing
+        when no request of that read was sent (it was cut before reaching the BMC)."""
+        sent = self._power_sent.pop(tray_id, None)
+        if sent is not None:
+            await self.observed.power_failed(tray_id, unanswered(limit), sent)
 
     async def firmware_inventory(self, tray_id: str) -> FirmwareInventory:
         """Every firmware component of the tray and its main version, recorded."""
@@ -430,15 +455,20 @@ class HardwareOps:
         return [await group(g) for g in data.groups]
 
 
-async def _sent_read(read: Callable[[], Awaitable[T]]) -> tuple[datetime, T]:
+async def _sent_read(
+    read: Callable[[], Awaitable[T]], sending: Callable[[datetime], None] | None = None
+) -> tuple[datetime, T]:
     """A BMC read (through `retrying`) and the time just before its answered attempt was
     sent: a reading is ordered by when it was asked, so a read sent after a command is
-    newer than it, and a slow answer never overtakes a read sent later (docs/state.md)."""
+    newer than it, and a slow answer never overtakes a read sent later (docs/state.md).
+    `sending` is told that time as each attempt is sent (for a read that then fails)."""
     sent = utcnow()
 
     async def attempt() -> T:
         nonlocal sent
         sent = utcnow()
+        if sending is not None:
+            sending(sent)
         return await read()
 
     return sent, await retrying(attempt)
@@ -453,6 +483,11 @@ def outage_answers(
 
 
 UNEXPECTED_ERROR = "unexpected error in nico (details in the worker log)"
+
+
+def unanswered(limit: float) -> str:
+    """A tray's read error when its BMC did not answer in time (the state sync's words)."""
+    return f"BMC did not answer within {format_seconds(limit)}"
 
 
 def error_text(exc: BaseException) -> str:

@@ -1,6 +1,8 @@
 """What a task reads from its trays goes to the same observed state the state sync
 keeps (`nico.store.observations`), with the task and who asked for it on each history
-row.
+row: the power states it read, and its power reads that failed (the BMC's error or
+silence, never an outage of nico's own services), so a tray a task could not read shows
+`Unknown` with the error at once, as after a failed sync read.
 
 A step reads many trays, often many times (polls), so a step's reads are buffered and
 written together every `FLUSH_EVERY` seconds, and once more before the step's activity
@@ -60,6 +62,15 @@ class TaskObservations:
 
     async def power(self, tray_id: str, state: str, at: datetime | None = None) -> None:
         reading = observations.PowerReading(uuid.UUID(tray_id), at or utcnow(), state=state)
+        self._pending.power.append(reading)
+        await self._soon()
+
+    async def power_failed(self, tray_id: str, error: str, at: datetime | None = None) -> None:
+        """A power read the BMC answered with an error, or did not answer: recorded as the
+        state sync records one (the tray shows `Unknown` with the error and keeps its last
+        good value), batched with the step's other reads. Never an outage of nico's own
+        services: the caller tells them apart."""
+        reading = observations.PowerReading(uuid.UUID(tray_id), at or utcnow(), error=error)
         self._pending.power.append(reading)
         await self._soon()
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from nico.domain import OPERABLE_COMPONENT_TYPES
+from nico.engine.hardware_ops import unanswered
 from nico.engine.infra import classify
 from nico.hardware.interface import Capability, HardwareError, TrayBackend, TrayRef
 from nico.metrics import STATE_SYNC_PASS_SECONDS, STATE_SYNC_READS
@@ -381,7 +382,7 @@ class StateSync:
         if isinstance(exc, HardwareError):
             return str(exc)
         if isinstance(exc, TimeoutError):
-            return f"BMC did not answer within {format_seconds(READ_TIMEOUT)}"
+            return unanswered(READ_TIMEOUT)
         if classify(exc) is not None:
             seen = _OUTAGE.get(None)
             if seen is not None:

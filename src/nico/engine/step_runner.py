@@ -442,7 +442,12 @@ class StepRunner:
         elif name is ActionName.VERIFY_REACHABILITY:
             await self._verify_reachability(tray, slot, action)
         elif name is ActionName.GET_POWER_STATUS:
-            await self._call(action, p.POWER_STATUS, lambda: ops.power_status(tray.id))
+            await self._call(
+                action,
+                p.POWER_STATUS,
+                lambda: ops.power_status(tray.id),
+                unanswered=lambda limit: ops.power_unanswered(tray.id, limit),
+            )
         elif name is ActionName.FIRMWARE_CONTROL:
             await self._firmware(tray, slot, action)
         elif name is ActionName.VERIFY_FIRMWARE_VERSION:
@@ -469,9 +474,18 @@ class StepRunner:
         else:
             raise ActionFailed(f"{name} cannot run per tray")
 
-    async def _call(self, action: ActionConfig, what: str, work: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        action: ActionConfig,
+        what: str,
+        work: Callable[[], Awaitable[T]],
+        *,
+        unanswered: Callable[[float], Awaitable[None]] | None = None,
+    ) -> T:
         """One action call: each attempt bounded by the action's timeout, retried per the
-        step's `retry` (attempts, backoff); a non-retryable HardwareError is not retried."""
+        step's `retry` (attempts, backoff); a non-retryable HardwareError is not retried.
+        `unanswered(limit)` is awaited for each attempt the hardware did not answer in
+        time (its deadline cut the BMC's own time, not a wait for nico's services)."""
         retry = retry_of(self._step)
         limit = attempt_timeout(action)
         delay = retry.initial_interval.seconds
@@ -483,6 +497,7 @@ class StepRunner:
             attempt += 1
             final = attempt >= retry.max_attempts
             down: InfrastructureUnavailable | None = None
+            silent = False  # the deadline cut the hardware's own time
             # Each attempt accounts for its own outage time: a wait it was cut off in is
             # the outage's, and nothing it saw excuses a later attempt.
             deadline = asyncio.timeout(limit)  # pushed back by outages it recovers from
@@ -499,12 +514,15 @@ class StepRunner:
                     # A deadline that cut this attempt's wait for nico's own services is
                     # the outage's; any other is the hardware's.
                     down = infra.waiting_out()
+                    silent = down is None
                     reason = f"no answer within {format_seconds(limit)}"
                 except Exception as exc:
                     # A bug or an unexpected library error: the class and text go to the
                     # log, the tray's message says only that nico failed (no library name).
                     log.warning("%s failed unexpectedly: %s", what, error_text(exc))
                     reason = UNEXPECTED_ERROR
+            if silent and unanswered is not None:
+                await unanswered(limit)
             if down is not None:
                 # Not a hardware attempt: wait on the infrastructure budget, then call
                 # again with the hardware attempts that are left.
@@ -533,7 +551,10 @@ class StepRunner:
         seen: list[str] = []
 
         async def probe() -> str | None:
-            obs = await observe(lambda: self._ops.observe_power(tray.id))
+            obs = await observe(
+                lambda: self._ops.observe_power(tray.id),
+                lambda: self._ops.power_unanswered(tray.id, POLL_ATTEMPT_TIMEOUT),
+            )
             if obs.error:
                 return not_read(obs, "power status")
             seen.append(obs.state or PowerState.UNKNOWN.value)
@@ -606,8 +627,13 @@ class StepRunner:
             raise ActionFailed(f"not ingested after {format_seconds(bounds.timeout)}: {reason}")
 
 
-async def observe(work: Callable[[], Awaitable[p.Observation]]) -> p.Observation:
-    """One poll: the answer, or why it could not be read and whether waiting helps."""
+async def observe(
+    work: Callable[[], Awaitable[p.Observation]],
+    unanswered: Callable[[], Awaitable[None]] | None = None,
+) -> p.Observation:
+    """One poll: the answer, or why it could not be read and whether waiting helps.
+    `unanswered` is awaited when the read's deadline cut the BMC's own time (not a wait
+    for nico's own services)."""
     deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
     try:
         async with deadline:
@@ -615,11 +641,13 @@ async def observe(work: Callable[[], Awaitable[p.Observation]]) -> p.Observation
     except TimeoutError:
         # A poll cut while it waited for nico's own services: no BMC was read.
         down = infra.waiting_out(deadline)
-        if down is not None:
-            return p.Observation(error=str(down), infra=True)
-        return p.Observation(error=f"no answer within {format_seconds(POLL_ATTEMPT_TIMEOUT)}")
     except Exception as exc:
         return failed_observation(exc)
+    if down is not None:
+        return p.Observation(error=str(down), infra=True)
+    if unanswered is not None:
+        await unanswered()
+    return p.Observation(error=f"no answer within {format_seconds(POLL_ATTEMPT_TIMEOUT)}")
 
 
 async def poll(bounds: PollDefaults, probe: Callable[[], Awaitable[str | None]]) -> str | None:
