@@ -149,6 +149,29 @@ async def test_a_poll_read_cut_while_its_write_waits_for_the_lock_is_no_bmc_answ
     assert obs.error is not None and obs.error.startswith("nico's database did not answer")
 
 
+async def test_a_poll_read_that_recovered_from_a_stall_still_gives_the_bmc_its_whole_time(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status read (2 s per read) whose write waits 1.5 s behind another writer's lock,
+    which is then released, and whose BMC then takes 1.2 s: the read answers On. The
+    stall pushed the read's deadline back, as it does a hardware attempt's. Before, the
+    read was cut at 2 s in the BMC's time: "no answer within 2s", a read lost."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 2.0)
+    rack = await make_rack(services, compute=1, switches=0, shelves=0)
+    tray = rack.of("Compute")[0]
+    holder = hold_write_lock(database_file(services), 1.5)
+
+    async def read() -> Observation:
+        await stale_power_write(services, tray.id)  # waits for the lock
+        await asyncio.sleep(1.2)  # the BMC's own time
+        return Observation(state="On")
+
+    with watching():
+        obs = await observe(read)
+    holder.join()
+    assert (obs.state, obs.error) == ("On", None), obs
+
+
 async def test_a_wait_cut_just_after_it_began_is_the_hardwares_time(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -155,6 +155,28 @@ async def test_an_attempt_that_waited_out_a_blip_still_gives_the_bmc_its_whole_t
     assert (result.status, result.completed, result.error) == ("completed", 1, None), result
 
 
+async def test_a_poll_read_that_waited_out_a_blip_still_gives_the_bmc_its_whole_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A status read with 3 s per read: it waits out a database blip (1 s, up to about
+    1.75 s with the retry's backoff), which then answers, and the BMC takes 2.5 s. The
+    read answers On: the blip pushed its deadline back, as it does a hardware attempt's.
+    Before, the read was cut at 3 s in the BMC's time ("no answer within 3s"), and a
+    poll with one read left lost it."""
+    monkeypatch.setattr(step_runner, "POLL_ATTEMPT_TIMEOUT", 3.0)
+    refused = await _refused()
+    database = down_for(1.0, refused)
+
+    async def read() -> Observation:
+        await retrying(database)
+        await asyncio.sleep(2.5)  # the BMC's own time
+        return Observation(state="On")
+
+    with watching():  # the step's scope, as in the run_step activity
+        obs = await asyncio.wait_for(observe(read), 20)
+    assert (obs.state, obs.error) == ("On", None), obs
+
+
 async def test_a_step_timeout_does_not_count_time_spent_waiting_out_an_outage(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -413,9 +413,11 @@ class StepRunner:
         """One read of the tray's firmware inventory (recorded like every read: the tray's
         observed inventory and `observedAt` move with it); its main version, or None
         when it could not be read."""
+        deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
         try:
-            async with asyncio.timeout(POLL_ATTEMPT_TIMEOUT):
-                inventory = await self._ops.firmware_inventory(tray.id)
+            with infra.watching(deadline):  # pushed back by outages it recovers from
+                async with deadline:
+                    inventory = await self._ops.firmware_inventory(tray.id)
         except Exception as exc:
             log.warning("firmware inventory of %s not read: %s", tray.name, error_text(exc))
             return None
@@ -576,18 +578,19 @@ class StepRunner:
 
         async def probe() -> str | None:
             deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
-            try:
-                async with deadline:
-                    answers = await self._ops.observe_reachability(check.query)
-            except InfrastructureUnavailable as exc:  # not an answer about any BMC
-                answers = outage_answers(check.query, exc)
-            except TimeoutError:
-                down = infra.waiting_out(deadline)  # cut waiting for nico's own services
-                if down is None:
+            with infra.watching(deadline):  # pushed back by outages it recovers from
+                try:
+                    async with deadline:
+                        answers = await self._ops.observe_reachability(check.query)
+                except InfrastructureUnavailable as exc:  # not an answer about any BMC
+                    answers = outage_answers(check.query, exc)
+                except TimeoutError:
+                    down = infra.waiting_out(deadline)  # cut waiting for nico's own services
+                    if down is None:
+                        return "reachability not checked (poll failed)"
+                    answers = outage_answers(check.query, down)
+                except Exception:
                     return "reachability not checked (poll failed)"
-                answers = outage_answers(check.query, down)
-            except Exception:
-                return "reachability not checked (poll failed)"
             return check.judge(answers)
 
         reason = await poll(bounds, probe)
@@ -635,14 +638,18 @@ async def observe(
     `unanswered` is awaited when the read's deadline cut the BMC's own time (not a wait
     for nico's own services)."""
     deadline = asyncio.timeout(POLL_ATTEMPT_TIMEOUT)
-    try:
-        async with deadline:
-            return await work()
-    except TimeoutError:
-        # A poll cut while it waited for nico's own services: no BMC was read.
-        down = infra.waiting_out(deadline)
-    except Exception as exc:
-        return failed_observation(exc)
+    # The read's own outage scope: an outage or database stall it waits out and recovers
+    # from pushes its deadline back by as long as it took, as for a hardware attempt
+    # (`_call`), so the BMC still gets its whole time.
+    with infra.watching(deadline):
+        try:
+            async with deadline:
+                return await work()
+        except TimeoutError:
+            # A poll cut while it waited for nico's own services: no BMC was read.
+            down = infra.waiting_out(deadline)
+        except Exception as exc:
+            return failed_observation(exc)
     if down is not None:
         return p.Observation(error=str(down), infra=True)
     if unanswered is not None:
