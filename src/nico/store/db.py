@@ -68,25 +68,45 @@ class Database:
         self._reads: AsyncEngine | None = None
 
     async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """`work`'s answer, run on a connection for reads only (a list's guard, page and
-        total): `work` must not write, since it may run twice.
+        """`work`'s answer, run on a connection for reads only (a GET's site guard and
+        lookups, a list's page and total). `work` may run twice, so it must not write;
+        on PostgreSQL the connection refuses to.
 
         On PostgreSQL the connection comes from a second, autocommit pool without the
         pre-ping: a connection of the main pool costs five round trips around the
         statement (the pre-ping's BEGIN, `;`, ROLLBACK, then BEGIN and ROLLBACK around
-        the statement), this one the statement alone. One statement is one snapshot, so
-        nothing is lost. A connection that died while pooled (PostgreSQL restarted)
-        fails its first statement as a disconnect: the pool then drops every connection
-        older than that, and `work` runs once more on a fresh one, so the caller gets
-        an answer instead of an error. SQLite opens no transaction for a SELECT anyway,
-        so it uses the main engine. The caller's time in it is a wait on the database
-        (`stalls.waiting`)."""
+        the statement), this one the statement alone. Each statement sees its own
+        snapshot, as it did in the main pool's READ COMMITTED transactions.
+        A connection that died while pooled (PostgreSQL restarted) fails its first
+        statement as a disconnect: the pool then drops every connection older than
+        that, and `work` runs once more on a fresh one, so the caller gets an answer
+        instead of an error. Its connections are opened with
+        `default_transaction_read_only`, so a write (or `SELECT ... FOR UPDATE`) in
+        `work` fails at once (a 500, never retried) rather than commits, maybe twice.
+
+        SQLite opens no transaction for a SELECT anyway, so it uses the main engine and
+        nothing refuses a write; but `work` never commits, so a write is rolled back when
+        the connection returns to the pool (and holds the file's write lock until then).
+        The caller's time in it is a wait on the database (`stalls.waiting`)."""
         try:
             return await self._read_once(work)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
         return await self._read_once(work)
+
+    async def read_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`read` for the store's ORM functions: `work` gets a session on the read
+        connection (no round trips of its own: it never commits, and on PostgreSQL its
+        BEGIN and ROLLBACK are no-ops in autocommit). The same rules: `work` may run
+        twice and must not write; the rows it returns are detached, with what they
+        loaded."""
+
+        async def in_session(conn: AsyncConnection) -> T:
+            async with self.sessions(bind=conn) as session:
+                return await work(session)
+
+        return await self.read(in_session)
 
     async def _read_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         with stalls.waiting():
@@ -97,10 +117,15 @@ class Database:
         if self.is_sqlite:
             return self.engine
         if self._reads is None:
+            connect_args = {
+                **self._kwargs.get("connect_args", {}),
+                # In the startup packet: no round trip of its own.
+                "server_settings": {"default_transaction_read_only": "on"},
+            }
             self._reads = create_async_engine(
                 self.url,
                 isolation_level="AUTOCOMMIT",
-                **{**self._kwargs, "pool_pre_ping": False},
+                **{**self._kwargs, "pool_pre_ping": False, "connect_args": connect_args},
                 pool_size=READ_POOL_SIZE,
                 max_overflow=0,
             )
