@@ -81,8 +81,8 @@ async def site_id_to_check(db: Database, org: str, site_id: str | None) -> uuid.
     reads the rest of the guard with its own query and passes it to `judge_site`."""
     parsed = as_uuid(site_id) if site_id else None
     if parsed is None:
-        async with db.session() as session:  # raises the error require_site always did
-            await require_site(session, org, site_id)
+        # Raises the error require_site always did.
+        await db.read_session(lambda session: require_site(session, org, site_id))
         raise AssertionError("unreachable")
     return parsed
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import rack_in_site, tray_in_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
@@ -91,26 +92,28 @@ def tray_firmware(state: TrayCompliance, in_flight: list[TaskRow]) -> TrayFirmwa
 async def get_rack_firmware(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> RackFirmware:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> RackFirmware:
         site, rack = await rack_in_site(session, org, siteId, id)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         observed = await observations_of(session, [t.id for t in trays])
         in_flight = await open_tasks(session, site.id, rack.id, FIRMWARE)
-    targets = catalog_targets(site.firmware_catalog)
-    states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
-    counts = summary(states)
-    return RackFirmware(
-        id=rack.id,
-        name=rack.name,
-        site_id=rack.site_id,
-        summary=FirmwareSummary(
-            total=len(states),
-            stale=stale_count(states),
-            **{kind.value: n for kind, n in counts.items()},
-        ),
-        components=[tray_firmware(s, in_flight) for s in states],
-        tasks=[firmware_task(t) for t in in_flight],
-    )
+        targets = catalog_targets(site.firmware_catalog)
+        states = [tray_compliance(t, observed.get(t.id), targets) for t in trays]
+        counts = summary(states)
+        return RackFirmware(
+            id=rack.id,
+            name=rack.name,
+            site_id=rack.site_id,
+            summary=FirmwareSummary(
+                total=len(states),
+                stale=stale_count(states),
+                **{kind.value: n for kind, n in counts.items()},
+            ),
+            components=[tray_firmware(s, in_flight) for s in states],
+            tasks=[firmware_task(t) for t in in_flight],
+        )
+
+    return await services.db.read_session(read)
 
 
 @router.get(
@@ -121,9 +124,11 @@ async def get_rack_firmware(
 async def get_tray_firmware(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> TrayFirmware:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> TrayFirmware:
         site, tray = await tray_in_site(session, org, siteId, id)
-        observed = await observations_of(session, [tray.id])
+        observed = (await observations_of(session, [tray.id])).get(tray.id)
         in_flight = await open_tasks(session, site.id, tray.rack_id, FIRMWARE)
-    state = tray_compliance(tray, observed.get(tray.id), catalog_targets(site.firmware_catalog))
-    return tray_firmware(state, in_flight)
+        state = tray_compliance(tray, observed, catalog_targets(site.firmware_catalog))
+        return tray_firmware(state, in_flight)
+
+    return await services.db.read_session(read)

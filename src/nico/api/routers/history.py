@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import INVALID_RACK_ID, INVALID_TRAY_ID, parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
@@ -23,6 +24,7 @@ from nico.errors import ValidationFailed
 from nico.schemas.history import TrayHistoryEntry
 from nico.services import Services
 from nico.store.history import HistoryKind, HistoryQuery, list_history
+from nico.store.models import TrayHistory
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES)
 
@@ -102,7 +104,7 @@ async def _list(
     page: PageRequest,
     query: HistoryQuery,
 ) -> JSONResponse:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> tuple[list[TrayHistory], int]:
         site = await require_site(session, org, site_id)
         scoped = HistoryQuery(
             tray_id=query.tray_id,
@@ -111,7 +113,9 @@ async def _list(
             since=query.since,
             site_id=site.id,
         )
-        rows, total = await list_history(session, scoped, offset=page.offset, limit=page.limit)
+        return await list_history(session, scoped, offset=page.offset, limit=page.limit)
+
+    rows, total = await services.db.read_session(read)
     response = JSONResponse(content=[TrayHistoryEntry.of(r).wire() for r in rows])
     set_pagination_header(response, page, total)
     return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api import power_views as views
 from nico.api.access import rack_in_site, tray_in_site
@@ -37,12 +38,14 @@ SiteIdQuery = Annotated[str | None, Query(description="ID of the Site (required)
 async def get_tray_power(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> TrayPower:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> TrayPower:
         site, tray = await tray_in_site(session, org, siteId, id)
         seen = (await observations_of(session, [tray.id])).get(tray.id)
         last = await last_tray_power_task(session, site.id, tray.id)
         in_flight = await open_tasks(session, site.id, tray.rack_id, POWER)
-    return views.tray_power(tray, seen, last, in_flight)
+        return views.tray_power(tray, seen, last, in_flight)
+
+    return await services.db.read_session(read)
 
 
 @router.get(
@@ -56,19 +59,21 @@ async def get_tray_power(
 async def get_rack_power(
     org: str, id: str, services: ServicesDep, siteId: SiteIdQuery = None
 ) -> RackPower:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> RackPower:
         _, rack = await rack_in_site(session, org, siteId, id)
         trays = (await inventory.trays_of_racks(session, [rack.id]))[rack.id]
         seen = await observations_of(session, [t.id for t in trays])
         last = await last_power_tasks(session, rack.site_id, [t.id for t in trays])
         in_flight = await open_tasks(session, rack.site_id, rack.id, POWER)
-    components = [views.tray_power(t, seen.get(t.id), last.get(t.id), in_flight) for t in trays]
-    return RackPower(
-        id=rack.id,
-        name=rack.name,
-        site_id=rack.site_id,
-        actual=views.actual_summary(components),
-        desired=views.desired_summary(components),
-        components=components,
-        tasks=[views.power_task(t) for t in in_flight],
-    )
+        components = [views.tray_power(t, seen.get(t.id), last.get(t.id), in_flight) for t in trays]
+        return RackPower(
+            id=rack.id,
+            name=rack.name,
+            site_id=rack.site_id,
+            actual=views.actual_summary(components),
+            desired=views.desired_summary(components),
+            components=components,
+            tasks=[views.power_task(t) for t in in_flight],
+        )
+
+    return await services.db.read_session(read)

@@ -87,10 +87,13 @@ async def get_rack_rule(
     """`source` says why: `rack` (associated), `default` (site default) or `builtin`."""
     rack_id = parse_uuid(id, INVALID_RACK_ID, "id")
     operation_type, code = _operation(operationType, operationCode)
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> JSONResponse:
         site = await require_site(session, org, siteId)
         rack = await _rack(session, site, rack_id)
         return JSONResponse(await _effective(session, site, rack, operation_type, code))
+
+    return await services.db.read_session(read)
 
 
 @router.put(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico import provisioning
 from nico.api.access import rack_in_site, require_site
@@ -65,7 +66,7 @@ async def list_racks(
     name: Annotated[list[str] | None, Query(description="Exact rack name; repeatable")] = None,
     manufacturer: Annotated[list[str] | None, Query(description="Exact; repeatable")] = None,
 ) -> list[Rack]:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> tuple[list[Rack], int]:
         site = await require_site(session, org, siteId)
         order = page.order_by(RACK_ORDER_FIELDS)
         racks, total = await inventory.list_racks(
@@ -81,6 +82,9 @@ async def list_racks(
             with_components=includeComponents,
             settings=services.settings,
         )
+        return views, total
+
+    views, total = await services.db.read_session(read)
     set_pagination_header(response, page, total)
     return views
 
@@ -98,14 +102,13 @@ async def get_rack(
     siteId: SiteIdQuery = None,
     includeComponents: IncludeComponents = False,
 ) -> Rack:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> list[Rack]:
         _, rack = await rack_in_site(session, org, siteId, id)
-        (view,) = await rack_views(
-            session,
-            [rack],
-            with_components=includeComponents,
-            settings=services.settings,
+        return await rack_views(
+            session, [rack], with_components=includeComponents, settings=services.settings
         )
+
+    (view,) = await services.db.read_session(read)
     return view
 
 

@@ -214,7 +214,7 @@ async def list_rules(
     operationCode: Annotated[str | None, Query(description="e.g. power_on, upgrade")] = None,
     isDefault: Annotated[QueryBool | None, Query(description="Only (non-)default rules")] = None,
 ) -> JSONResponse:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> tuple[JSONResponse, int]:
         site = await require_site(session, org, siteId)
         order = page.order_by(rule_store.ORDER_FIELDS)
         operation_type, code = _operation_filter(operationType, operationCode)
@@ -227,7 +227,9 @@ async def list_rules(
             order_field=order.field if order else "created",
             descending=order.descending if order else True,
         )
-        out = JSONResponse([rule_wire(r) for r in rows])
+        return JSONResponse([rule_wire(r) for r in rows]), total
+
+    out, total = await services.db.read_session(read)
     set_pagination_header(out, page, total)
     return out
 
@@ -305,10 +307,12 @@ async def get_rule(
     siteId: SiteIdQuery = None,
 ) -> JSONResponse:
     rule_id = parse_uuid(id, INVALID_RULE_ID, "id")
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> JSONResponse:
         site = await require_site(session, org, siteId)
-        rule = await _rule_in_site(session, site, rule_id)
-        return JSONResponse(rule_wire(rule))
+        return JSONResponse(rule_wire(await _rule_in_site(session, site, rule_id)))
+
+    return await services.db.read_session(read)
 
 
 @router.patch(

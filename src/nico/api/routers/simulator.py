@@ -199,10 +199,11 @@ async def list_faults(
     rackId: RackIdQuery = None,
 ) -> list[SimulatorFault]:
     """Oldest first; spent (count used up) and expired faults are not listed."""
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> tuple[list[tuple[SimFault, str | None]], int]:
         site = await require_site(session, org, siteId)
         await _require_simulated_site(session, services, site)
-        rows, total = await sim_store.list_live_faults(
+        return await sim_store.list_live_faults(
             session,
             site.id,
             utcnow(),
@@ -211,6 +212,8 @@ async def list_faults(
             offset=page.offset,
             limit=page.limit,
         )
+
+    rows, total = await services.db.read_session(read)
     set_pagination_header(response, page, total)
     return [view(fault, name) for fault, name in rows]
 

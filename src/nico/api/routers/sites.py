@@ -107,22 +107,27 @@ async def list_sites(
 ) -> list[Site]:
     flow = parse_flow_filter(isFlowEnabled)
     order = page.order_by(SITE_ORDER_FIELDS)
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> tuple[list[db.Site], int]:
         provider = await inventory.get_provider(session, org)
-        sites: list[db.Site] = []
-        total = 0
-        if provider is not None:
-            sites, total = await inventory.list_sites(
-                session, provider.id, flow=flow, page=store_page(page, order)
-            )
+        if provider is None:
+            return [], 0
+        return await inventory.list_sites(
+            session, provider.id, flow=flow, page=store_page(page, order)
+        )
+
+    sites, total = await services.db.read_session(read)
     set_pagination_header(response, page, total)
     return [site_view(s) for s in sites]
 
 
 @router.get("/site/{id}", response_model=Site, summary="Retrieve a Site")
 async def get_site(org: str, id: str, services: ServicesDep) -> Site:
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> Site:
         return site_view(await load_site(session, org, id))
+
+    return await services.db.read_session(read)
 
 
 @router.patch("/site/{id}", response_model=Site, summary="Update a Site (e.g. enable Flow)")

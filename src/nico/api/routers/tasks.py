@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import judge_site, parse_uuid, require_site, site_id_to_check
 from nico.api.body_errors import SummarizedRoute, validation_summary
@@ -26,6 +27,7 @@ from nico.schemas.tasks import CancelTaskRequest, task_list_json
 from nico.schemas.tasks import Task as TaskOut
 from nico.services import Services
 from nico.store import tasks as task_store
+from nico.store.models import Task
 from nico.tasks.cancel import TASK_NOT_FOUND, cancel_task
 
 router = APIRouter(dependencies=NICO_ROUTER_DEPENDENCIES, route_class=SummarizedRoute)
@@ -175,9 +177,12 @@ async def list_site_tasks(
 
 async def _get(services: Services, org: str, id: str, site_id: str | None) -> JSONResponse:
     task_id = parse_uuid(id, INVALID_TASK_ID, "id")
-    async with services.db.session() as session:
+
+    async def read(session: AsyncSession) -> Task | None:
         site = await require_site(session, org, site_id)
-        task = await task_store.get_task(session, task_id, site.id)
+        return await task_store.get_task(session, task_id, site.id)
+
+    task = await services.db.read_session(read)
     if task is None:
         raise NotFound(TASK_NOT_FOUND)
     return JSONResponse(content=TaskOut.of(task).body())

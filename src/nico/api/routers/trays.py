@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nico.api.access import parse_uuid, require_site
 from nico.api.deps import NICO_ROUTER_DEPENDENCIES, ServicesDep
@@ -54,7 +55,7 @@ async def list_trays(
     ] = None,
     slotId: Annotated[int | None, Query(description="Rack slot; needs rackId or rackName")] = None,
 ) -> list[Tray]:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> tuple[list[Tray], int]:
         site = await require_site(session, org, siteId)
         selector = tray_selector(
             rack_id=rackId,
@@ -73,11 +74,15 @@ async def list_trays(
         )
         bmcs = await inventory.bmcs_of_trays(session, [tray.id for tray, _ in rows])
         stats = await trays_task_stats(session, site.id, [tray for tray, _ in rows])
+        views = [
+            tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])
+            for tray, rack in rows
+        ]
+        return views, total
+
+    views, total = await services.db.read_session(read)
     set_pagination_header(response, page, total)
-    return [
-        tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])
-        for tray, rack in rows
-    ]
+    return views
 
 
 @router.get(
@@ -92,7 +97,7 @@ async def get_tray(
     services: ServicesDep,
     siteId: SiteIdQuery = None,
 ) -> Tray:
-    async with services.db.session() as session:
+    async def read(session: AsyncSession) -> Tray:
         site = await require_site(session, org, siteId)
         tray_id = parse_uuid(id, INVALID_TRAY_ID, "id")
         found = await inventory.get_tray(session, site.id, tray_id)
@@ -101,4 +106,6 @@ async def get_tray(
         tray, rack = found
         bmcs = await inventory.bmcs_of_trays(session, [tray.id])
         stats = await trays_task_stats(session, site.id, [tray])
-    return tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])
+        return tray_view(tray, rack, bmcs[tray.id], services.settings, stats[tray.id])
+
+    return await services.db.read_session(read)
