@@ -354,6 +354,9 @@ class Server:
     token: str
     paths: dict[str, str]
     query: str
+    site_id: str
+    tray_id: str
+    pid: int  # `nico serve`'s, the root of its process tree
 
     def url(self, endpoint: str, variant: str) -> str:
         extra = "".join(f"&{k}={v}" for k, v in VARIANTS[variant].items())
@@ -394,19 +397,6 @@ def serving(target: Target, db: str, tasks: int, api_workers: int) -> Iterator[S
             site_id, rack_id, tray_id = seeded.stdout.split()[-3:]
             from nico.auth.tokens import mint_dev_token
 
-            server = Server(
-                target,
-                db,
-                tasks,
-                f"http://127.0.0.1:{env['NICO_PORT']}",
-                mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"]),
-                {
-                    "tray": f"{BASE}/tray/{tray_id}/task",
-                    "rack": f"{BASE}/rack/{rack_id}/task",
-                    "site": f"{BASE}/task",
-                },
-                f"?siteId={site_id}&pageSize=20",
-            )
             with open(Path(tmp) / "serve.log", "wb") as log:
                 process = subprocess.Popen(
                     [target.nico(), "serve"],
@@ -414,6 +404,22 @@ def serving(target: Target, db: str, tasks: int, api_workers: int) -> Iterator[S
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                )
+                server = Server(
+                    target,
+                    db,
+                    tasks,
+                    f"http://127.0.0.1:{env['NICO_PORT']}",
+                    mint_dev_token(dev_key, "demo", ["PROVIDER_ADMIN"]),
+                    {
+                        "tray": f"{BASE}/tray/{tray_id}/task",
+                        "rack": f"{BASE}/rack/{rack_id}/task",
+                        "site": f"{BASE}/task",
+                    },
+                    f"?siteId={site_id}&pageSize=20",
+                    site_id,
+                    tray_id,
+                    process.pid,
                 )
                 try:
                     wait_until_up(server.url("site", "plain"), server.token, process)
