@@ -86,3 +86,6 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(EngineContext())
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # `nico.store` logs each migration's start and end with its duration; Alembic's own
+    # lines would repeat for every migration ("Context impl ...", "Will assume ...").
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

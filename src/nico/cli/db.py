@@ -13,9 +13,11 @@ app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_m
 def upgrade() -> None:
     """Migrate the database to the newest schema."""
     from nico.config import Settings
+    from nico.logs import configure_logging
     from nico.store.db import Database
 
     settings = Settings()
+    configure_logging(settings)  # one line as each migration starts and ends
 
     async def run() -> None:
         db = Database(settings.resolved_database_url())

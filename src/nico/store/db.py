@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,6 +11,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +30,8 @@ from nico.store import stalls
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant: replicas starting together on PostgreSQL migrate one after another.
 MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
+
+log = logging.getLogger("nico.store")
 
 T = TypeVar("T")
 # Connections the read pool keeps per process, all of them kept open once made (no
@@ -146,13 +152,13 @@ class Database:
                     raise
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent). On PostgreSQL a
-        transaction-scoped advisory lock makes concurrent starters wait their turn
-        instead of racing to create the same tables."""
-        async with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-            await conn.run_sync(_upgrade_head)
+        """Bring the schema to the newest migration (idempotent), each migration in a
+        transaction of its own: a migration's locks go when it commits, not when the last
+        one does, and a failed one leaves the ones before it applied (the next start
+        resumes from there). On PostgreSQL a session advisory lock, held across all of
+        them, makes concurrent starters wait their turn."""
+        async with self.engine.connect() as conn:
+            await conn.run_sync(_upgrade_one_at_a_time)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -160,8 +166,69 @@ class Database:
             await self._reads.dispose()
 
 
-def _upgrade_head(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+def _upgrade_one_at_a_time(connection: Connection) -> None:
+    postgres = connection.dialect.name == "postgresql"
+    try:
+        if postgres:
+            # Session-level, unlike a transaction's: it outlives each migration's commit.
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            connection.commit()
+        script = ScriptDirectory.from_config(alembic_config())
+        following = {s.down_revision: s for s in script.walk_revisions()}
+        while _upgrade_next(connection, following):
+            pass
+    finally:
+        if postgres:
+            _unlock(connection)
+
+
+def _upgrade_next(connection: Connection, following: dict[Any, Script]) -> bool:
+    """Apply the oldest pending migration in a transaction of its own; False at head."""
+    started = 0.0
+    step: Script | None = None
+    current: str | None = None
+    try:
+        with connection.begin():
+            if connection.dialect.name == "sqlite":
+                # pysqlite opens a transaction only before DML, so a migration's DDL would
+                # commit statement by statement. IMMEDIATE takes the write lock before the
+                # version is read: two processes on one file cannot apply one migration twice.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            current = MigrationContext.configure(connection).get_current_revision()
+            step = following.get(current)
+            if step is None:
+                return False
+            started = time.monotonic()
+            log.info("migration %s (%s): started", step.revision, " ".join(step.doc.split()))
+            command.upgrade(alembic_config(connection), step.revision)
+    except BaseException:
+        if step is not None:
+            log.error(
+                "migration %s failed after %.2f s and was rolled back; the schema stays at %s"
+                " (the migrations before it are kept) and the next start or `nico db upgrade`"
+                " retries it",
+                step.revision,
+                time.monotonic() - started,
+                current or "empty",
+            )
+        raise
+    log.info("migration %s: done in %.2f s", step.revision, time.monotonic() - started)
+    return True
+
+
+def _unlock(connection: Connection) -> None:
+    """Release the migration lock. A connection that cannot is closed instead (the server
+    drops a session's locks with it), never pooled still holding the lock."""
+    try:
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+        connection.commit()
+    except BaseException as exc:
+        connection.invalidate()
+        if not isinstance(exc, Exception):
+            raise
+        # Closing it released the lock; an error of the migrations (the one worth
+        # reading) is still on its way up.
+        log.warning("closed the migration connection: it could not release its lock")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

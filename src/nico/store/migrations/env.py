@@ -1,5 +1,8 @@
 """Alembic environment: runs on a connection handed in by `Database.migrate`, or on
-`sqlalchemy.url` when invoked from the alembic CLI during development."""
+`sqlalchemy.url` when invoked from the alembic CLI during development.
+
+`Database.migrate` hands in a connection already in a transaction, one revision at a
+time, so Alembic opens none of its own: each migration commits on its own there."""
 
 from __future__ import annotations
 
