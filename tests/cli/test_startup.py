@@ -88,3 +88,20 @@ def test_token_and_serve_share_one_key_from_any_directory(
     monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
     monkeypatch.delenv("NICO_DATA_DIR", raising=False)
     assert Settings().data_dir == key_file.parent
+
+
+def test_db_upgrade_migrates_and_says_so_migration_by_migration(tmp_path: Path) -> None:
+    """`nico db upgrade`, as the README's production steps run it (it used to answer
+    "unexpected extra argument"), logs each migration and ends at the newest schema."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NICO_")}
+    env["NICO_DATA_DIR"] = str(tmp_path / "nico")
+    done = subprocess.run(
+        [sys.executable, "-m", "nico", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "database is at the newest schema" in done.stdout
+    assert "migration 0001 (" in done.stderr and "migration 0010: done in " in done.stderr

@@ -67,7 +67,7 @@ def server_command(name: str) -> Any:
     if name == "db":
         from nico.cli import db as db_cli
 
-        return typer.main.get_command(db_cli.app)
+        return typer.main.get_group(db_cli.app)  # a group even with one command: `db upgrade`
     from nico.cli import serve as serve_cli
 
     server = typer.Typer()
