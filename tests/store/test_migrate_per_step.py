@@ -199,3 +199,48 @@ async def test_trays_are_writable_once_0008_commits_while_later_migrations_wait(
     finally:
         await other.dispose()
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_0009_deadlocked_by_an_old_workers_prune_is_run_again(
+    fresh_postgres: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older worker's retention prune (task_trays, then tasks) meets 0009 (tasks, then
+    task_trays): PostgreSQL cancels one side of the cycle. The upgrade still reaches head,
+    running 0009 again when it was the one cancelled."""
+    db = Database(fresh_postgres)
+    other = create_async_engine(fresh_postgres)
+    try:
+        await db.migrate()
+        site_id = await make_site(db)
+        rows = [make_row(site_id, "Succeeded") for _ in range(3)]
+        async with db.session() as session:
+            await insert_tasks(session, rows)
+        await _downgrade(db, "0008")
+        caplog.set_level(logging.INFO, logger="nico.store")
+        gone = {"id": rows[0]["id"]}
+        async with other.connect() as prune:
+            await prune.execute(text("DELETE FROM task_trays WHERE task_id = :id"), gone)
+            upgrade = asyncio.create_task(db.migrate())
+            waiting = (
+                "SELECT count(*) FROM pg_locks"
+                " WHERE NOT granted AND relation = 'task_trays'::regclass"
+            )
+            deadline = time.monotonic() + 30
+            async with other.connect() as probe:
+                while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
+                    assert time.monotonic() < deadline and not upgrade.done()
+                    await probe.rollback()
+                    await asyncio.sleep(0.05)
+            try:
+                await prune.execute(text("DELETE FROM tasks WHERE id = :id"), gone)
+                await prune.commit()
+            except DBAPIError:  # the cycle broken on the prune's side: its next sweep retries
+                await prune.rollback()
+        await upgrade
+        assert await _versions(db) == [HEAD]
+        said = [r.getMessage() for r in caplog.records if r.name == "nico.store"]
+        assert not [m for m in said if " failed after " in m], said
+    finally:
+        await other.dispose()
+        await db.dispose()

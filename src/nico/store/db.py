@@ -32,6 +32,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x6E69636F  # "nico"
 
 log = logging.getLogger("nico.store")
+# Times one upgrade runs a migration again that PostgreSQL cancelled to break a deadlock.
+DEADLOCK_RETRIES = 3
 
 T = TypeVar("T")
 # Connections the read pool keeps per process, all of them kept open once made (no
@@ -175,15 +177,24 @@ def _upgrade_one_at_a_time(connection: Connection) -> None:
             connection.commit()
         script = ScriptDirectory.from_config(alembic_config())
         following = {s.down_revision: s for s in script.walk_revisions()}
-        while _upgrade_next(connection, following):
-            pass
+        retries = DEADLOCK_RETRIES
+        while True:
+            committed = _upgrade_next(connection, following, retry=retries > 0)
+            if committed is None:
+                break
+            if not committed:
+                retries -= 1
     finally:
         if postgres:
             _unlock(connection)
 
 
-def _upgrade_next(connection: Connection, following: dict[Any, Script]) -> bool:
-    """Apply the oldest pending migration in a transaction of its own; False at head."""
+def _upgrade_next(
+    connection: Connection, following: dict[Any, Script], *, retry: bool
+) -> bool | None:
+    """Apply the oldest pending migration in a transaction of its own: True when it
+    committed, False when PostgreSQL cancelled it to break a deadlock and `retry` allows
+    running it again, None at head."""
     started = 0.0
     step: Script | None = None
     current: str | None = None
@@ -197,11 +208,23 @@ def _upgrade_next(connection: Connection, following: dict[Any, Script]) -> bool:
             current = MigrationContext.configure(connection).get_current_revision()
             step = following.get(current)
             if step is None:
-                return False
+                return None
             started = time.monotonic()
             log.info("migration %s (%s): started", step.revision, " ".join(step.doc.split()))
             command.upgrade(alembic_config(connection), step.revision)
-    except BaseException:
+    except BaseException as exc:
+        if step is not None and retry and isinstance(exc, DBAPIError) and _deadlocked(exc):
+            # An older process still running was in a lock cycle with the migration (its
+            # retention prune takes task_trays then tasks; 0009 takes tasks then
+            # task_trays). The migration alone was rolled back and the other side goes on,
+            # so running it again succeeds.
+            log.warning(
+                "migration %s deadlocked with another transaction after %.2f s and was"
+                " rolled back; running it again",
+                step.revision,
+                time.monotonic() - started,
+            )
+            return False
         if step is not None:
             log.error(
                 "migration %s failed after %.2f s and was rolled back; the schema stays at %s"
@@ -214,6 +237,10 @@ def _upgrade_next(connection: Connection, following: dict[Any, Script]) -> bool:
         raise
     log.info("migration %s: done in %.2f s", step.revision, time.monotonic() - started)
     return True
+
+
+def _deadlocked(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "40P01"  # deadlock_detected
 
 
 def _unlock(connection: Connection) -> None:
