@@ -43,6 +43,8 @@ FLEET_SIZES ?= 1,10,50,100,200
 # Task-history sizes of the reads table (`READS_FLAGS=--million` adds 1,000,000 tasks).
 READS_SIZES ?= 200,10000,100000
 READS_FLAGS ?=
+# Finished tasks under the upgrade bench/migrate.py times (0007 -> head).
+MIGRATE_TASKS ?= 100000
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
@@ -52,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/list_items.py
 	$(BIN)/python bench/reads.py --sizes $(READS_SIZES) $(READS_FLAGS)
+	$(BIN)/python bench/migrate.py --tasks $(MIGRATE_TASKS)
 
 clean:
 	rm -rf $(VENV) $(CODEGEN) .nico .pytest_cache .mypy_cache .ruff_cache
