@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,10 @@ CHUNK = 5_000
 FROM = "0007"
 
 UPGRADE = """
-import asyncio, sys, time
+import asyncio, logging, sys, time
 from nico.store.db import Database
+
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
 async def main() -> None:
     db = Database(sys.argv[1])
@@ -193,6 +196,7 @@ class Row:
     longest_tray_wait_s: float
     slow_writes: int
     writes: int
+    slowest: str
 
 
 def pg_admin(statement: str) -> None:
@@ -209,7 +213,7 @@ def pg_admin(statement: str) -> None:
     asyncio.run(run())
 
 
-def measure(target: Target, url: str, tray_id: str, work: Path) -> tuple[float, str]:
+def measure(target: Target, url: str, tray_id: str, work: Path) -> tuple[float, str, str]:
     stop, out = work / "stop", work / "probe.out"
     stop.unlink(missing_ok=True)
     out.unlink(missing_ok=True)
@@ -231,7 +235,11 @@ def measure(target: Target, url: str, tray_id: str, work: Path) -> tuple[float, 
     time.sleep(0.3)
     stop.touch()
     prober.wait(timeout=120)
-    return float(done.stdout.split()[-1]), out.read_text()
+    # A checkout that logs each migration's duration (`nico.store`) names its slowest.
+    took = re.findall(r"nico.store: migration (\d+): done in ([\d.]+) s", done.stderr)
+    slowest = max(took, key=lambda t: float(t[1]), default=None)
+    named = f"{slowest[0]} {float(slowest[1]):.2f}s" if slowest else "-"
+    return float(done.stdout.split()[-1]), out.read_text(), named
 
 
 def run_db(kind: str, targets: list[Target], tasks: int, runs: int, work: Path) -> list[Row]:
@@ -259,7 +267,7 @@ def run_db(kind: str, targets: list[Target], tasks: int, runs: int, work: Path) 
                     pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
                     url = f"{PG_ADMIN}/{name}"
                 try:
-                    seconds, probed = measure(target, url, tray_id, work)
+                    seconds, probed, slowest = measure(target, url, tray_id, work)
                 finally:
                     if kind == "sqlite":
                         for suffix in ("", "-wal", "-shm"):
@@ -267,7 +275,9 @@ def run_db(kind: str, targets: list[Target], tasks: int, runs: int, work: Path) 
                     else:
                         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 longest, slow, writes = probed.split()
-                rows.append(Row(kind, target.name, seconds, float(longest), int(slow), int(writes)))
+                rows.append(
+                    Row(kind, target.name, seconds, float(longest), int(slow), int(writes), slowest)
+                )
                 print(row_line(rows[-1]), flush=True)
     finally:
         if kind != "sqlite":
@@ -275,13 +285,16 @@ def run_db(kind: str, targets: list[Target], tasks: int, runs: int, work: Path) 
     return rows
 
 
-HEADER = f"{'db':<9} {'target':<9} {'upgrade':>9} {'longest tray write':>19} {'> 100 ms':>9}"
+HEADER = (
+    f"{'db':<9} {'target':<9} {'upgrade':>9} {'longest tray write':>19} {'> 100 ms':>9}"
+    f"  slowest migration"
+)
 
 
 def row_line(r: Row) -> str:
     return (
         f"{r.db:<9} {r.target:<9} {r.upgrade_s:>8.2f}s {r.longest_tray_wait_s:>18.2f}s"
-        f" {r.slow_writes:>4}/{r.writes:<4}"
+        f" {r.slow_writes:>4}/{r.writes:<4}  {r.slowest}"
     )
 
 
