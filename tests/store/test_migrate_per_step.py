@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from nico.store.db import MIGRATION_LOCK_KEY, Database, alembic_config
+from nico.store.db import MIGRATION_LOCK_KEY, Database, UnknownSchema, alembic_config
 from nico.store.tasks import insert_tasks
 from tests.store.test_observations import _trays
 from tests.support import postgres
@@ -244,3 +244,18 @@ async def test_0009_deadlocked_by_an_old_workers_prune_is_run_again(
     finally:
         await other.dispose()
         await db.dispose()
+
+
+async def test_a_schema_from_a_newer_nico_is_refused_not_taken_for_head(
+    any_database: Database,
+) -> None:
+    """A database a newer release migrated (a revision this build has never heard of):
+    starting must fail with a message saying so, not carry on as if at head."""
+    db = any_database
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_newer'")
+
+    with pytest.raises(UnknownSchema, match=r"0099_newer.*newer nico"):
+        await db.migrate()
+
+    assert await _versions(db) == ["0099_newer"]  # nothing was touched

@@ -168,6 +168,12 @@ class Database:
             await self._reads.dispose()
 
 
+class UnknownSchema(RuntimeError):
+    """The database was migrated past what this build knows (a newer release, or a
+    rollback of nico without one of the schema): refusing to start beats failing later on
+    columns this build does not expect."""
+
+
 def _upgrade_one_at_a_time(connection: Connection) -> None:
     postgres = connection.dialect.name == "postgresql"
     try:
@@ -176,10 +182,12 @@ def _upgrade_one_at_a_time(connection: Connection) -> None:
             connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
             connection.commit()
         script = ScriptDirectory.from_config(alembic_config())
-        following = {s.down_revision: s for s in script.walk_revisions()}
+        scripts = list(script.walk_revisions())
+        following = {s.down_revision: s for s in scripts}
+        known = {s.revision for s in scripts}
         retries = DEADLOCK_RETRIES
         while True:
-            committed = _upgrade_next(connection, following, retry=retries > 0)
+            committed = _upgrade_next(connection, following, known, retry=retries > 0)
             if committed is None:
                 break
             if not committed:
@@ -190,7 +198,7 @@ def _upgrade_one_at_a_time(connection: Connection) -> None:
 
 
 def _upgrade_next(
-    connection: Connection, following: dict[Any, Script], *, retry: bool
+    connection: Connection, following: dict[Any, Script], known: set[str], *, retry: bool
 ) -> bool | None:
     """Apply the oldest pending migration in a transaction of its own: True when it
     committed, False when PostgreSQL cancelled it to break a deadlock and `retry` allows
@@ -208,6 +216,12 @@ def _upgrade_next(
             current = MigrationContext.configure(connection).get_current_revision()
             step = following.get(current)
             if step is None:
+                if current is not None and current not in known:
+                    raise UnknownSchema(
+                        f"the database's schema is at migration {current}, which this"
+                        " version of nico does not know: a newer nico upgraded it; run that"
+                        " version or a newer one"
+                    )
                 return None
             started = time.monotonic()
             log.info("migration %s (%s): started", step.revision, " ".join(step.doc.split()))
