@@ -58,7 +58,7 @@ async def test_a_failed_migration_keeps_the_ones_before_it_and_the_next_start_re
 ) -> None:
     """0007 -> head where 0010 fails on its second index (one an operator made by hand
     under that name): 0008 and 0009 stay applied, the schema says 0009, 0010's first index
-    went back with it, and the next start applies 0010 alone."""
+    went back with it, and the next start applies 0010 and what follows."""
     db = any_database
     await _downgrade(db, "0007")
     async with db.engine.begin() as conn:
@@ -98,7 +98,7 @@ async def test_a_failed_migration_keeps_the_ones_before_it_and_the_next_start_re
     assert "ix_idempotency_keys_created_id" in await _indexes(db, "idempotency_keys")
     assert "ix_operation_ledger_created_key" in await _indexes(db, "operation_ledger")
     started = [r.getMessage() for r in caplog.records if r.name == "nico.store"]
-    assert [m.split(" ")[1] for m in started if m.endswith(": started")] == ["0010"]
+    assert [m.split(" ")[1] for m in started if m.endswith(": started")] == ["0010", "0011"]
 
 
 async def test_each_migration_logs_its_start_and_its_duration(
@@ -112,11 +112,13 @@ async def test_each_migration_logs_its_start_and_its_duration(
         "migration 0008",
         "migration 0009",
         "migration 0010",
+        "migration 0011",
     ]
     assert [m.split(":")[0] for m in said if " done in " in m] == [
         "migration 0008",
         "migration 0009",
         "migration 0010",
+        "migration 0011",
     ]
     await any_database.migrate()  # at head: nothing more to say
     assert len([r for r in caplog.records if r.name == "nico.store"]) == len(said)
@@ -148,6 +150,7 @@ async def test_concurrent_upgrades_apply_each_migration_once(
             "migration 0008",
             "migration 0009",
             "migration 0010",
+            "migration 0011",
         ]
     finally:
         await first.dispose()

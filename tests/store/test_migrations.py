@@ -1,20 +1,32 @@
 """The Alembic migrations build exactly the schema the models describe, on both databases."""
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy import bindparam as sa_bindparam
-from sqlalchemy import select, text
 
 from nico.store import observations as obs
 from nico.store.db import Database, alembic_config
 from nico.store.history import SYNC
-from nico.store.models import Base, Provider, Site, Task, TaskTray, Tray
-from nico.store.tasks import TaskQuery, list_tasks
+from nico.store.models import (
+    Base,
+    Provider,
+    Site,
+    Task,
+    TaskRackCount,
+    TaskTray,
+    TaskTrayCount,
+    Tray,
+)
+from nico.store.tasks import TaskQuery, insert_tasks, list_tasks
 from tests.store.test_observations import _at, _power, _trays
+from tests.store.test_scope_counts import _row, assert_scopes_exact
+from tests.support.task_counts import STATUSES, make_site
 
 
 async def test_migrated_schema_matches_models(any_database: Database) -> None:
@@ -144,3 +156,52 @@ async def test_tray_power_migration_shows_what_each_tray_observation_shows(
     assert shown[failed.id] == "Unknown"  # the last read failed
     assert shown[firmware_only.id] == "Unknown"  # its power was never read
     assert {shown[t.id] for t in trays[4:]} == {"Unknown"}
+
+
+async def test_settled_counts_migration_moves_active_tasks_to_the_live_count(
+    any_database: Database,
+) -> None:
+    """0009's counters counted every status; after 0011 they hold settled tasks only and
+    every rack and tray total (active ones included) still equals the rows. Downgrading
+    puts the active tasks' counts back."""
+    site_id = await make_site(any_database)
+
+    def active_rows(sync_conn: Connection) -> int:
+        return sum(
+            sync_conn.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.status.in_(("Pending", "Waiting", "Running")))
+            ).scalar_one()
+            for table in (TaskRackCount, TaskTrayCount)
+        )
+
+    def to(revision: str) -> Callable[[Connection], int]:
+        def run(sync_conn: Connection) -> int:
+            if revision == "head":
+                command.upgrade(alembic_config(sync_conn), revision)
+            else:
+                command.downgrade(alembic_config(sync_conn), revision)
+            return active_rows(sync_conn)
+
+        return run
+
+    async with any_database.engine.begin() as conn:
+        assert await conn.run_sync(to("0010")) == 0
+    # Written under 0009's triggers: every status counted, active ones too.
+    async with any_database.session() as session:
+        await insert_tasks(session, [_row(site_id, s, i) for i, s in enumerate(STATUSES * 3)])
+    async with any_database.engine.begin() as conn:
+        assert await conn.run_sync(active_rows) > 0
+        assert await conn.run_sync(to("head")) == 0
+    await assert_scopes_exact(any_database, site_id)
+
+    async with any_database.engine.begin() as conn:
+        assert await conn.run_sync(to("0010")) > 0
+        rack_sum = await conn.scalar(select(func.sum(TaskRackCount.n)))
+        tray_sum = await conn.scalar(select(func.sum(TaskTrayCount.n)))
+        tasks = await conn.scalar(select(func.count()).select_from(Task))
+        links = await conn.scalar(select(func.count()).select_from(TaskTray))
+        assert (rack_sum, tray_sum) == (tasks, links)
+        assert await conn.run_sync(to("head")) == 0
+    await assert_scopes_exact(any_database, site_id)

@@ -249,3 +249,74 @@ async def test_compaction_leaves_settled_counters_alone(any_database: Database) 
         assert set(kept_trays.all()) <= settled["task_tray_counts"]
     assert after != settled
     await assert_scopes_exact(db, site_id)
+
+
+async def _counter_rows(db: Database) -> int:
+    async with db.session() as session:
+        racks = await session.scalar(select(func.count()).select_from(TaskRackCount))
+        trays = await session.scalar(select(func.count()).select_from(TaskTrayCount))
+    return int(racks or 0) + int(trays or 0)
+
+
+async def test_a_task_writes_its_rack_and_tray_counters_once_when_it_settles(
+    any_database: Database,
+) -> None:
+    """Submission and every transition before the task settles write no rack or tray
+    counter row (they did: 2 per targeted tray each time, under SQLite's one write lock);
+    the totals count the active task all along, and its settled status once it ends."""
+    db = any_database
+    site_id = await make_site(db)
+    row = _row(site_id, "Waiting", 1)  # RACKS[1], TRAYS[1:4]: 3 trays
+    async with db.session() as session:
+        await insert_tasks(session, [row])
+    await assert_scopes_exact(db, site_id)
+    for source, target in (
+        (TaskStatus.WAITING, TaskStatus.PENDING),
+        (TaskStatus.PENDING, TaskStatus.RUNNING),
+    ):
+        async with db.session() as session:
+            assert await transition_task(session, row["id"], target, expected=source)
+        assert await _counter_rows(db) == 0
+        await assert_scopes_exact(db, site_id)
+    async with db.session() as session:
+        assert await transition_task(
+            session, row["id"], TaskStatus.SUCCEEDED, expected=TaskStatus.RUNNING
+        )
+    assert await _counter_rows(db) == 1 + 3
+    await assert_scopes_exact(db, site_id)
+
+
+async def test_totals_stay_exact_while_tasks_settle_under_concurrent_reads(
+    any_database: Database,
+) -> None:
+    """A total read while tasks move from active to settled counts each task once: the
+    live count and the counters are read in one statement, one snapshot."""
+    db = any_database
+    site_id = await make_site(db)
+    rows = [_row(site_id, "Running", i) for i in range(12)]
+    async with db.session() as session:
+        await insert_tasks(session, rows)
+    queries = [TaskQuery(site_id=site_id, rack_id=rack) for rack in RACKS] + [
+        TaskQuery(site_id=site_id, tray_id=tray) for tray in TRAYS
+    ]
+    expected = {q: await _actual(db, q) for q in queries}
+    done = False
+
+    async def settle() -> None:
+        nonlocal done
+        for r in rows:
+            async with db.session() as session:
+                await transition_task(session, r["id"], TaskStatus.SUCCEEDED)
+            await compact_task_counts(db)
+        done = True
+
+    async def read() -> None:
+        while not done:
+            async with db.session() as session:
+                for q in queries:
+                    _, total = await list_tasks(session, q, offset=0, limit=1)
+                    assert total == expected[q], q
+            await asyncio.sleep(0)
+
+    await asyncio.gather(settle(), read(), read())
+    await assert_scopes_exact(db, site_id)

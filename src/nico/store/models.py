@@ -400,10 +400,11 @@ class TaskCount(Base):
 
 
 class TaskRackCount(Base):
-    """A rack's task counts by site, status and operation type, kept as signed deltas like
-    `TaskCount`: triggers on `tasks` (migration 0009, `nico.store.scope_counts`) write
-    them in the writer's transaction and the sweep folds them, so a rack list's total
-    reads a few rows whatever the rack's history."""
+    """A rack's settled tasks (any status but Pending, Waiting, Running) by site, status
+    and operation type, kept as signed deltas like `TaskCount`: triggers on `tasks`
+    (migrations 0009, 0011, `nico.store.scope_counts`) write them in the writer's
+    transaction when a task settles and the sweep folds them, so a rack list's total
+    reads a few rows plus the rack's few active tasks, whatever its history."""
 
     __tablename__ = "task_rack_counts"
     __table_args__ = (
@@ -421,11 +422,11 @@ class TaskRackCount(Base):
 
 
 class TaskTrayCount(Base):
-    """A tray's task counts by site, status and operation type (signed deltas like
-    `TaskCount`): triggers on `task_trays` count a link's insert and delete, triggers on
-    `tasks` move its links' counts when the task's status changes (migration 0009,
-    `nico.store.scope_counts`), so a tray list's total reads a few rows, not the tray's
-    links."""
+    """A tray's settled tasks by site, status and operation type (signed deltas like
+    `TaskCount`): triggers on `task_trays` count a settled task's link inserted or
+    deleted, triggers on `tasks` count its links when it settles (migrations 0009, 0011,
+    `nico.store.scope_counts`), so a tray list's total reads a few rows plus the tray's
+    links with no finished status, not all its links."""
 
     __tablename__ = "task_tray_counts"
     __table_args__ = (

@@ -419,8 +419,9 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
 
 
 def _scope_count(shape: _Shape) -> Select[int]:
-    """A rack's or a tray's total from its counters (`nico.store.scope_counts`): exact,
-    and a few rows whatever its history, for every status set and operation type."""
+    """A rack's or a tray's total from its counters plus its active tasks
+    (`nico.store.scope_counts`): exact, and a few rows whatever its history, for every
+    status set and operation type."""
     site = bindparam("site_id", type_=Task.site_id.type)
     operation = (
         bindparam("operation_type", type_=Task.operation_type.type)
