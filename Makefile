@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/redfish.py
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/list_items.py
+	$(BIN)/python bench/task_writes.py
 	$(BIN)/python bench/reads.py --sizes $(READS_SIZES) $(READS_FLAGS)
 	$(BIN)/python bench/migrate.py --tasks $(MIGRATE_TASKS)
 
