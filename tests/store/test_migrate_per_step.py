@@ -257,8 +257,13 @@ async def test_a_schema_from_a_newer_nico_is_refused_not_taken_for_head(
     db = any_database
     async with db.engine.begin() as conn:
         await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_newer'")
+    try:
+        with pytest.raises(UnknownSchema, match=r"0099_newer.*newer nico"):
+            await db.migrate()
 
-    with pytest.raises(UnknownSchema, match=r"0099_newer.*newer nico"):
-        await db.migrate()
-
-    assert await _versions(db) == ["0099_newer"]  # nothing was touched
+        assert await _versions(db) == ["0099_newer"]  # nothing was touched
+    finally:  # PostgreSQL's test database is shared by the tests that follow
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD}
+            )
