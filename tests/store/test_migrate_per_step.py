@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -267,3 +268,61 @@ async def test_a_schema_from_a_newer_nico_is_refused_not_taken_for_head(
             await conn.execute(
                 text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD}
             )
+
+
+@pytest.mark.postgres
+async def test_0011_waits_for_an_old_workers_sweep_and_leaves_no_active_counter_rows(
+    fresh_postgres: str,
+) -> None:
+    """An older worker's counter sweep in flight (it deletes rows and inserts their sum)
+    when 0011 removes the rows of active statuses: 0011 must wait for it, or the sweep's
+    sum of active rows survives and every unfiltered rack total counts those tasks twice
+    for good."""
+    from nico.store.scope_counts import rack_total
+    from nico.store.task_counts import FOLDED, _compact_postgres
+
+    db = Database(fresh_postgres)
+    other = create_async_engine(fresh_postgres)
+    try:
+        await db.migrate()
+        site_id = await make_site(db)
+        rack = uuid.uuid4()
+        rows = [{**make_row(site_id, "Pending"), "rack_id": rack} for _ in range(3)]
+        async with db.session() as session:
+            await insert_tasks(session, rows)
+        await _downgrade(db, "0010")
+        async with db.engine.begin() as conn:  # deltas of 0009's triggers, not yet folded
+            await conn.execute(
+                text("UPDATE tasks SET status = 'Running' WHERE id IN (:a, :b)"),
+                {"a": rows[0]["id"], "b": rows[1]["id"]},
+            )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND (query LIKE 'DELETE FROM task_rack_counts%'"
+            " OR query LIKE 'LOCK TABLE task_rack_counts%')"
+        )
+        async with other.connect() as sweep:
+            await sweep.execute(text(_compact_postgres("task_rack_counts", FOLDED[1][1])))
+            upgrade = asyncio.create_task(db.migrate())
+            deadline = time.monotonic() + 30
+            async with other.connect() as probe:
+                while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
+                    assert time.monotonic() < deadline and not upgrade.done()
+                    await probe.rollback()
+                    await asyncio.sleep(0.05)
+            await sweep.commit()
+        await upgrade
+
+        async with db.engine.connect() as conn:
+            left = (
+                await conn.exec_driver_sql(
+                    "SELECT status, n FROM task_rack_counts"
+                    " WHERE status IN ('Pending', 'Waiting', 'Running')"
+                )
+            ).all()
+            total = (await conn.execute(rack_total(site_id, rack))).scalar_one()
+        assert left == []
+        assert total == 3
+    finally:
+        await other.dispose()
+        await db.dispose()

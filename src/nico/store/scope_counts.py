@@ -214,6 +214,8 @@ def _counted(
     query = select(func.coalesce(func.sum(table.n), 0)).where(scope)
     if settled is not None:
         query = query.where(table.status.in_(settled))
+    else:  # every settled status: never a stray row of an active one, counted live
+        query = query.where(table.status.not_in(ACTIVE))
     if operation_type is not None:
         query = query.where(table.operation_type == operation_type)
     return query

@@ -194,6 +194,12 @@ def _replace_triggers(statements: Sequence[str]) -> None:
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     _replace_triggers(SQLITE_TRIGGERS if sqlite else POSTGRES_TRIGGERS)
+    if not sqlite:
+        # An older worker's sweep still running folds counter rows (DELETE, then INSERT
+        # their sum): one in flight when the DELETE below starts would commit a sum of
+        # active rows the DELETE cannot see, left over for good. Wait for it, and keep
+        # new ones out until this commits (after the triggers: tasks first, as writers).
+        op.execute("LOCK TABLE task_rack_counts, task_tray_counts IN SHARE ROW EXCLUSIVE MODE")
     # Rows keyed by an active status count exactly the active tasks (their deltas, folded
     # or not, sum to them); totals now count those live.
     for table in ("task_rack_counts", "task_tray_counts"):
