@@ -14,7 +14,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from nico.store.db import MIGRATION_LOCK_KEY, Database, UnknownSchema, alembic_config
 from nico.store.tasks import insert_tasks
@@ -45,6 +45,16 @@ async def _indexes(db: Database, table: str) -> set[str]:
 async def _tables(db: Database) -> set[str]:
     async with db.engine.connect() as conn:
         return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def _until_waiting(probe: AsyncConnection, waiting: str, upgrade: asyncio.Task[None]) -> None:
+    """Poll `waiting` (a count of lock waits) on `probe` until it is non-zero: the upgrade
+    is then blocked where the test wants it. Fails after 30 s or if the upgrade ends."""
+    deadline = time.monotonic() + 30
+    while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
+        assert time.monotonic() < deadline and not upgrade.done()
+        await probe.rollback()
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -177,12 +187,8 @@ async def test_trays_are_writable_once_0008_commits_while_later_migrations_wait(
             waiting = (
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'tasks'::regclass"
             )
-            deadline = time.monotonic() + 30
             async with other.connect() as probe:
-                while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
-                    assert time.monotonic() < deadline and not upgrade.done()
-                    await probe.rollback()
-                    await asyncio.sleep(0.05)
+                await _until_waiting(probe, waiting, upgrade)
                 await probe.rollback()
                 await probe.exec_driver_sql("SET lock_timeout = '3s'")
                 began = time.monotonic()
@@ -230,12 +236,8 @@ async def test_0009_deadlocked_by_an_old_workers_prune_is_run_again(
                 "SELECT count(*) FROM pg_locks"
                 " WHERE NOT granted AND relation = 'task_trays'::regclass"
             )
-            deadline = time.monotonic() + 30
             async with other.connect() as probe:
-                while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
-                    assert time.monotonic() < deadline and not upgrade.done()
-                    await probe.rollback()
-                    await asyncio.sleep(0.05)
+                await _until_waiting(probe, waiting, upgrade)
             try:
                 await prune.execute(text("DELETE FROM tasks WHERE id = :id"), gone)
                 await prune.commit()
@@ -304,12 +306,8 @@ async def test_0011_waits_for_an_old_workers_sweep_and_leaves_no_active_counter_
         async with other.connect() as sweep:
             await sweep.execute(text(_compact_postgres("task_rack_counts", FOLDED[1][1])))
             upgrade = asyncio.create_task(db.migrate())
-            deadline = time.monotonic() + 30
             async with other.connect() as probe:
-                while (await probe.exec_driver_sql(waiting)).scalar_one() == 0:
-                    assert time.monotonic() < deadline and not upgrade.done()
-                    await probe.rollback()
-                    await asyncio.sleep(0.05)
+                await _until_waiting(probe, waiting, upgrade)
             await sweep.commit()
         await upgrade
 
