@@ -81,7 +81,18 @@ async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield db
         await db.dispose()
         return
-    url = request.getfixturevalue("postgres_url")
+    async for db in _emptied_postgres(request.getfixturevalue("postgres_url")):
+        yield db
+
+
+@pytest.fixture
+async def postgres_database(postgres_url: str) -> AsyncIterator[Database]:
+    """A store test that is about PostgreSQL only (its plan cache, its locks)."""
+    async for db in _emptied_postgres(postgres_url):
+        yield db
+
+
+async def _emptied_postgres(url: str) -> AsyncIterator[Database]:
     db = Database(url)
     await db.migrate()
     await truncate_all(db)

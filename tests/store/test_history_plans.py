@@ -29,7 +29,7 @@ from nico.store.history import (
     racks_with_history_before_statement,
 )
 from nico.store.models import utcnow
-from tests.support.plans import query_plan
+from tests.support.plans import generic_plan, query_plan, sorts_inside_a_limit
 
 RACKS = 20
 TRAYS_PER_RACK = 6
@@ -126,6 +126,21 @@ async def test_every_history_page_reads_an_index_in_order(any_database: Database
             assert not _scans(any_database, plan), f"{name} {what}:\n{plan}"
             if what != "count":
                 assert not _sorts(any_database, plan), f"{name} {what} sorts:\n{plan}"
+
+
+@pytest.mark.postgres
+async def test_every_history_page_keeps_one_plan_good_for_any_values(
+    postgres_database: Database,
+) -> None:
+    """On PostgreSQL a page is planned once per read connection for whatever tray, rack,
+    time and page come (`Database.read`): that one plan must not scan the history or sort
+    it either."""
+    seeded = await _seed(postgres_database)
+    for name, query in _cases(seeded).items():
+        page, count = history_statements(query, offset=0, limit=20)
+        plan = await generic_plan(postgres_database, page.add_columns(count.scalar_subquery()), {})
+        assert not _scans(postgres_database, plan), f"{name}:\n{plan}"
+        assert not sorts_inside_a_limit(plan), f"{name} sorts:\n{plan}"
 
 
 @pytest.mark.parametrize("page_size", [20, 7])

@@ -22,12 +22,16 @@ from nico.store.models import Provider, Site, utcnow
 from nico.store.tasks import (
     NOT_FINISHED,
     TaskQuery,
+    _guarded_statement,
+    _Shape,
+    _shape_statements,
+    _values,
     insert_tasks,
     list_statements,
     list_tasks,
     page_with_total,
 )
-from tests.support.plans import query_plan
+from tests.support.plans import generic_plan, query_plan, sorts_inside_a_limit
 
 RACKS = 20
 TRAYS_PER_RACK = 5
@@ -233,6 +237,30 @@ async def test_every_task_list_reads_an_index_in_order(any_database: Database) -
             both = await query_plan(any_database, page_with_total(page, count))
             assert not _scans_history(any_database, both), f"{name} page+total:\n{both}"
             assert not _sorts(any_database, both), f"{name} page+total sorts:\n{both}"
+
+
+@pytest.mark.postgres
+async def test_every_task_list_keeps_one_plan_good_for_any_values(
+    postgres_database: Database,
+) -> None:
+    """What a PostgreSQL request runs: the statement with the site guard, the page and
+    its total, planned once per read connection for any site, tray, page size and offset
+    (`Database.read`). That one plan must not scan the history or sort it, for every
+    list shape; a rack's or a tray's total reads its counters and active tasks only."""
+    history = await _seed(postgres_database)
+    for name, query in _cases(history).items():
+        for with_report in (False, True):
+            statement = _guarded_statement(_Shape.of(query, with_report))
+            values = {**_values(query, 0, 20), "org": "plans"}
+            plan = await generic_plan(postgres_database, statement, values)
+            what = f"{name}{' includeReport' if with_report else ''}"
+            assert not _scans_history(postgres_database, plan), f"{what}:\n{plan}"
+            if name not in _PLANNER_CHOICE:
+                assert not sorts_inside_a_limit(plan), f"{what} sorts its rows:\n{plan}"
+        if (query.rack_id is None) != (query.tray_id is None):
+            count = _shape_statements(_Shape.of(query, False))[1]
+            count_plan = await generic_plan(postgres_database, count, values)
+            assert not _reads_history(count_plan), f"{name} total:\n{count_plan}"
 
 
 @pytest.mark.parametrize("page_size", [20, 7])
