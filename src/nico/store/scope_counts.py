@@ -36,6 +36,7 @@ from sqlalchemy import ColumnElement, Integer, Select, func, literal, select, te
 
 from nico.domain import TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Task, TaskRackCount, TaskTray, TaskTrayCount
+from nico.store.status_sql import status_in, status_not_in
 
 # Statuses counted live, not by the counters: the partial active indexes' predicate.
 ACTIVE: tuple[str, ...] = tuple(s.value for s in TaskStatus if s.active)
@@ -213,9 +214,9 @@ def _counted(
         return None
     query = select(func.coalesce(func.sum(table.n), 0)).where(scope)
     if settled is not None:
-        query = query.where(table.status.in_(settled))
+        query = query.where(status_in(table.status, settled))
     else:  # every settled status: never a stray row of an active one, counted live
-        query = query.where(table.status.not_in(ACTIVE))
+        query = query.where(status_not_in(table.status, ACTIVE))
     if operation_type is not None:
         query = query.where(table.operation_type == operation_type)
     return query
@@ -243,7 +244,7 @@ def rack_total(
         live = live.where(Task.site_id == site_id, Task.rack_id == rack_id)
         live = live.where(text(f"tasks.{ACTIVE_TASK_SQL}"))
         if active is not None and set(active) != set(ACTIVE):
-            live = live.where(Task.status.in_(active))
+            live = live.where(status_in(Task.status, active))
         if operation_type is not None:
             live = live.where(Task.operation_type == operation_type)
         live = live.correlate(None)  # its own tasks, also inside a list's statement
@@ -271,7 +272,8 @@ def tray_total(
         # Driven by the tray's unfinished links, each task one primary-key probe (a join
         # let SQLite walk every site's active tasks instead).
         task = select(Task.id).where(
-            Task.id == TaskTray.task_id, Task.status.in_(ACTIVE if active is None else active)
+            Task.id == TaskTray.task_id,
+            status_in(Task.status, ACTIVE if active is None else active),
         )
         if operation_type is not None:
             task = task.where(Task.operation_type == operation_type)

@@ -23,6 +23,7 @@ from sqlalchemy.sql import Select
 from nico.store.db import Database
 from nico.store.models import Site, TaskCount
 from nico.store.scope_counts import RACK_KEY, TRAY_KEY
+from nico.store.status_sql import status_in
 
 _COLUMNS = "site_id, status, operation_type, n"
 
@@ -105,7 +106,7 @@ def site_total(
     """The number of the site's tasks (in `statuses`, of `operation_type`), exact."""
     query = select(func.coalesce(func.sum(TaskCount.n), 0)).where(TaskCount.site_id == site_id)
     if statuses is not None:
-        query = query.where(TaskCount.status.in_(statuses))
+        query = query.where(status_in(TaskCount.status, statuses))
     if operation_type is not None:
         query = query.where(TaskCount.operation_type == operation_type)
     return query

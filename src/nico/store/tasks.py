@@ -40,6 +40,7 @@ from sqlalchemy.types import NullType
 from nico.domain import ALLOWED_TASK_TRANSITIONS, FINISHED_TASK_STATUSES, TaskStatus
 from nico.store.models import ACTIVE_TASK_SQL, Provider, Site, Task, TaskTray, utcnow
 from nico.store.scope_counts import rack_total, tray_total
+from nico.store.status_sql import status_in
 from nico.store.task_counts import site_total
 from nico.text import MESSAGE_MAX_BYTES as MESSAGE_MAX_BYTES  # re-exported
 from nico.text import truncate_utf8 as truncate_utf8  # re-exported
@@ -358,7 +359,7 @@ def _shape_filters(shape: _Shape) -> list[ColumnElement[bool] | TextClause]:
             if shape.active_only:  # several not-finished statuses: the partial index
                 conditions.append(_ACTIVE)
             if set(shape.statuses) != set(NOT_FINISHED):
-                conditions.append(Task.status.in_(shape.statuses))
+                conditions.append(status_in(Task.status, shape.statuses))
     if shape.operation_type:
         conditions.append(Task.operation_type == bindparam("operation_type"))
     return conditions
