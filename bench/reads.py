@@ -519,15 +519,29 @@ def print_tables(rows: list[Row], duration: float, runs: int, api_workers: int) 
     groups: dict[tuple[str, str, str, str], dict[int, float]] = {}
     for r in rows:
         groups.setdefault((r.label, r.db, r.endpoint, r.variant), {})[r.tasks] = r.c50.rps
-    print("\nreq/s at the largest size / req/s at the smallest (1.00 = flat in history)\n")
+    print(
+        "\nreq/s at the largest size / req/s at each smaller size (1.00 = flat in history);"
+        "\nitems: the page's items at each size (a 2-item page costs less to send than 20)\n"
+    )
     for (label, db, endpoint, variant), by_size in groups.items():
-        if len(by_size) < 2:
-            continue
-        small, large = min(by_size), max(by_size)
-        print(
-            f"{label:<8} {db:<8} {endpoint:<5} {variant:<13} "
-            f"{large:>9,} / {small:<6,} {by_size[large] / by_size[small]:>6.2f}"
-        )
+        large = max(by_size)
+        for small in sorted(by_size)[:-1]:
+            items = (
+                f"{page_items(endpoint, variant, small)}->{page_items(endpoint, variant, large)}"
+            )
+            print(
+                f"{label:<8} {db:<8} {endpoint:<5} {variant:<13} "
+                f"{large:>9,} / {small:<6,} {by_size[large] / by_size[small]:>6.2f}"
+                f"   items {items}"
+            )
+
+
+def page_items(endpoint: str, variant: str, tasks: int) -> int:
+    """How many tasks a 20-task page of this list holds at `tasks` tasks of history: all
+    are finished, and a rack's (so each of its trays') share is 1/RACKS."""
+    if variant == "activeOnly":
+        return 0
+    return min(20, tasks if endpoint == "site" else tasks // RACKS)
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
