@@ -137,6 +137,9 @@ class Database:
                     # asyncpg prepares each statement once a connection; a generic plan
                     # is then planned once too, instead of for every request's values.
                     "plan_cache_mode": "force_generic_plan",
+                    # A generic plan is costed for a tenth of the rows under a LIMIT it
+                    # cannot see: never let that cost JIT-compile a page read (tens of ms).
+                    "jit": "off",
                 },
             }
             self._reads = create_async_engine(

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     CursorResult,
     Dialect,
@@ -354,7 +355,7 @@ def _shape_filters(shape: _Shape) -> list[ColumnElement[bool] | TextClause]:
         conditions.append(Task.rack_id == bindparam("rack_id"))
     if shape.statuses is not None:
         if len(shape.statuses) == 1:  # the (site, status, created, id) index
-            conditions.append(Task.status == shape.statuses[0])
+            conditions.append(status_in(Task.status, shape.statuses))
         else:
             if shape.active_only:  # several not-finished statuses: the partial index
                 conditions.append(_ACTIVE)
@@ -378,7 +379,7 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
         extra = conditions[1:]
         one = shape.statuses[0] if shape.statuses and len(shape.statuses) == 1 else None
         if one in FINISHED:  # the link's own copy of a finished status: one index range
-            links.append(TaskTray.finished_status == one)
+            links.append(status_in(TaskTray.finished_status, [one]))
             extra = _shape_filters(replace(shape, statuses=None))[1:]
         page = (
             select(*columns)
@@ -411,9 +412,7 @@ def _shape_statements(shape: _Shape) -> tuple[Select[Any], Select[int]]:
             count = site_total(
                 bindparam("site_id", type_=Task.site_id.type),
                 shape.statuses,
-                bindparam("operation_type", type_=Task.operation_type.type)
-                if shape.operation_type
-                else None,
+                _operation(shape),
             )
     page = page.offset(bindparam("offset", type_=Integer)).limit(bindparam("limit", type_=Integer))
     return page, count
@@ -424,16 +423,20 @@ def _scope_count(shape: _Shape) -> Select[int]:
     (`nico.store.scope_counts`): exact, and a few rows whatever its history, for every
     status set and operation type."""
     site = bindparam("site_id", type_=Task.site_id.type)
-    operation = (
-        bindparam("operation_type", type_=Task.operation_type.type)
-        if shape.operation_type
-        else None
-    )
+    operation = _operation(shape)
     if shape.tray:
         tray = bindparam("tray_id", type_=TaskTray.tray_id.type)
         return tray_total(site, tray, shape.statuses, operation)
     rack = bindparam("rack_id", type_=Task.rack_id.type)
     return rack_total(site, rack, shape.statuses, operation)
+
+
+def _operation(shape: _Shape) -> BindParameter[str] | None:
+    # Bound, not a literal (`status_sql`): with the type in its text, PostgreSQL's plan
+    # of a tray's rare type hashed that type's tasks from a scan of the table.
+    if not shape.operation_type:
+        return None
+    return bindparam("operation_type", type_=Task.operation_type.type)
 
 
 def list_statements(
