@@ -538,10 +538,10 @@ def print_tables(rows: list[Row], duration: float, runs: int, api_workers: int) 
 
 def page_items(endpoint: str, variant: str, tasks: int) -> int:
     """How many tasks a 20-task page of this list holds at `tasks` tasks of history: all
-    are finished, and a rack's (so each of its trays') share is 1/RACKS."""
+    are finished, and the measured rack (the first) gets every RACKS-th task, rounded up."""
     if variant == "activeOnly":
         return 0
-    return min(20, tasks if endpoint == "site" else tasks // RACKS)
+    return min(20, tasks if endpoint == "site" else -(-tasks // RACKS))
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
