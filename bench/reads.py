@@ -319,20 +319,22 @@ def wait_until_up(url: str, token: str, process: subprocess.Popen[bytes]) -> Non
 
 
 def pg_database(action: str, name: str) -> None:
+    asyncio.run(pg_database_async(action, name))
+
+
+async def pg_database_async(action: str, name: str) -> None:
+    """Create or drop (`action`) a throwaway database on the bench's PostgreSQL server."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    async def run() -> None:
-        engine = create_async_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                if action == "create":
-                    await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-                else:
-                    await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    engine = create_async_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            if action == "create":
+                await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await engine.dispose()
 
 
 def postgres_reachable() -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,22 +35,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-PG_ADMIN = os.environ.get("NICO_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+from reads import PG_ADMIN, pg_database_async
+
 PHASES = ("submit", "start", "finish", "import")
-
-
-async def _pg(action: str, name: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            if action == "create":
-                await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            else:
-                await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await engine.dispose()
 
 
 def _rows(site_id: uuid.UUID, tasks: int, trays: int, status: str) -> list[dict[str, Any]]:
@@ -97,7 +83,7 @@ async def one_run(db_kind: str, tasks: int, trays: int) -> dict[str, float]:
         if db_kind == "sqlite":
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'nico.db'}"
         else:
-            await _pg("create", name)
+            await pg_database_async("create", name)
             url = f"{PG_ADMIN}/{name}"
         db = Database(url)
         try:
@@ -133,7 +119,7 @@ async def one_run(db_kind: str, tasks: int, trays: int) -> dict[str, float]:
         finally:
             await db.dispose()
             if db_kind != "sqlite":
-                await _pg("drop", name)
+                await pg_database_async("drop", name)
 
 
 def _child(python: Path, db_kind: str, tasks: int, trays: int) -> dict[str, float]:
